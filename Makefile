@@ -1,0 +1,41 @@
+# The two set-up commands in the README are `make serve` and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: setup models serve test test-fast report sweep clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and alone, pinned, so nothing can pull a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[pipeline,service,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Build every variant in models/recipes.toml that is not built yet.
+models: $(STAMP)
+	$(BIN)/python -m compression build --if-missing
+
+## Set up, build the models if missing, and serve the default compressed model.
+serve: models
+	$(BIN)/python -m service
+
+## Set up and run the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+report: $(STAMP)
+	$(BIN)/python -m compression report
+
+sweep: $(STAMP)
+	$(BIN)/python -m compression sweep
+
+clean:
+	rm -rf models/*/ models/.cache reports

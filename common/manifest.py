@@ -1,0 +1,65 @@
+"""The manifest.json schema: written by the pipeline, read by the service."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import contract
+
+
+class Params(BaseModel):
+    embedding: int
+    encoder: int
+    total: int
+
+
+class Bytes(BaseModel):
+    file: int
+    embedding: int  # bytes of the word-embedding part (table or factors, scales, residual rows)
+
+
+class Quality(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    stsb_spearman: float | None = None  # STS-B test Spearman ×100
+    fidelity_mean: float | None = None  # cosine to the baseline's embedding, mean over eval sentences
+    fidelity_p1: float | None = None  # ... and its 1st percentile
+    sst2_probe_accuracy: float | None = None  # logistic-regression probe, SST-2 test, ×100
+    heads: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    name: str
+    base_model: str
+    baseline: str | None
+    method: str
+    rank: int | None
+    quantization: str
+    dim: int
+    max_seq_length: int
+    params: Params
+    bytes: Bytes
+    sha256: str
+    quality: Quality
+    recipe: dict[str, Any]
+    versions: dict[str, str]
+    heads: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def read(cls, model_dir: Path) -> "Manifest":
+        return cls.model_validate_json((Path(model_dir) / contract.MANIFEST_FILE).read_text())
+
+    def write(self, model_dir: Path) -> None:
+        (Path(model_dir) / contract.MANIFEST_FILE).write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,66 @@
+"""A torch-free sentence encoder over a model directory: tokenizers + onnxruntime.
+
+The pipeline uses it to evaluate what it exported exactly as the service will
+run it; the service's runtime builds on the same tokenization and session code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import contract
+
+
+def load_tokenizer(path: Path, max_length: int):
+    """A `tokenizers.Tokenizer` that pads to the longest item and truncates to max_length."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.enable_truncation(max_length=max_length)
+    pad_id = tok.token_to_id("[PAD]")
+    tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+    return tok
+
+
+def make_session(model_file: Path, threads: int = 0, optimize: bool = True):
+    """An onnxruntime CPU session; threads=0 lets onnxruntime pick."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    return ort.InferenceSession(str(model_file), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def batch_arrays(encodings) -> dict[str, np.ndarray]:
+    """Stack tokenizer encodings into the int64 feeds the graph takes."""
+    return {
+        contract.INPUT_IDS: np.asarray([e.ids for e in encodings], dtype=np.int64),
+        contract.ATTENTION_MASK: np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+    }
+
+
+class OnnxEncoder:
+    """Embed lists of texts with a model directory's model.onnx and tokenizer.json."""
+
+    def __init__(self, model_dir: Path, max_length: int = 256, threads: int = 0, model_file: Path | None = None):
+        self.model_dir = Path(model_dir)
+        self.tokenizer = load_tokenizer(self.model_dir / contract.TOKENIZER_FILE, max_length)
+        self.session = make_session(model_file or self.model_dir / contract.MODEL_FILE, threads)
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """(n, dim) float32 unit vectors; batches are sorted by length to cut padding."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out: np.ndarray | None = None
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            feeds = batch_arrays(self.tokenizer.encode_batch([texts[i] for i in idx]))
+            emb = self.session.run([contract.OUTPUT_EMBEDDING], feeds)[0]
+            if out is None:
+                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        return out if out is not None else np.zeros((0, 0), np.float32)

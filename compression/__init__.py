@@ -1,0 +1,1 @@
+"""Offline compression pipeline: load → factorize → recover → quantize → export → evaluate."""

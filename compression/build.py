@@ -1,0 +1,195 @@
+"""Build one variant end to end into models/<name>/, atomically.
+
+load → factorize → recover → export + parity → quantize → evaluate → manifest.
+Everything is written into a hidden temporary directory beside the target and
+renamed into place only when complete, so an interrupted or failed build
+leaves no half-written model behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from common import contract
+from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
+from common.onnx_encoder import OnnxEncoder, load_tokenizer
+
+from . import quantize
+from .corpus import read_text_file, token_counts, train_sentences
+from .errors import ConfigError, PipelineError
+from .evaluate import Embedded, EvalSet, embed_eval_set, quality
+from .export import check_parity, export_onnx
+from .factorize import factorize
+from .measure import embedding_bytes
+from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
+from .recipes import VariantRecipe
+from .recover import distill
+from .source import SourceModel, load_source
+
+log = logging.getLogger(__name__)
+
+
+def tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__,
+            "numpy": np.__version__}
+
+
+@dataclass
+class BuildContext:
+    """What several variants share: the source model, data and cached embeddings."""
+
+    out_root: Path
+    data_dir: Path
+    model_dir: Path | None = None
+    progress: bool = True
+    threads: int = 0
+    _embedded: dict[str, Embedded] = field(default_factory=dict)
+
+    @cached_property
+    def source(self) -> SourceModel:
+        return load_source(self.model_dir)
+
+    @cached_property
+    def eval_set(self) -> EvalSet:
+        return EvalSet.load(self.data_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        path = self.out_root / ".cache"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def counts(self, corpus: str | None) -> np.ndarray:
+        texts = read_text_file(Path(corpus)) if corpus else train_sentences(self.data_dir)
+        return token_counts(self.source.tokenizer_file, texts, self.source.vocab_size)
+
+    def embedded(self, name: str) -> Embedded:
+        """The eval-set embeddings of a built variant (cached on disk, keyed by its model's sha256)."""
+        if name in self._embedded:
+            return self._embedded[name]
+        model_dir = self.out_root / name
+        if not (model_dir / contract.MODEL_FILE).is_file():
+            raise PipelineError(f"baseline {name} is not built in {self.out_root}; build it first")
+        sha = sha256_file(model_dir / contract.MODEL_FILE)
+        cache = self.cache_dir / f"eval-{name}.npz"
+        if cache.is_file():
+            data = np.load(cache)
+            if str(data["sha"]) == sha:
+                emb = Embedded(data["sts_u"], data["sts_v"], data["sst_test"], data["sst_train"])
+                self._embedded[name] = emb
+                return emb
+        emb = embed_eval_set(OnnxEncoder(model_dir, threads=self.threads), self.eval_set)
+        np.savez(cache, sha=sha, **dataclasses.asdict(emb))
+        self._embedded[name] = emb
+        return emb
+
+    def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids and the baseline's (teacher's) embeddings of a seeded sample of train sentences."""
+        sentences = train_sentences(self.data_dir)
+        pick = np.random.default_rng(seed).permutation(len(sentences))[:num]
+        texts = [sentences[i] for i in pick]
+        if not texts:
+            raise ConfigError("distillation corpus is empty")
+        tok = load_tokenizer(self.source.tokenizer_file, max_length)
+        tok.no_padding()
+        ids = [e.ids for e in tok.encode_batch(texts)]
+        model_dir = self.out_root / baseline
+        sha = sha256_file(model_dir / contract.MODEL_FILE)
+        cache = self.cache_dir / f"teacher-{baseline}-{num}-{max_length}-{seed}.npz"
+        if cache.is_file() and str(np.load(cache)["sha"]) == sha:
+            return ids, np.load(cache)["vecs"]
+        log.info("teacher: embedding %d train sentences with %s", len(texts), baseline)
+        vecs = OnnxEncoder(model_dir, max_length=max_length, threads=self.threads).encode(texts)
+        np.savez(cache, sha=sha, vecs=vecs)
+        return ids, vecs
+
+
+def _commit_dir(tmp: Path, final: Path) -> None:
+    """Swap the finished temporary directory into place (replacing an older build)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
+    ctx.out_root.mkdir(parents=True, exist_ok=True)
+    if not os.access(ctx.out_root, os.W_OK):
+        raise PipelineError(f"output directory is not writable: {ctx.out_root}")
+    src = ctx.source
+    bert = src.bert
+    rank = None
+    losses: list[float] = []
+    if recipe.factorize is not None:
+        counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
+        factors = factorize(word_embedding_matrix(bert), recipe.factorize, counts)
+        rank = factors.rank
+        bert = with_factorized_embedding(bert, factors)
+        if recipe.recover.steps:
+            if recipe.baseline is None:
+                raise ConfigError(f"{recipe.name}: recovery needs a baseline to distil from")
+            rc = recipe.recover
+            ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
+            table_q = (recipe.quantize.table_bits, recipe.quantize.table_block) if recipe.quantize.table_bits else None
+            losses = distill(SentenceEncoder(bert), ids, teacher, rc, table_q, recipe.quantize.encoder_int8,
+                             progress=ctx.progress)
+    encoder = SentenceEncoder(bert)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+    try:
+        fp32 = tmp / "model.fp32.onnx"
+        export_onnx(encoder, fp32, src.vocab_size)
+        check_parity(encoder, fp32, src.vocab_size)
+        quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
+        fp32.unlink()
+        shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
+
+        emb = embed_eval_set(OnnxEncoder(tmp, max_length=src.max_seq_length, threads=ctx.threads), ctx.eval_set)
+        base = ctx.embedded(recipe.baseline) if recipe.baseline else None
+        figures = quality(emb, ctx.eval_set, base)
+        params = count_params(bert)
+        manifest = Manifest(
+            name=recipe.name,
+            base_model=src.name,
+            baseline=recipe.baseline,
+            method=recipe.method,
+            rank=rank,
+            quantization=recipe.quantize.label,
+            dim=src.hidden_size,
+            max_seq_length=src.max_seq_length,
+            params=Params(**params),
+            bytes=Bytes(file=(tmp / contract.MODEL_FILE).stat().st_size,
+                        embedding=embedding_bytes(tmp / contract.MODEL_FILE)),
+            sha256=sha256_file(tmp / contract.MODEL_FILE),
+            quality=Quality(**figures),
+            recipe=dataclasses.asdict(recipe) | {"final_distill_loss": float(np.mean(losses[-50:])) if losses else None},
+            versions=tool_versions(),
+        )
+        manifest.write(tmp)
+        final = ctx.out_root / recipe.name
+        _commit_dir(tmp, final)
+        ctx._embedded[recipe.name] = emb
+        return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

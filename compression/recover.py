@@ -1,0 +1,127 @@
+"""Step 3 — recover by distillation: train the compressed student so its sentence
+embeddings match the original model's (the teacher's) on train-split sentences.
+
+Loss: 1 − cos(student, teacher), the quantity fidelity measures. With `qat` on,
+the student runs with the quantization it will be exported with simulated
+(compression.fake_quant), so training also absorbs the rounding error.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, PipelineError
+from .fake_quant import set_encoder_fake_quant
+from .model import FactorizedEmbedding, SentenceEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecoverConfig:
+    steps: int = 0  # 0 disables recovery
+    batch_size: int = 64
+    lr: float = 2e-3  # factors start from the (weighted) SVD, so a fairly large step is safe
+    encoder_lr: float = 0.0  # > 0 also fine-tunes the encoder's weights (slower, more capacity)
+    max_length: int = 64  # training truncation; nearly every train sentence is shorter
+    num_sentences: int = 40000  # size of the distillation corpus drawn from the train splits
+    qat: bool = True  # simulate the export's quantization while training
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8:
+            raise ConfigError(f"recovery settings out of range: {self}")
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of similar-length sentences in random order: far less padding than random batches."""
+    order = np.argsort(lengths + rng.random(len(lengths)), kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _cosine_loss(student_bd: torch.Tensor, teacher_bd: torch.Tensor) -> torch.Tensor:
+    return 1.0 - (student_bd * teacher_bd).sum(-1).mean()  # both are unit vectors
+
+
+def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
+            table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True) -> list[float]:
+    """Train `student` in place; returns the loss curve (one value per step).
+
+    ids: token ids per sentence (already truncated), teacher_nd: the teacher's
+    unit embeddings of the same sentences.
+    """
+    if config.steps == 0:
+        return []
+    if len(ids) == 0:
+        raise ConfigError("distillation corpus is empty")
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    emb = student.bert.embeddings.word_embeddings
+    if not isinstance(emb, FactorizedEmbedding):
+        raise ConfigError("recovery needs a factorized student")
+
+    for p in student.parameters():
+        p.requires_grad = False
+    groups = [{"params": [p for p in emb.parameters()], "lr": config.lr}]
+    for p in emb.parameters():
+        p.requires_grad = True
+    if config.encoder_lr > 0:
+        enc_params = [p for n, p in student.bert.named_parameters() if not n.startswith("embeddings.word_embeddings")]
+        for p in enc_params:
+            p.requires_grad = True
+        groups.append({"params": enc_params, "lr": config.encoder_lr})
+    optimizer = torch.optim.Adam(groups)
+    base_lrs = [g["lr"] for g in groups]
+
+    if config.qat:
+        emb.fake_quant = table_quant
+        if encoder_int8:
+            set_encoder_fake_quant(student.bert.encoder, True)
+    lengths = np.asarray([len(x) for x in ids])
+    teacher = torch.from_numpy(np.ascontiguousarray(teacher_nd, dtype=np.float32))
+    losses: list[float] = []
+    student.train()
+    batches: list[np.ndarray] = []
+    bar = tqdm(total=config.steps, desc="distil", disable=not progress, unit="step")
+    try:
+        for step in range(config.steps):
+            if not batches:
+                batches = length_bucketed_batches(lengths, config.batch_size, rng)
+            idx = batches.pop()
+            width = int(lengths[idx].max())
+            batch_ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                batch_ids[row, : lengths[i]] = ids[i]
+                mask[row, : lengths[i]] = 1
+            # Cosine decay with a short warm-up: stable start, small final steps.
+            warm = min(1.0, (step + 1) / max(1, config.steps // 20))
+            scale = warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+            for g, lr in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = lr * scale
+            out = student(torch.from_numpy(batch_ids), torch.from_numpy(mask))
+            loss = _cosine_loss(out, teacher[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}")
+    except KeyboardInterrupt as exc:
+        raise PipelineError("recovery interrupted; nothing was written") from exc
+    finally:
+        bar.close()
+        student.eval()
+        emb.fake_quant = None
+        set_encoder_fake_quant(student.bert.encoder, False)
+        for p in student.parameters():
+            p.requires_grad = False
+    return losses
+
