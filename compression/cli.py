@@ -60,7 +60,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         name=args.name,
         baseline=args.baseline,
         factorize=FactorizeConfig(method=args.method, rank=args.rank, target_ratio=args.ratio, alpha=args.alpha,
-                                  exact_rows=args.exact_rows),
+                                  high_rows=args.high_rows, low_rank=args.low_rank),
         recover=RecoverConfig(steps=args.steps, seed=args.seed, encoder_lr=args.encoder_lr),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
                                 encoder_int8=args.encoder_int8),
@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rank", type=int)
     g.add_argument("--ratio", type=float, help="target compression ratio of the table (V·H / (V·r + r·H))")
     p.add_argument("--alpha", type=float, default=0.5, help="frequency weight exponent")
-    p.add_argument("--exact-rows", type=int, default=0, help="hybrid: most frequent tokens kept exact")
+    p.add_argument("--high-rows", type=int, default=16000, help="banded: most frequent tokens kept at full rank")
+    p.add_argument("--low-rank", type=int, default=64, help="banded: rank of every other token")
     p.add_argument("--corpus", type=Path, default=None, help="text file for token counts (default: train splits)")
     p.add_argument("--steps", type=int, default=0, help="distillation steps (0: none)")
     p.add_argument("--encoder-lr", type=float, default=0.0, help="also fine-tune the encoder at this rate")

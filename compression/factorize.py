@@ -10,8 +10,11 @@ weighted  frequency-weighted SVD: minimise Σ_v w_v ‖E_v − A_v B‖² with w
           r-dimensional subspace is kept: it is the top-r right singular subspace
           of W^{1/2}E. Given that subspace (orthonormal rows B), each row's best
           code is its projection A_v = E_v Bᵀ, independent of its weight.
-hybrid    weighted, plus the `exact_rows` most frequent tokens keep a residual
-          row so that they are reproduced (almost) exactly.
+banded    weighted at rank `rank`, then frequency bands with different ranks:
+          the `high_rows` most frequent tokens keep all r coordinates, every
+          other token only the first `low_rank` (their best code in the top
+          directions of the same orthonormal basis). Frequent tokens carry most
+          of the text, so they get most of the bytes.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-METHODS = ("svd", "weighted", "hybrid")
+METHODS = ("svd", "weighted", "banded")
 
 
 @dataclass(frozen=True)
@@ -32,33 +35,39 @@ class FactorizeConfig:
     target_ratio: float | None = None
     # Weight w_v = (count_v + smoothing) ** alpha; alpha=0 gives plain SVD, 1 is pure frequency.
     alpha: float = 0.5
-    smoothing: float = 1.0
-    # hybrid only: how many of the most frequent tokens keep an exact residual row.
-    exact_rows: int = 0
+    # Added to every count: unseen tokens still matter on text outside the corpus.
+    smoothing: float = 10.0
+    # banded only: rows that keep the full rank (most frequent first), and the rank of all others.
+    high_rows: int = 16000
+    low_rank: int = 64
 
 
 @dataclass
 class Factors:
-    """E ≈ A_vr @ B_rh (+ residual rows R_kh for the tokens listed in exact_ids)."""
+    """E ≈ A_vr @ B_rh. Banded: rows not in high_ids are zero past column low_rank."""
 
     A_vr: np.ndarray
     B_rh: np.ndarray
-    exact_ids: np.ndarray  # (k,) int64 token ids with an exact residual row
-    R_kh: np.ndarray  # (k, H) residual E[exact_ids] − A[exact_ids] @ B
+    high_ids: np.ndarray | None = None  # (k,) token ids that keep the full rank; None: not banded
+    low_rank: int | None = None
 
     @property
     def rank(self) -> int:
         return int(self.B_rh.shape[0])
 
+    @property
+    def banded(self) -> bool:
+        return self.high_ids is not None
+
     def reconstruct(self) -> np.ndarray:
-        E_vh = self.A_vr @ self.B_rh
-        if len(self.exact_ids):
-            E_vh[self.exact_ids] += self.R_kh
-        return E_vh
+        return self.A_vr @ self.B_rh
 
     @property
     def num_params(self) -> int:
-        return int(self.A_vr.size + self.B_rh.size + self.R_kh.size)
+        if not self.banded:
+            return int(self.A_vr.size + self.B_rh.size)
+        k = len(self.high_ids)
+        return int(k * self.rank + (self.A_vr.shape[0] - k) * self.low_rank + self.B_rh.size)
 
 
 def rank_for_ratio(vocab: int, hidden: int, ratio: float) -> int:
@@ -89,7 +98,7 @@ def truncated_svd(E_vh: np.ndarray, rank: int) -> Factors:
     U, S, Vt = np.linalg.svd(E_vh.astype(np.float64), full_matrices=False)
     A_vr = (U[:, :rank] * S[:rank]).astype(np.float32)
     B_rh = Vt[:rank].astype(np.float32)
-    return Factors(A_vr, B_rh, np.zeros(0, np.int64), np.zeros((0, E_vh.shape[1]), np.float32))
+    return Factors(A_vr, B_rh)
 
 
 def weighted_svd(E_vh: np.ndarray, weights_v: np.ndarray, rank: int) -> Factors:
@@ -98,8 +107,13 @@ def weighted_svd(E_vh: np.ndarray, weights_v: np.ndarray, rank: int) -> Factors:
     _, _, Vt = np.linalg.svd(np.sqrt(weights_v)[:, None] * E, full_matrices=False)
     B_rh = Vt[:rank]  # orthonormal rows
     A_vr = E @ B_rh.T  # best code per row given B (least squares, weight-free)
-    return Factors(A_vr.astype(np.float32), B_rh.astype(np.float32), np.zeros(0, np.int64),
-                   np.zeros((0, E.shape[1]), np.float32))
+    return Factors(A_vr.astype(np.float32), B_rh.astype(np.float32))
+
+
+def frequency_order(counts_v: np.ndarray) -> np.ndarray:
+    """Token ids, most frequent first; ties (e.g. unseen tokens) by id, which in WordPiece
+    vocabularies roughly follows the frequency of the corpus the vocabulary was built on."""
+    return np.lexsort((np.arange(len(counts_v)), -counts_v))
 
 
 def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None = None) -> Factors:
@@ -113,11 +127,17 @@ def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | 
     if counts_v is None or counts_v.shape != (V,):
         raise ConfigError(f"method {config.method!r} needs token counts of shape ({V},)")
     factors = weighted_svd(E_vh, token_weights(counts_v, config.alpha, config.smoothing), rank)
-    if config.method == "hybrid" and config.exact_rows > 0:
-        k = min(config.exact_rows, V)
-        exact_ids = np.sort(np.argsort(-counts_v, kind="stable")[:k]).astype(np.int64)
-        factors.exact_ids = exact_ids
-        factors.R_kh = (E_vh[exact_ids] - factors.A_vr[exact_ids] @ factors.B_rh).astype(np.float32)
+    if config.method == "banded":
+        if not 0 < config.low_rank < rank:
+            raise ConfigError(f"low_rank must satisfy 0 < low_rank < rank = {rank}, got {config.low_rank}")
+        if not 0 < config.high_rows < V:
+            raise ConfigError(f"high_rows must satisfy 0 < high_rows < V = {V}, got {config.high_rows}")
+        order = frequency_order(counts_v)
+        factors.high_ids = np.sort(order[: config.high_rows]).astype(np.int64)
+        factors.low_rank = config.low_rank
+        low = order[config.high_rows:]
+        # B has orthonormal rows, so dropping trailing coordinates is the best code in the top directions.
+        factors.A_vr[low, config.low_rank:] = 0.0
     return factors
 
 

@@ -13,62 +13,67 @@ from .fake_quant import fake_quant_table
 
 
 class FactorizedEmbedding(nn.Module):
-    """Drop-in for nn.Embedding(V, H): x_t = A[t] @ B (+ R[slot[t]] for exact-row tokens).
+    """Drop-in for nn.Embedding(V, H): x_t = A[t] @ B.
 
-    Exported as Gather(A) → MatMul(B); with exact rows, a Gather on a (k+1)×H
-    residual table (row 0 all zeros) indexed by a V-long slot map is added.
+    Plain: exported as Gather(A) → MatMul(B).
+    Banded: two code tables, A_hi (k+1 × r) for the frequent tokens and A_lo
+    (V−k+1 × r_lo) for the rest, each with an all-zero row 0; int32 maps send
+    every token to its row in its own band and to row 0 of the other, so
+    x_t = A_hi[hi[t]] @ B + A_lo[lo[t]] @ B[:r_lo] needs no branching.
     """
 
     def __init__(self, factors: Factors):
         super().__init__()
         V, r = factors.A_vr.shape
-        self.A = nn.Embedding(V, r)
-        self.A.weight.data = torch.from_numpy(np.ascontiguousarray(factors.A_vr, dtype=np.float32))
-        self.B = nn.Linear(r, factors.B_rh.shape[1], bias=False)
+        H = factors.B_rh.shape[1]
+        self.B = nn.Linear(r, H, bias=False)
         self.B.weight.data = torch.from_numpy(np.ascontiguousarray(factors.B_rh.T, dtype=np.float32))  # (H, r)
-        k = len(factors.exact_ids)
-        self.has_residual = k > 0
-        if self.has_residual:
-            slot = np.zeros(V, dtype=np.int64)
-            slot[factors.exact_ids] = np.arange(1, k + 1)
-            self.register_buffer("slot", torch.from_numpy(slot))
-            R = np.vstack([np.zeros((1, factors.B_rh.shape[1]), np.float32), factors.R_kh])
-            self.R = nn.Embedding(k + 1, R.shape[1])
-            self.R.weight.data = torch.from_numpy(R)
+        self.banded = factors.banded
         # (bits, block) of the table quantization to simulate while training; None: off.
         self.fake_quant: tuple[int, int] | None = None
+        if not self.banded:
+            self.A = nn.Embedding(V, r)
+            self.A.weight.data = torch.from_numpy(np.ascontiguousarray(factors.A_vr, dtype=np.float32))
+            return
+        high = np.asarray(factors.high_ids)
+        low = np.setdiff1d(np.arange(V), high)
+        hi_map = np.zeros(V, dtype=np.int32)
+        hi_map[high] = np.arange(1, len(high) + 1)
+        lo_map = np.zeros(V, dtype=np.int32)
+        lo_map[low] = np.arange(1, len(low) + 1)
+        self.register_buffer("hi_map", torch.from_numpy(hi_map))
+        self.register_buffer("lo_map", torch.from_numpy(lo_map))
+        r_lo = int(factors.low_rank)
+        # padding_idx=0 keeps the shared zero row at zero through training.
+        self.A_hi = nn.Embedding(len(high) + 1, r, padding_idx=0)
+        self.A_hi.weight.data = torch.from_numpy(np.vstack([np.zeros((1, r)), factors.A_vr[high]]).astype(np.float32))
+        self.A_lo = nn.Embedding(len(low) + 1, r_lo, padding_idx=0)
+        self.A_lo.weight.data = torch.from_numpy(
+            np.vstack([np.zeros((1, r_lo)), factors.A_vr[low, :r_lo]]).astype(np.float32))
+
+    def code_tables(self) -> list[nn.Embedding]:
+        return [self.A_hi, self.A_lo] if self.banded else [self.A]
+
+    def _rows(self, table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+        rows = table(idx)  # (..., r)
+        if self.fake_quant is not None:
+            # Row-local quantization, so simulating it on the gathered rows equals doing it on the table.
+            shape = rows.shape
+            rows = fake_quant_table(rows.reshape(-1, shape[-1]), *self.fake_quant).reshape(shape)
+        return rows
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if not self.banded:
+            return self.B(self._rows(self.A, input_ids))
+        r_lo = self.A_lo.weight.shape[1]
+        hi = self.B(self._rows(self.A_hi, self.hi_map[input_ids].long()))
+        lo = nn.functional.linear(self._rows(self.A_lo, self.lo_map[input_ids].long()), self.B.weight[:, :r_lo])
+        return hi + lo
 
     @property
     def weight(self) -> torch.Tensor:
         """The dense V×H table it stands for (transformers reads .weight in a few places)."""
-        return self.to_factors_dense()
-
-    def to_factors_dense(self) -> torch.Tensor:
-        E = self.A.weight @ self.B.weight.T
-        if self.has_residual:
-            E = E + self.R.weight[self.slot]
-        return E
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = self.A(input_ids)  # (..., r)
-        if self.fake_quant is not None:
-            # Row-local quantization, so simulating it on the gathered rows equals doing it on A.
-            shape = rows.shape
-            rows = fake_quant_table(rows.reshape(-1, shape[-1]), *self.fake_quant).reshape(shape)
-        x = self.B(rows)
-        if self.has_residual:
-            x = x + self.R(self.slot[input_ids])
-        return x
-
-    def to_factors(self) -> Factors:
-        A = self.A.weight.detach().numpy().copy()
-        B = self.B.weight.detach().numpy().T.copy()
-        if self.has_residual:
-            slot = self.slot.numpy()
-            ids = np.nonzero(slot)[0]
-            ids = ids[np.argsort(slot[ids])]
-            return Factors(A, B, ids.astype(np.int64), self.R.weight.detach().numpy()[1:].copy())
-        return Factors(A, B, np.zeros(0, np.int64), np.zeros((0, B.shape[1]), np.float32))
+        return self.forward(torch.arange(self.hi_map.shape[0] if self.banded else self.A.weight.shape[0]))
 
 
 class SentenceEncoder(nn.Module):

@@ -4,7 +4,8 @@ Two independent switches:
 - the factor table A (V×r): int4 through onnxruntime's block-quantized
   GatherBlockQuantized (MatMulNBitsQuantizer on the Gather), or int8 per row
   (Gather on int8 codes → Cast → Mul by the row's gathered scale; onnxruntime's
-  quantizer has no int8 Gather, so this small rewrite is ours);
+  quantizer has no int8 Gather, so this small rewrite is ours). Banded
+  factors have two code tables; both are quantized the same way;
 - the encoder's MatMuls: onnxruntime dynamic int8, weights per output channel
   (symmetric int8), activations per tensor (uint8) at run time.
 """
@@ -48,58 +49,64 @@ class QuantizeConfig:
         return "+".join(parts) or "fp32"
 
 
-def word_embedding_gather(model: onnx.ModelProto) -> onnx.NodeProto:
-    """The Gather whose data is the word (or factor A) table: the one fed by input_ids."""
-    inits = {i.name for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Gather" and node.input[1] == "input_ids" and node.input[0] in inits:
-            return node
-    raise ConfigError("no Gather on input_ids with a constant table found in the graph")
+def table_gathers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Gathers of the word-embedding block whose data is a float table (dense E, or factor codes)."""
+    floats = {i.name for i in model.graph.initializer
+              if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2}
+    found = [n for n in model.graph.node
+             if n.op_type == "Gather" and "word_embeddings" in n.name and n.input[0] in floats]
+    if not found:
+        raise ConfigError("no word-embedding Gather on a float table found in the graph")
+    return found
 
 
 def embedding_node_names(model: onnx.ModelProto) -> list[str]:
-    """Nodes of the embedding block (Gathers and the A→B MatMul), kept out of encoder quantization."""
-    return [n.name for n in model.graph.node if "/embeddings/" in n.name or n.name.startswith("/embeddings")]
+    """Nodes of the embedding block (Gathers, the A→B MatMuls), kept out of encoder quantization."""
+    return [n.name for n in model.graph.node if "/embeddings/" in n.name]
 
 
-def _quantize_table_int8(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Symmetric int8 per row: A_q[v] = round(A[v] / s_v), s_v = max|A[v]| / 127."""
-    gather = word_embedding_gather(model)
+def _quantize_gather_int8(model: onnx.ModelProto, gather: onnx.NodeProto) -> None:
+    """Symmetric int8 per row: T_q[v] = round(T[v] / s_v), s_v = max|T[v]| / 127; dequantized after the Gather."""
     init = next(i for i in model.graph.initializer if i.name == gather.input[0])
-    A = numpy_helper.to_array(init).astype(np.float32)
-    scale = np.maximum(np.abs(A).max(axis=1, keepdims=True), 1e-12) / 127.0
-    A_q = np.clip(np.rint(A / scale), -127, 127).astype(np.int8)
-    name = init.name
+    T = numpy_helper.to_array(init).astype(np.float32)
+    scale = np.maximum(np.abs(T).max(axis=1, keepdims=True), 1e-12) / 127.0
+    T_q = np.clip(np.rint(T / scale), -127, 127).astype(np.int8)
+    name, indices, out = init.name, gather.input[1], gather.output[0]
     model.graph.initializer.remove(init)
-    model.graph.initializer.extend([
-        numpy_helper.from_array(A_q, name + "_int8"),
-        numpy_helper.from_array(scale.astype(np.float32), name + "_scale"),
-    ])
-    out = gather.output[0]
+    model.graph.initializer.extend([numpy_helper.from_array(T_q, name + "_int8"),
+                                    numpy_helper.from_array(scale.astype(np.float32), name + "_scale")])
     idx = list(model.graph.node).index(gather)
     new_nodes = [
-        helper.make_node("Gather", [name + "_int8", "input_ids"], [out + "_q"], name=gather.name + "_q"),
-        helper.make_node("Gather", [name + "_scale", "input_ids"], [out + "_s"], name=gather.name + "_scale"),
+        helper.make_node("Gather", [name + "_int8", indices], [out + "_q"], name=gather.name + "_q"),
+        helper.make_node("Gather", [name + "_scale", indices], [out + "_s"], name=gather.name + "_scale"),
         helper.make_node("Cast", [out + "_q"], [out + "_f"], to=onnx.TensorProto.FLOAT, name=gather.name + "_cast"),
         helper.make_node("Mul", [out + "_f", out + "_s"], [out], name=gather.name + "_dequant"),
     ]
     model.graph.node.remove(gather)
     for k, node in enumerate(new_nodes):
         model.graph.node.insert(idx + k, node)
-    return model
 
 
-def _quantize_table_int4(model: onnx.ModelProto, block: int) -> onnx.ModelProto:
+def _quantize_tables_int4(model: onnx.ModelProto, block: int) -> onnx.ModelProto:
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
-    gather = word_embedding_gather(model)
-    cols = next(numpy_helper.to_array(i).shape[1] for i in model.graph.initializer if i.name == gather.input[0])
-    if cols % block:
-        raise ConfigError(f"int4 table: row length {cols} is not a multiple of block {block}")
-    others = [n.name for n in model.graph.node if n.op_type in {"Gather", "MatMul"} and n.name != gather.name]
+    # int4 initializers need opset 21; convert properly (e.g. ReduceL2's axes become an input)
+    # rather than letting the quantizer just relabel the opset.
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 21:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 21)
+    targets = table_gathers(model)
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    for g in targets:
+        if shapes[g.input[0]][1] % block:
+            raise ConfigError(f"int4 table {g.input[0]}: row length {shapes[g.input[0]][1]} is not a multiple of {block}")
+    keep = {g.name for g in targets}
+    others = [n.name for n in model.graph.node if n.op_type in {"Gather", "MatMul"} and n.name not in keep]
     cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=False, bits=4,
                                        op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),))
     quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=others, algo_config=cfg)
@@ -109,7 +116,11 @@ def _quantize_table_int4(model: onnx.ModelProto, block: int) -> onnx.ModelProto:
 
 def quantize_table(src: Path, dst: Path, bits: int, block: int) -> None:
     model = onnx.load(str(src))
-    model = _quantize_table_int8(model) if bits == 8 else _quantize_table_int4(model, block)
+    if bits == 8:
+        for gather in table_gathers(model):
+            _quantize_gather_int8(model, gather)
+    else:
+        model = _quantize_tables_int4(model, block)
     onnx.save(model, str(dst))
 
 
@@ -121,20 +132,21 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True) -> None:
     quantize_dynamic(
         str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
-        extra_options={"MatMulConstBOnly": True},
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
 
 
 def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
-    """Run the configured quantizations src → dst (dst may equal src only when nothing is done)."""
+    """Run the configured quantizations src → dst. The encoder goes first: onnxruntime's
+    dynamic quantizer needs shape inference, which stops at contrib ops like GatherBlockQuantized."""
     current = src
-    if config.table_bits:
-        step = dst.with_suffix(".table.onnx")
-        quantize_table(current, step, config.table_bits, config.table_block)
-        current = step
     if config.encoder_int8:
         step = dst.with_suffix(".encoder.onnx")
         quantize_encoder(current, step, config.per_channel)
+        current = step
+    if config.table_bits:
+        step = dst.with_suffix(".table.onnx")
+        quantize_table(current, step, config.table_bits, config.table_block)
         if current != src:
             current.unlink()
         current = step

@@ -27,6 +27,9 @@ class RecoverConfig:
     batch_size: int = 64
     lr: float = 2e-3  # factors start from the (weighted) SVD, so a fairly large step is safe
     encoder_lr: float = 0.0  # > 0 also fine-tunes the encoder's weights (slower, more capacity)
+    # B is shared by every token: moving it shifts the rows of tokens the corpus never shows,
+    # whose codes A_v cannot follow. 0 keeps B at its (weighted) SVD value.
+    b_lr: float = 0.0
     max_length: int = 64  # training truncation; nearly every train sentence is shorter
     num_sentences: int = 40000  # size of the distillation corpus drawn from the train splits
     qat: bool = True  # simulate the export's quantization while training
@@ -69,9 +72,12 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
 
     for p in student.parameters():
         p.requires_grad = False
-    groups = [{"params": [p for p in emb.parameters()], "lr": config.lr}]
-    for p in emb.parameters():
-        p.requires_grad = True
+    groups = [{"params": [t.weight for t in emb.code_tables()], "lr": config.lr}]
+    if config.b_lr > 0:
+        groups.append({"params": [emb.B.weight], "lr": config.b_lr})
+    for group in groups:
+        for p in group["params"]:
+            p.requires_grad = True
     if config.encoder_lr > 0:
         enc_params = [p for n, p in student.bert.named_parameters() if not n.startswith("embeddings.word_embeddings")]
         for p in enc_params:
@@ -87,7 +93,7 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
     lengths = np.asarray([len(x) for x in ids])
     teacher = torch.from_numpy(np.ascontiguousarray(teacher_nd, dtype=np.float32))
     losses: list[float] = []
-    student.train()
+    student.eval()  # no dropout: the target is deterministic, dropout noise would be the loss floor
     batches: list[np.ndarray] = []
     bar = tqdm(total=config.steps, desc="distil", disable=not progress, unit="step")
     try:
@@ -111,7 +117,7 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}")
     except KeyboardInterrupt as exc:

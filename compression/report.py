@@ -1,0 +1,62 @@
+"""`python -m compression report`: one table of every built variant, from the manifests alone."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common import contract
+from common.manifest import Manifest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+COLUMNS = ("variant", "method", "rank", "quantization", "file MB", "× smaller", "table MB", "table × smaller",
+           "params", "STS-B", "fidelity mean", "fidelity p1", "SST-2 probe", "heads")
+
+
+def built_manifests(models_dir: Path) -> list[Manifest]:
+    return [Manifest.read(d) for d in sorted(Path(models_dir).iterdir())
+            if d.is_dir() and not d.name.startswith(".") and (d / contract.MANIFEST_FILE).is_file()]
+
+
+def rows(manifests: list[Manifest]) -> list[dict]:
+    by_name = {m.name: m for m in manifests}
+    out = []
+    for m in manifests:
+        base = by_name.get(m.baseline) if m.baseline else m
+        q = m.quality
+        out.append({
+            "variant": m.name, "method": m.method, "rank": m.rank, "quantization": m.quantization,
+            "file MB": round(m.bytes.file / 1e6, 2),
+            "× smaller": round(base.bytes.file / m.bytes.file, 2) if base else None,
+            "table MB": round(m.bytes.embedding / 1e6, 2),
+            "table × smaller": round(base.bytes.embedding / m.bytes.embedding, 2) if base else None,
+            "params": m.params.total,
+            "STS-B": q.stsb_spearman, "fidelity mean": q.fidelity_mean, "fidelity p1": q.fidelity_p1,
+            "SST-2 probe": q.sst2_probe_accuracy,
+            "heads": ", ".join(f"{k} {v.get('accuracy', 0):.2f}" for k, v in q.heads.items()) or "–",
+        })
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in table:
+        lines.append("| " + " | ".join("–" if r[c] is None else str(r[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_report(models_dir: Path, report_dir: Path, readme: Path | None = README) -> str:
+    """Write report.json and report.md; refresh the README's results block if it has the markers."""
+    table = rows(built_manifests(models_dir))
+    md = markdown(table)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "report.json").write_text(json.dumps(table, indent=2) + "\n")
+    (report_dir / "report.md").write_text(md + "\n")
+    if readme is not None and readme.is_file():
+        text = readme.read_text()
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            _, tail = rest.split(END, 1)
+            readme.write_text(f"{head}{START}\n{md}\n{END}{tail}")
+    return md
