@@ -132,7 +132,10 @@ def _commit_dir(tmp: Path, final: Path) -> None:
 
 
 def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
-    ctx.out_root.mkdir(parents=True, exist_ok=True)
+    try:
+        ctx.out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"output directory is not writable: {ctx.out_root} ({exc.strerror})") from exc
     if not os.access(ctx.out_root, os.W_OK):
         raise PipelineError(f"output directory is not writable: {ctx.out_root}")
     src = ctx.source
@@ -159,7 +162,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     try:
         fp32 = tmp / "model.fp32.onnx"
         export_onnx(encoder, fp32, src.vocab_size)
-        check_parity(encoder, fp32, src.vocab_size)
+        check_parity(encoder, fp32, src.vocab_size, src.max_seq_length)
         quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
         fp32.unlink()
         shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)

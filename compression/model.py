@@ -51,6 +51,12 @@ class FactorizedEmbedding(nn.Module):
         self.A_lo.weight.data = torch.from_numpy(
             np.vstack([np.zeros((1, r_lo)), factors.A_vr[low, :r_lo]]).astype(np.float32))
 
+    @property
+    def num_params(self) -> int:
+        """Stored parameters, leaving out the constant all-zero rows of the banded tables."""
+        total = sum(p.numel() for p in self.parameters())
+        return total - sum(t.weight.shape[1] for t in self.code_tables()) if self.banded else total
+
     def code_tables(self) -> list[nn.Embedding]:
         return [self.A_hi, self.A_lo] if self.banded else [self.A]
 
@@ -111,8 +117,9 @@ def word_embedding_matrix(bert: nn.Module) -> np.ndarray:
 
 def count_params(bert: nn.Module) -> dict[str, int]:
     """Parameters of the word-embedding table vs the rest of the encoder."""
-    emb = sum(p.numel() for p in bert.embeddings.word_embeddings.parameters())
-    total = sum(p.numel() for p in bert.parameters())
+    table = bert.embeddings.word_embeddings
+    emb = table.num_params if isinstance(table, FactorizedEmbedding) else table.weight.numel()
+    total = sum(p.numel() for p in bert.parameters()) - sum(p.numel() for p in table.parameters()) + emb
     # Unused pooler weights are not exported; leave them out of the counts.
     pooler = sum(p.numel() for p in bert.pooler.parameters()) if getattr(bert, "pooler", None) is not None else 0
     return {"embedding": int(emb), "encoder": int(total - emb - pooler), "total": int(total - pooler)}

@@ -74,6 +74,9 @@ def _max_seq_length(path: Path, bert_max: int) -> int:
 def load_source(path: Path | None = None) -> SourceModel:
     """Load the encoder in eval mode with eager attention (plain ops that export and fuse cleanly)."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # keep stderr for our own one-line errors
 
     path = Path(path) if path is not None else default_model_dir()
     check_layout(path)

@@ -1,0 +1,81 @@
+"""Builders for a tiny random BERT in sentence-transformers layout, and a tiny data dir."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+WORDS = ("the a an movie film good bad great awful plot actor actors story fun boring is was very not "
+         "what who where when how why man woman dog cat plays playing runs city river country year "
+         "number name love hate best worst funny sad long short new old music song game team").split()
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_vocab() -> list[str]:
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789?.,!'")
+    subword = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+    vocab = SPECIAL + letters + subword + WORDS
+    vocab += [f"tok{i}" for i in range(160 - len(vocab))]  # pad V to 160 (> hidden 64)
+    return vocab
+
+
+def write_tokenizer(path: Path, vocab: list[str]) -> None:
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    tok = Tokenizer(WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))])
+    tok.decoder = decoders.WordPiece()
+    tok.save(str(path))
+
+
+def make_tiny_model(path: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    vocab = tiny_vocab()
+    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    model = BertModel(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    write_tokenizer(path / "tokenizer.json", vocab)
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48}))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return path
+
+
+def _sentence(rng: random.Random, n: int | None = None) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n or rng.randint(3, 9)))
+
+
+def make_tiny_data(path: Path, seed: int = 0) -> Path:
+    """STS-B, SST-2 and TREC files in the shared layout, with sentences the tiny vocab covers."""
+    rng = random.Random(seed)
+    (path / "stsbenchmark").mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 120), ("dev", 30), ("test", 60)):
+        rows = [f"main\tx\t2012\t{i:04d}\t{rng.uniform(0, 5):.3f}\t{_sentence(rng)}\t{_sentence(rng)}"
+                for i in range(n)]
+        (path / "stsbenchmark" / f"sts-{split}.csv").write_text("\n".join(rows) + "\n")
+    (path / "sst2").mkdir(exist_ok=True)
+    for split, n in (("train", 200), ("dev", 30), ("test", 60)):
+        rows = []
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            cue = rng.choice(["good great fun best", "bad awful boring worst"][1 - label].split())
+            rows.append(f"{_sentence(rng, 4)} {cue} {_sentence(rng, 2)}\t{label}")
+        (path / "sst2" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    (path / "trec").mkdir(exist_ok=True)
+    tags = ["HUM:ind who", "LOC:city where", "NUM:date when", "DESC:manner how", "ENTY:animal what", "ABBR:exp what"]
+    for name, n in (("train_5500.label", 120), ("TREC_10.label", 40)):
+        lines = []
+        for _ in range(n):
+            tag, word = rng.choice(tags).split()
+            lines.append(f"{tag} {word} {_sentence(rng, 4)} ?")
+        (path / "trec" / name).write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path

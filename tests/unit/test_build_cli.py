@@ -1,0 +1,153 @@
+"""The pipeline end to end on a tiny random BERT: manifests, atomic output, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.manifest import Manifest, sha256_file
+from compression import build as build_mod
+from compression.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+RECIPES = """
+[[variant]]
+name = "tiny"
+
+[[variant]]
+name = "tiny-int8"
+baseline = "tiny"
+quantize = { table_bits = 8, encoder_int8 = true }
+
+[[variant]]
+name = "tiny-fact"
+baseline = "tiny"
+factorize = { method = "banded", rank = 32, high_rows = 80, low_rank = 16, alpha = 0.75 }
+recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16 }
+quantize = { table_bits = 4, table_block = 16, encoder_int8 = true }
+"""
+
+
+def _args(tiny_model_dir, tiny_data_dir, out):
+    return ["--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--out", str(out), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def built(tiny_model_dir, tiny_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    recipes = out / "recipes.toml"
+    recipes.write_text(RECIPES)
+    assert main(["build", "--recipes", str(recipes), *_args(tiny_model_dir, tiny_data_dir, out)]) == 0
+    return out
+
+
+def test_every_variant_has_a_complete_directory(built):
+    for name in ("tiny", "tiny-int8", "tiny-fact"):
+        d = built / name
+        assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+        m = Manifest.read(d)
+        assert m.sha256 == sha256_file(d / "model.onnx")
+        assert m.bytes.file == (d / "model.onnx").stat().st_size
+        assert m.dim == 64 and m.max_seq_length == 48
+        assert m.params.total == m.params.embedding + m.params.encoder
+        q = m.quality
+        assert -100 <= q.stsb_spearman <= 100 and 0 <= q.sst2_probe_accuracy <= 100
+        assert -1 <= q.fidelity_p1 <= q.fidelity_mean <= 1.0 + 1e-6
+        assert m.versions["onnxruntime"] and m.recipe["name"] == name
+    assert not [p for p in built.iterdir() if ".tmp-" in p.name], "temporary directories left behind"
+
+
+def test_manifest_fields_describe_the_recipe(built):
+    base, fact = Manifest.read(built / "tiny"), Manifest.read(built / "tiny-fact")
+    assert base.baseline is None and base.method == "none" and base.quantization == "fp32"
+    assert base.quality.fidelity_mean == pytest.approx(1.0)
+    assert fact.baseline == "tiny" and fact.method == "banded" and fact.rank == 32
+    assert fact.quantization == "table-int4+encoder-int8-per-channel"
+    assert fact.params.embedding < base.params.embedding
+    assert fact.bytes.embedding < base.bytes.embedding and fact.bytes.file < base.bytes.file
+    assert fact.recipe["recover"]["steps"] == 6 and fact.recipe["final_distill_loss"] is not None
+
+
+def test_report_lists_every_variant(built, tmp_path):
+    assert main(["report", "--out", str(built), "--report-dir", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "report.json").read_text())
+    assert [r["variant"] for r in rows] == ["tiny", "tiny-fact", "tiny-int8"]
+    assert "| tiny-fact |" in (tmp_path / "report.md").read_text()
+
+
+def test_failed_build_leaves_nothing(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys):
+    def boom(*a, **k):
+        raise build_mod.PipelineError("evaluation failed on purpose")
+
+    monkeypatch.setattr(build_mod, "quality", boom)
+    recipes = tmp_path / "r.toml"
+    recipes.write_text('[[variant]]\nname = "tiny"\n')
+    out = tmp_path / "out"
+    assert main(["build", "--recipes", str(recipes), *_args(tiny_model_dir, tiny_data_dir, out)]) == 2
+    assert "evaluation failed on purpose" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir() if p.name != ".cache"] == []
+
+
+def _compress(tiny_model_dir, tiny_data_dir, out, *extra):
+    return main(["compress", "--name", "x", "--method", "svd", *extra, *_args(tiny_model_dir, tiny_data_dir, out)])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--rank", "0"], "rank must satisfy"),
+    (["--rank", "64"], "rank must satisfy"),
+    (["--rank", "-2"], "rank must satisfy"),
+])
+def test_bad_rank_is_one_line_error(tiny_model_dir, tiny_data_dir, tmp_path, capsys, extra, message):
+    assert _compress(tiny_model_dir, tiny_data_dir, tmp_path, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_missing_model_dir(tiny_data_dir, tmp_path, capsys):
+    assert _compress(tmp_path / "nope", tiny_data_dir, tmp_path / "out", "--rank", "4") == 2
+    assert "model directory not found" in capsys.readouterr().err
+
+
+def test_incomplete_model_dir_names_what_is_missing(tmp_path, tiny_data_dir, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    assert _compress(tmp_path / "m", tiny_data_dir, tmp_path / "out", "--rank", "4") == 2
+    err = capsys.readouterr().err
+    assert "tokenizer.json" in err and "model.safetensors" in err
+
+
+def test_empty_corpus(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    rc = main(["compress", "--name", "x", "--method", "weighted", "--rank", "4", "--corpus", str(empty),
+               *_args(tiny_model_dir, tiny_data_dir, tmp_path / "out")])
+    assert rc == 2 and "is empty" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_unprivileged(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o500)
+    assert _compress(tiny_model_dir, tiny_data_dir, out, "--rank", "4") == 2
+
+
+def test_unwritable_output(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert _compress(tiny_model_dir, tiny_data_dir, blocker / "models", "--rank", "4") == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_cli_process_exit_code_and_help(tmp_path):
+    help_out = subprocess.run([sys.executable, "-m", "compression", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert help_out.returncode == 0
+    for cmd in ("build", "compress", "report", "sweep"):
+        assert cmd in help_out.stdout
+    bad = subprocess.run([sys.executable, "-m", "compression", "compress", "--name", "x", "--rank", "4",
+                          "--model", str(tmp_path / "missing"), "--out", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "model directory not found" in bad.stderr

@@ -1,0 +1,94 @@
+"""Export parity and each quantization switch on a tiny random BERT."""
+import numpy as np
+import pytest
+import torch
+
+from common import contract
+from common.onnx_encoder import make_session
+from compression.errors import ToleranceError
+from compression.export import check_parity, export_onnx, random_batch
+from compression.factorize import FactorizeConfig, factorize
+from compression.measure import embedding_bytes
+from compression.model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
+from compression.quantize import QuantizeConfig, apply
+from compression.source import load_source
+
+
+@pytest.fixture(scope="module")
+def src(tiny_model_dir):
+    return load_source(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def banded(src):
+    E = word_embedding_matrix(src.bert)
+    counts = np.arange(E.shape[0])[::-1].copy()
+    f = factorize(E, FactorizeConfig(method="banded", rank=32, high_rows=60, low_rank=16), counts)
+    return SentenceEncoder(with_factorized_embedding(src.bert, f)), f
+
+
+def _run(path, ids, mask):
+    return make_session(path).run([contract.OUTPUT_EMBEDDING],
+                                  {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+
+
+def test_baseline_export_parity(src, tmp_path):
+    enc = SentenceEncoder(src.bert)
+    export_onnx(enc, tmp_path / "m.onnx", src.vocab_size)
+    results = check_parity(enc, tmp_path / "m.onnx", src.vocab_size, src.max_seq_length)
+    assert all(r.ok and r.min_cosine >= 0.9999 for r in results)
+    sess = make_session(tmp_path / "m.onnx")
+    assert [i.name for i in sess.get_inputs()] == [contract.INPUT_IDS, contract.ATTENTION_MASK]
+    out = sess.get_outputs()[0]
+    assert out.name == contract.OUTPUT_EMBEDDING and out.shape[1] == src.hidden_size
+
+
+def test_banded_export_parity_and_dense_equivalence(src, banded, tmp_path):
+    enc, f = banded
+    export_onnx(enc, tmp_path / "b.onnx", src.vocab_size)
+    check_parity(enc, tmp_path / "b.onnx", src.vocab_size, src.max_seq_length)
+    table = enc.bert.embeddings.word_embeddings.weight.detach().numpy()
+    np.testing.assert_allclose(table, f.reconstruct(), atol=1e-5)
+
+
+def test_parity_mismatch_raises(src, banded, tmp_path):
+    enc, _ = banded
+    export_onnx(enc, tmp_path / "b.onnx", src.vocab_size)
+    with pytest.raises(ToleranceError, match="cosine to torch"):
+        check_parity(SentenceEncoder(src.bert), tmp_path / "b.onnx", src.vocab_size, src.max_seq_length)
+
+
+@pytest.mark.parametrize("config", [QuantizeConfig(table_bits=8), QuantizeConfig(table_bits=4, table_block=16),
+                                    QuantizeConfig(encoder_int8=True),
+                                    QuantizeConfig(table_bits=4, table_block=16, encoder_int8=True)],
+                         ids=lambda c: c.label)
+def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
+    enc, _ = banded
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    apply(config, tmp_path / "fp32.onnx", tmp_path / "q.onnx")
+    ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(0))
+    ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "q.onnx", ids, mask)
+    assert got.shape == ref.shape
+    assert (ref * got).sum(1).min() > 0.95
+    if config.table_bits:
+        assert embedding_bytes(tmp_path / "q.onnx") < embedding_bytes(tmp_path / "fp32.onnx")
+    if config.encoder_int8:
+        assert (tmp_path / "q.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
+
+
+def test_param_counts(src, banded):
+    dense = count_params(src.bert)
+    assert dense["embedding"] == src.vocab_size * src.hidden_size
+    assert dense["total"] == dense["embedding"] + dense["encoder"]
+    enc, f = banded
+    assert count_params(enc.bert)["embedding"] == f.num_params
+
+
+def test_torch_forward_matches_padding_invariance(src):
+    enc = SentenceEncoder(src.bert)
+    ids = torch.tensor([[2, 50, 60, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        a = enc(ids, mask)
+        b = enc(ids[:, :4], mask[:, :4])
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
