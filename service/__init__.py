@@ -1,0 +1,1 @@
+"""Online side: serves the ONNX model directories the pipeline builds. Never imports torch or compression."""

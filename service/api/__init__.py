@@ -1,0 +1,1 @@
+"""HTTP layer: one router per concern, all thin over service.embedding."""

@@ -1,0 +1,74 @@
+"""POST /classify — trained heads (from a model's heads/) or zero-shot labels.
+
+Zero-shot: each label is embedded through the hypothesis template once per
+model and cached; an input's scores are softmax(cos(input, label) / T) with T
+the `zero_shot_temperature` setting (0.05 by default: cosines of related
+sentences differ by a few hundredths, so a small T is needed to separate them).
+"""
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response
+
+from ..embedding import validate_texts
+from ..errors import InvalidInput, UnknownHead
+from ..schemas import ClassifyRequest, ClassifyResponse, LabelScore, Prediction, Usage
+from .deps import AppState, require_api_key, state, timing_headers
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+async def _label_vectors(svc: AppState, model_name: str | None, labels: list[str], template: str) -> np.ndarray:
+    model = svc.registry.get(model_name)
+    missing = [lab for lab in labels if (template, lab) not in model.label_cache]
+    if missing:
+        hyps = [template.replace("{}", lab) for lab in missing]
+        result = await svc.embedder.embed(model.name, hyps)
+        for lab, vec in zip(missing, result.vectors):
+            model.label_cache[(template, lab)] = vec
+    return np.stack([model.label_cache[(template, lab)] for lab in labels])
+
+
+@router.post("/classify", response_model=ClassifyResponse)
+async def classify(body: ClassifyRequest, request: Request, response: Response,
+                   svc: AppState = Depends(state)) -> ClassifyResponse:
+    request.state.model = body.model or svc.settings.default_model
+    texts = validate_texts(body.inputs, svc.settings)
+    if body.head is not None and body.labels is not None:
+        raise InvalidInput("give either head (a trained head) or labels (zero-shot), not both")
+    if body.labels is None:
+        model = svc.registry.get(body.model)
+        heads = model.manifest.heads if model.manifest else []
+        name = body.head or (heads[0] if heads else None)
+        if name is None:
+            raise InvalidInput(f"model {model.name!r} has no trained heads; send zero-shot labels")
+        raise UnknownHead(f"head {name!r} is not available for model {model.name!r}; heads: {heads}")
+    labels = body.labels
+    if len(labels) < 2:
+        raise InvalidInput("zero-shot classification needs at least two labels")
+    if any(not isinstance(lab, str) or not lab.strip() for lab in labels):
+        raise InvalidInput("labels must be non-empty strings")
+    if len(set(labels)) != len(labels):
+        raise InvalidInput("labels must be distinct")
+    if "{}" not in body.hypothesis_template:
+        raise InvalidInput("hypothesis_template must contain '{}' where the label goes")
+    result = await svc.embedder.embed(body.model, texts, body.truncate)
+    response.headers.update(timing_headers(request, result))
+    label_vecs = await _label_vectors(svc, result.model.name, labels, body.hypothesis_template)
+    probs = softmax((result.vectors @ label_vecs.T) / svc.settings.zero_shot_temperature)
+    k = min(body.top_k or len(labels), len(labels))
+    predictions = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")[:k]
+        scores = [LabelScore(label=labels[i], score=float(row[i])) for i in order]
+        predictions.append(Prediction(label=scores[0].label, score=scores[0].score, scores=scores))
+        # User-chosen labels would make unbounded series; zero-shot is counted as one.
+        svc.metrics.labels.labels(result.model.name, "zero-shot", "any").inc()
+    return ClassifyResponse(model=result.model.name, head=None, predictions=predictions,
+                            usage=Usage(tokens=result.tokens))

@@ -1,0 +1,48 @@
+"""Typed dependencies shared by the routers."""
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from ..embedding import Embedder, Embedded
+from ..errors import Unauthorized
+from ..metrics import Metrics
+from ..registry import Registry
+from ..settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    registry: Registry
+    metrics: Metrics
+    embedder: Embedder
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.svc
+
+
+def require_api_key(request: Request) -> None:
+    """Bearer token check, constant time; a no-op when no key is configured."""
+    key = request.app.state.svc.settings.api_key
+    if key is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.get_secret_value().encode()):
+        raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+
+def timing_headers(request: Request, result: Embedded) -> dict[str, str]:
+    """TEI-style per-request timings, in milliseconds."""
+    request.state.model = result.model.name
+    return {
+        "x-model": result.model.name,
+        "x-tokenization-time": f"{result.tokenize_s * 1000:.3f}",
+        "x-queue-time": f"{result.queue_s * 1000:.3f}",
+        "x-inference-time": f"{result.inference_s * 1000:.3f}",
+    }

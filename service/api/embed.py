@@ -1,0 +1,22 @@
+"""POST /embed — the native embedding route."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ..embedding import encode_vectors, postprocess, validate_texts
+from ..schemas import EmbedRequest, EmbedResponse, Usage
+from .deps import AppState, require_api_key, state, timing_headers
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+@router.post("/embed", response_model=EmbedResponse)
+async def embed(body: EmbedRequest, request: Request, response: Response,
+                svc: AppState = Depends(state)) -> EmbedResponse:
+    request.state.model = body.model or svc.settings.default_model
+    texts = validate_texts(body.inputs, svc.settings)
+    result = await svc.embedder.embed(body.model, texts, body.truncate)
+    response.headers.update(timing_headers(request, result))
+    vectors = postprocess(result.vectors, body.normalize)
+    return EmbedResponse(model=result.model.name, dim=int(vectors.shape[1]),
+                         embeddings=encode_vectors(vectors, body.encoding_format), usage=Usage(tokens=result.tokens))

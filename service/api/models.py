@@ -1,0 +1,25 @@
+"""GET /models — what is loaded, with each manifest's size and quality figures, and what was refused."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from ..registry import LoadedModel
+from .deps import AppState, require_api_key, state
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+def describe(model: LoadedModel) -> dict:
+    m = model.manifest
+    if m is None:
+        return {"dim": model.backend.dim}
+    return {"dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
+            "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
+            "quality": m.quality.model_dump(), "heads": m.heads, "resident_bytes": model.resident_bytes}
+
+
+@router.get("/models")
+async def models(svc: AppState = Depends(state)) -> dict:
+    return {"default": svc.settings.default_model, "ready": svc.registry.ready,
+            "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},
+            "failed": svc.registry.failed}

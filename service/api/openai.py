@@ -1,0 +1,45 @@
+"""POST /v1/embeddings and GET /v1/models — the OpenAI embeddings API, so the official client works unchanged."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ..embedding import encode_vectors, postprocess, validate_texts
+from ..errors import InvalidInput
+from ..schemas import OpenAIEmbeddingRequest
+from .deps import AppState, require_api_key, state, timing_headers
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+
+def _split_input(raw, svc: AppState) -> tuple[list[str] | None, list[list[int]] | None]:
+    """The API takes a string, strings, a token array or token arrays."""
+    if isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
+        return None, [raw]
+    if isinstance(raw, list) and raw and all(isinstance(x, list) for x in raw):
+        if len(raw) > svc.settings.max_inputs:
+            raise InvalidInput(f"{len(raw)} inputs is over the limit of {svc.settings.max_inputs} per request")
+        return None, raw
+    return validate_texts(raw, svc.settings), None
+
+
+@router.post("/embeddings")
+async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: Response,
+                     svc: AppState = Depends(state)) -> dict:
+    request.state.model = body.model or svc.settings.default_model
+    texts, ids = _split_input(body.input, svc)
+    result = await svc.embedder.embed(body.model, texts, True, token_ids=ids)
+    response.headers.update(timing_headers(request, result))
+    vectors = postprocess(result.vectors, True, body.dimensions)
+    data = [{"object": "embedding", "index": i, "embedding": e}
+            for i, e in enumerate(encode_vectors(vectors, body.encoding_format))]
+    return {"object": "list", "data": data, "model": result.model.name,
+            "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}}
+
+
+@router.get("/models")
+async def list_models(svc: AppState = Depends(state)) -> dict:
+    from .models import describe
+
+    return {"object": "list",
+            "data": [{"id": name, "object": "model", "owned_by": "compressed-embeddings", **describe(m)}
+                     for name, m in sorted(svc.registry.models.items())]}

@@ -1,0 +1,106 @@
+"""The one path every embedding request takes: validate → tokenize → batch → (shadow) → vectors."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInput
+from .metrics import Metrics
+from .registry import LoadedModel, Registry
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedded:
+    model: LoadedModel
+    vectors: np.ndarray  # (n, dim) float32
+    tokens: int
+    tokenize_s: float
+    queue_s: float
+    inference_s: float
+
+
+def validate_texts(inputs: object, settings: Settings) -> list[str]:
+    """One string or a non-empty list of non-empty strings, within the caps."""
+    texts = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(texts, list) or not texts:
+        raise InvalidInput("inputs must be a string or a non-empty list of strings")
+    if len(texts) > settings.max_inputs:
+        raise InvalidInput(f"{len(texts)} inputs is over the limit of {settings.max_inputs} per request; split the request")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InvalidInput(f"input {i} is {type(t).__name__}, not a string")
+        if not t.strip():
+            raise InvalidInput(f"input {i} is empty")
+        if len(t) > settings.max_chars:
+            raise InvalidInput(f"input {i} has {len(t)} characters, over the limit of {settings.max_chars}")
+    return texts
+
+
+class Embedder:
+    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics):
+        self.registry, self.settings, self.metrics = registry, settings, metrics
+        self._shadow_tasks: set[asyncio.Task] = set()
+
+    async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
+                    token_ids: list[list[int]] | None = None) -> Embedded:
+        model = self.registry.get(model_name)
+        t0 = time.perf_counter()
+        items = (model.backend.from_ids(token_ids, truncate) if token_ids is not None
+                 else model.backend.tokenize(texts, truncate))
+        tokenize_s = time.perf_counter() - t0
+        self.metrics.tokenize_seconds.labels(model.name).observe(tokenize_s)
+        vectors, stats = await model.batcher.submit(items)
+        self.metrics.queue_seconds.labels(model.name).observe(stats.queue_seconds)
+        self._maybe_shadow(model, items, vectors)
+        return Embedded(model, vectors, sum(len(i.ids) for i in items), tokenize_s, stats.queue_seconds,
+                        stats.inference_seconds)
+
+    def _maybe_shadow(self, model: LoadedModel, items, vectors: np.ndarray) -> None:
+        """With probability shadow_rate, re-run a compressed model's request on its baseline, off the request path."""
+        rate = self.settings.shadow_rate
+        baseline = self.registry.baseline_of(model)
+        if rate <= 0 or baseline is None or random.random() >= rate:
+            return
+
+        async def compare() -> None:
+            try:
+                ref, _ = await baseline.batcher.submit(items)
+            except Exception as exc:  # noqa: BLE001 - shadow traffic must never hurt the real request
+                log.debug("shadow request skipped: %s", exc)
+                return
+            cos = (ref * vectors).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(vectors, axis=1) + 1e-12)
+            for c in cos:
+                self.metrics.shadow_fidelity.labels(model.name, baseline.name).observe(float(c))
+
+        task = asyncio.get_running_loop().create_task(compare())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+
+def postprocess(vectors: np.ndarray, normalize: bool, dimensions: int | None = None) -> np.ndarray:
+    """Optional truncation to the first `dimensions` (then re-normalised); normalize=False is the graph's
+    output as is, which is already unit length for these models."""
+    if dimensions is not None:
+        if dimensions > vectors.shape[1]:
+            raise InvalidInput(f"dimensions {dimensions} is more than this model's {vectors.shape[1]}")
+        vectors = vectors[:, :dimensions]
+        normalize = True
+    if normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors.astype(np.float32)
+
+
+def encode_vectors(vectors: np.ndarray, encoding_format: str) -> list:
+    """float: lists of floats; base64: little-endian float32 bytes, exactly the float answer."""
+    if encoding_format == "base64":
+        return [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+    return vectors.tolist()

@@ -1,0 +1,100 @@
+"""Which models serve: every model directory under the models folder, loaded
+from its manifest (no torch), verified against the manifest's sha256, warmed up.
+A directory that fails is refused with its reason; the others still serve."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from pydantic import ValidationError
+
+from common import contract
+from common.manifest import Manifest, sha256_file
+
+from .batcher import Batcher
+from .errors import NotReady, UnknownModel
+from .runtime import Backend, OnnxBackend
+
+log = logging.getLogger(__name__)
+
+
+class LoadError(Exception):
+    pass
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    manifest: Manifest | None
+    backend: Backend
+    batcher: Batcher | None = None
+    resident_bytes: int = 0
+    label_cache: dict[tuple[str, str], object] = field(default_factory=dict)
+
+
+def read_model_dir(path: Path, threads: int) -> tuple[Manifest, OnnxBackend]:
+    """Validate one directory and open its session; LoadError says what is wrong."""
+    for name in (contract.MANIFEST_FILE, contract.MODEL_FILE, contract.TOKENIZER_FILE):
+        if not (path / name).is_file():
+            raise LoadError(f"missing {name}")
+    try:
+        manifest = Manifest.read(path)
+    except (ValidationError, ValueError) as exc:
+        raise LoadError(f"bad manifest: {str(exc).splitlines()[0]}") from exc
+    digest = sha256_file(path / contract.MODEL_FILE)
+    if digest != manifest.sha256:
+        raise LoadError(f"model.onnx sha256 {digest[:12]}… does not match the manifest's {manifest.sha256[:12]}…")
+    try:
+        backend = OnnxBackend(path, manifest.max_seq_length, threads)
+        backend.warm_up()
+    except Exception as exc:  # onnxruntime raises several types for a broken graph
+        raise LoadError(f"onnxruntime could not load it: {str(exc).splitlines()[0][:200]}") from exc
+    if backend.dim != manifest.dim:
+        raise LoadError(f"graph output dim {backend.dim} != manifest dim {manifest.dim}")
+    return manifest, backend
+
+
+class Registry:
+    def __init__(self, default_model: str):
+        self.default_model = default_model
+        self.models: dict[str, LoadedModel] = {}
+        self.failed: dict[str, str] = {}
+        self.ready = False
+
+    def add(self, model: LoadedModel) -> None:
+        self.models[model.name] = model
+
+    def load_dir(self, models_dir: Path, threads: int) -> None:
+        """Load every sub-directory (blocking: call it from a worker thread)."""
+        if not models_dir.is_dir():
+            log.error("models folder %s does not exist", models_dir)
+            return
+        proc = psutil.Process(os.getpid())
+        for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            before = proc.memory_info().rss
+            try:
+                manifest, backend = read_model_dir(path, threads)
+            except LoadError as exc:
+                self.failed[path.name] = str(exc)
+                log.error("refusing model %s: %s", path.name, exc)
+                continue
+            rss = max(0, proc.memory_info().rss - before)
+            self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss)
+            log.info("loaded %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.bytes.file / 1e6, rss / 1e6)
+
+    def get(self, name: str | None) -> LoadedModel:
+        if not self.ready:
+            raise NotReady("models are still loading; retry shortly", headers={"Retry-After": "1"})
+        key = name or self.default_model
+        if key not in self.models:
+            if key in self.failed:
+                raise UnknownModel(f"model {key!r} failed to load: {self.failed[key]}")
+            raise UnknownModel(f"model {key!r} is not served; available: {sorted(self.models)}")
+        return self.models[key]
+
+    def baseline_of(self, model: LoadedModel) -> LoadedModel | None:
+        base = model.manifest.baseline if model.manifest else None
+        return self.models.get(base) if base else None

@@ -1,0 +1,121 @@
+"""The backend seam: tokenize → run → (pooling happens in the graph) → warm-up → health.
+
+`OnnxBackend` runs a model directory with onnxruntime; `FixedBackend` returns
+deterministic vectors without a model so API tests can run without one.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from common import contract
+from common.onnx_encoder import load_tokenizer, make_session
+
+from .errors import InputTooLong, InvalidInput
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """One text as token ids (already truncated when the request allowed it)."""
+
+    ids: np.ndarray  # int64 (n_tokens,)
+
+
+class Backend(Protocol):
+    dim: int
+    max_length: int
+
+    def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]: ...
+
+    def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]: ...
+
+    def run(self, batch: list[Tokenized]) -> np.ndarray: ...
+
+    def warm_up(self) -> None: ...
+
+
+def _check_length(lengths: list[int], max_length: int) -> None:
+    too_long = [i for i, n in enumerate(lengths) if n > max_length]
+    if too_long:
+        raise InputTooLong(f"input {too_long[0]} has {lengths[too_long[0]]} tokens, over this model's limit of "
+                           f"{max_length}; shorten it or send truncate=true")
+
+
+def pad_batch(batch: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to the longest item: ids and attention mask, int64 [batch, seq]."""
+    width = max(len(t.ids) for t in batch)
+    ids = np.zeros((len(batch), width), dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for row, t in enumerate(batch):
+        ids[row, : len(t.ids)] = t.ids
+        mask[row, : len(t.ids)] = 1
+    return ids, mask
+
+
+class OnnxBackend:
+    def __init__(self, model_dir: Path, max_length: int, threads: int = 0):
+        self.max_length = max_length
+        self.tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
+        self.tokenizer.no_padding()
+        self.full_tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 10**9)
+        self.full_tokenizer.no_padding()
+        self.full_tokenizer.no_truncation()
+        self.vocab_size = self.tokenizer.get_vocab_size()
+        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        self.session = make_session(model_dir / contract.MODEL_FILE, threads)
+        self.dim = int(self.session.get_outputs()[0].shape[1])
+
+    def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:
+        if truncate:
+            return [Tokenized(np.asarray(e.ids, dtype=np.int64)) for e in self.tokenizer.encode_batch(texts)]
+        encodings = self.full_tokenizer.encode_batch(texts)
+        _check_length([len(e.ids) for e in encodings], self.max_length)
+        return [Tokenized(np.asarray(e.ids, dtype=np.int64)) for e in encodings]
+
+    def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]:
+        """Pre-tokenized input (the OpenAI API allows token arrays); ids are taken as given."""
+        for i, row in enumerate(ids):
+            if not row:
+                raise InvalidInput(f"input {i} is an empty token array")
+            if min(row) < 0 or max(row) >= self.vocab_size:
+                raise InvalidInput(f"input {i} has token ids outside [0, {self.vocab_size})")
+        if not truncate:
+            _check_length([len(r) for r in ids], self.max_length)
+        return [Tokenized(np.asarray(r[: self.max_length], dtype=np.int64)) for r in ids]
+
+    def run(self, batch: list[Tokenized]) -> np.ndarray:
+        ids, mask = pad_batch(batch)
+        return self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+
+    def warm_up(self) -> None:
+        """Run a few shapes so the first real request does not pay for allocation."""
+        for batch, seq in ((1, 8), (8, 32), (2, min(128, self.max_length))):
+            self.run([Tokenized(np.full(seq, 1000 % self.vocab_size, dtype=np.int64))] * batch)
+
+
+class FixedBackend:
+    """A model-free backend: each text maps to a fixed unit vector derived from its hash."""
+
+    def __init__(self, dim: int = 8, max_length: int = 32):
+        self.dim, self.max_length = dim, max_length
+
+    def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:
+        ids = [[int.from_bytes(hashlib.sha256(w.encode()).digest()[:2], "little") for w in t.split()] or [0]
+               for t in texts]
+        return self.from_ids(ids, truncate)
+
+    def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]:
+        if not truncate:
+            _check_length([len(r) for r in ids], self.max_length)
+        return [Tokenized(np.asarray(r[: self.max_length], dtype=np.int64)) for r in ids]
+
+    def run(self, batch: list[Tokenized]) -> np.ndarray:
+        out = np.stack([np.random.default_rng(int(t.ids.sum())).standard_normal(self.dim) for t in batch])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    def warm_up(self) -> None:
+        self.run([Tokenized(np.zeros(1, np.int64))])

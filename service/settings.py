@@ -1,0 +1,28 @@
+"""One settings object, read once from the environment (prefix EMBED_)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMBED_", frozen=True)
+
+    models_dir: Path = Field(Path("models"), description="folder whose sub-folders are model directories")
+    default_model: str = Field("minilm-l6-fact", description="model used when a request names none")
+    host: str = Field("127.0.0.1", description="bind address (the container sets 0.0.0.0)")
+    port: int = Field(8000, ge=0, le=65535)
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
+    max_batch_tokens: int = Field(16384, ge=1, description="token budget of one inference batch (batch × padded length)")
+    max_batch_size: int = Field(64, ge=1, description="texts per inference batch")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long the batcher waits for more requests")
+    queue_size: int = Field(1024, ge=1, description="texts waiting per model before requests get 429")
+    max_inputs: int = Field(256, ge=1, description="texts per request")
+    max_chars: int = Field(20000, ge=1, description="characters per text")
+    max_body_bytes: int = Field(2_000_000, ge=1, description="request body size cap")
+    api_key: SecretStr | None = Field(None, description="if set, Bearer token required on all but health and metrics")
+    shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of compressed-model requests re-run on the baseline")
+    zero_shot_temperature: float = Field(0.05, gt=0, description="softmax temperature over label cosines")
+    log_level: str = Field("info", description="uvicorn and service log level")
