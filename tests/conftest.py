@@ -18,3 +18,30 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
     return make_tiny_data(tmp_path_factory.mktemp("data"))
+
+
+TINY_RECIPES = """
+[[variant]]
+name = "tiny"
+
+[[variant]]
+name = "tiny-fact"
+baseline = "tiny"
+factorize = { method = "banded", rank = 32, high_rows = 80, low_rank = 16, alpha = 0.75 }
+recover = { steps = 4, batch_size = 8, num_sentences = 64, max_length = 16 }
+quantize = { table_bits = 4, table_block = 16, encoder_int8 = true }
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
+    """Model directories built by the real pipeline from the tiny BERT: a baseline and a compressed variant."""
+    from compression.cli import main
+
+    out = tmp_path_factory.mktemp("served")
+    (out / "recipes.toml").write_text(TINY_RECIPES)
+    rc = main(["build", "--recipes", str(out / "recipes.toml"), "--model", str(tiny_model_dir), "--data-dir",
+               str(tiny_data_dir), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    (out / "recipes.toml").unlink()
+    return out

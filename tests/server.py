@@ -1,0 +1,70 @@
+"""Start `python -m service` as a real process on a loopback port, exactly as the README runs it."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, models_dir: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "EMBED_MODELS_DIR": str(models_dir), "EMBED_HOST": "127.0.0.1",
+                    "EMBED_PORT": str(self.port), "EMBED_THREADS": "1", **{k: str(v) for k, v in env.items()}}
+        self.proc: subprocess.Popen | None = None
+        self.log = b""
+
+    def start(self, timeout: float = 60) -> "Server":
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=self.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code in (200, 503):
+                    r = httpx.get(self.url + "/models", timeout=1, headers=self.auth())
+                    if r.status_code == 200 and r.json()["ready"]:
+                        return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    def auth(self) -> dict[str, str]:
+        key = self.env.get("EMBED_API_KEY")
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.log = self.proc.stdout.read()
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
