@@ -1,0 +1,94 @@
+"""The dynamic batcher on the model-free FixedBackend: order, caps, backpressure, shutdown."""
+import asyncio
+
+import numpy as np
+import pytest
+
+from service.batcher import Batcher
+from service.errors import NotReady, Overloaded
+from service.runtime import FixedBackend
+
+
+class Recording(FixedBackend):
+    def __init__(self):
+        super().__init__(dim=8, max_length=64)
+        self.batches: list[list[int]] = []
+
+    def run(self, batch):
+        self.batches.append([len(t.ids) for t in batch])
+        return super().run(batch)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_each_request_gets_its_own_vectors_in_order():
+    backend = Recording()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=8, max_batch_tokens=10_000, max_wait_s=0.01, queue_size=1000)
+        b.start()
+        texts = [[f"w{i} " * (1 + (i * 7) % 13) + f"r{j}" for j in range(1 + i % 4)] for i in range(30)]
+        results = await asyncio.gather(*(b.submit(backend.tokenize(t, True)) for t in texts))
+        await b.close()
+        return texts, results
+
+    texts, results = run(main())
+    batches = list(backend.batches)
+    for t, (vecs, stats) in zip(texts, results):
+        np.testing.assert_array_equal(vecs, backend.run(backend.tokenize(t, True)))
+        assert stats.queue_seconds >= 0 and stats.inference_seconds > 0
+    assert len(batches) < 30  # requests were coalesced
+    assert all(len(b) <= 8 for b in batches)
+    assert all(b == sorted(b) for b in batches)  # sorted by length to cut padding
+
+
+def test_token_budget_bounds_padded_size():
+    backend = Recording()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=64, max_batch_tokens=40, max_wait_s=0.01, queue_size=1000)
+        b.start()
+        await asyncio.gather(*(b.submit(backend.tokenize(["x " * n], True)) for n in range(1, 20)))
+        await b.close()
+
+    run(main())
+    assert all(len(b) * max(b) <= 40 or len(b) == 1 for b in backend.batches)
+
+
+def test_full_queue_raises_overloaded_at_once():
+    backend = FixedBackend()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=4, max_batch_tokens=1000, max_wait_s=0.2, queue_size=3)
+        b.start()
+        first = asyncio.ensure_future(b.submit(backend.tokenize(["a", "b", "c"], True)))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as exc:
+            await b.submit(backend.tokenize(["d"], True))
+        assert exc.value.headers["Retry-After"] == "1"
+        await first
+        await b.close()
+        with pytest.raises(NotReady):
+            await b.submit(backend.tokenize(["e"], True))
+
+    run(main())
+
+
+def test_backend_failure_reaches_every_waiting_request():
+    class Broken(FixedBackend):
+        def run(self, batch):
+            raise RuntimeError("onnxruntime exploded")
+
+    backend = Broken()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=8, max_batch_tokens=1000, max_wait_s=0.01, queue_size=100)
+        b.start()
+        results = await asyncio.gather(*(b.submit(backend.tokenize([f"t{i}"], True)) for i in range(5)),
+                                       return_exceptions=True)
+        await b.close()
+        return results
+
+    assert all(isinstance(r, RuntimeError) for r in run(main()))

@@ -1,0 +1,29 @@
+"""Settings come from EMBED_* variables, and the README's table lists every one with its default."""
+import re
+from pathlib import Path
+
+from service.settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("EMBED_PORT", "9123")
+    monkeypatch.setenv("EMBED_API_KEY", "s3cr3t-value")
+    monkeypatch.setenv("EMBED_SHADOW_RATE", "0.25")
+    s = Settings()
+    assert s.port == 9123 and s.api_key.get_secret_value() == "s3cr3t-value" and s.shadow_rate == 0.25
+    assert "s3cr3t-value" not in repr(s)
+
+
+def test_readme_table_matches_settings():
+    rows = dict(re.findall(r"^\| `(EMBED_[A-Z_]+)` \| `?([^`|]+?)`? \|", README, flags=re.M))
+    fields = Settings.model_fields
+    assert set(rows) == {f"EMBED_{name.upper()}" for name in fields}
+    for name, field in fields.items():
+        default = field.default
+        shown = rows[f"EMBED_{name.upper()}"]
+        if default is None:
+            assert shown == "unset"
+        else:
+            assert shown == str(default), name
