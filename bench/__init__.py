@@ -1,0 +1,1 @@
+"""Benchmarks. Speed and memory targets live here, never as timing asserts in tests."""
