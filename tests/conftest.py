@@ -25,17 +25,22 @@ TINY_RECIPES = """
 name = "tiny"
 
 [[variant]]
+name = "tiny-int8"
+baseline = "tiny"
+quantize = { table_bits = 8, encoder_int8 = true }
+
+[[variant]]
 name = "tiny-fact"
 baseline = "tiny"
 factorize = { method = "banded", rank = 32, high_rows = 80, low_rank = 16, alpha = 0.75 }
-recover = { steps = 4, batch_size = 8, num_sentences = 64, max_length = 16 }
+recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16 }
 quantize = { table_bits = 4, table_block = 16, encoder_int8 = true }
 """
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
-    """Model directories built by the real pipeline from the tiny BERT: a baseline and a compressed variant."""
+    """Model directories built by the real pipeline (`build` on a recipe file) from the tiny BERT."""
     from compression.cli import main
 
     out = tmp_path_factory.mktemp("served")

@@ -13,35 +13,14 @@ from compression.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
-RECIPES = """
-[[variant]]
-name = "tiny"
-
-[[variant]]
-name = "tiny-int8"
-baseline = "tiny"
-quantize = { table_bits = 8, encoder_int8 = true }
-
-[[variant]]
-name = "tiny-fact"
-baseline = "tiny"
-factorize = { method = "banded", rank = 32, high_rows = 80, low_rank = 16, alpha = 0.75 }
-recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16 }
-quantize = { table_bits = 4, table_block = 16, encoder_int8 = true }
-"""
-
-
 def _args(tiny_model_dir, tiny_data_dir, out):
     return ["--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--out", str(out), "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def built(tiny_model_dir, tiny_data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    recipes = out / "recipes.toml"
-    recipes.write_text(RECIPES)
-    assert main(["build", "--recipes", str(recipes), *_args(tiny_model_dir, tiny_data_dir, out)]) == 0
-    return out
+def built(tiny_models):
+    """tiny, tiny-int8 and tiny-fact, built once per session by conftest's recipe file."""
+    return tiny_models
 
 
 def test_every_variant_has_a_complete_directory(built):
