@@ -19,6 +19,7 @@ setup: $(STAMP)
 ## Build every variant in models/recipes.toml that is not built yet.
 models: $(STAMP)
 	$(BIN)/python -m compression build --if-missing
+	$(BIN)/python -m compression heads --if-missing
 
 ## Set up, build the models if missing, and serve the default compressed model.
 serve: models

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,11 @@ class Manifest(BaseModel):
         return cls.model_validate_json((Path(model_dir) / contract.MANIFEST_FILE).read_text())
 
     def write(self, model_dir: Path) -> None:
-        (Path(model_dir) / contract.MANIFEST_FILE).write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+        """Atomic: a reader sees the old manifest or the new one, never half of one."""
+        path = Path(model_dir) / contract.MANIFEST_FILE
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+        os.replace(tmp, path)
 
 
 def sha256_file(path: Path) -> str:

@@ -70,6 +70,32 @@ def cmd_compress(args: argparse.Namespace) -> None:
     print(manifest.model_dump_json(indent=2))
 
 
+def cmd_heads(args: argparse.Namespace) -> None:
+    """Train heads for every built variant (or --only some): the standard tasks, or a user's file."""
+    from .heads import add_heads, question_type_task, sentiment_task, user_task
+    from .report import built_manifests
+
+    data_dir = args.data_dir or default_data_dir()
+    if args.train_file:
+        if not args.name:
+            raise PipelineError("--train-file needs --name for the head")
+        tasks = {args.name: user_task(args.train_file, text_column=args.text_column, label_column=args.label_column)}
+    else:
+        makers = {"sentiment": lambda: sentiment_task(data_dir), "question-type": lambda: question_type_task(data_dir)}
+        tasks = {name: makers[name]() for name in args.task}
+    variants = [m.name for m in built_manifests(args.out)]
+    unknown = set(args.only or []) - set(variants)
+    if unknown:
+        raise PipelineError(f"not built: {sorted(unknown)}; built variants: {variants}")
+    for name in args.only or variants:
+        todo = {t: d for t, d in tasks.items()
+                if not (args.if_missing and (args.out / name / "heads" / f"{t}.json").is_file())}
+        if not todo:
+            continue
+        manifest = add_heads(args.out / name, todo, threads=args.threads)
+        log.info("%s heads: %s", name, {t: manifest.quality.heads[t] for t in todo})
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -112,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-block", type=int, default=64)
     p.add_argument("--encoder-int8", action="store_true")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")
+    p.add_argument("--out", type=Path, default=Path("models"), help="models directory (default: models)")
+    p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--only", nargs="*", help="only these variants")
+    p.add_argument("--task", nargs="+", choices=["sentiment", "question-type"], default=["sentiment", "question-type"])
+    p.add_argument("--train-file", type=Path, help="your own CSV (with header) or JSONL of text and label")
+    p.add_argument("--name", help="head name for --train-file")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--if-missing", action="store_true", help="skip heads that already exist")
+    p.set_defaults(func=cmd_heads)
 
     p = sub.add_parser("report", help="table of every built variant (markdown + JSON)")
     p.add_argument("--out", type=Path, default=Path("models"))

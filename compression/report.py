@@ -34,7 +34,7 @@ def rows(manifests: list[Manifest]) -> list[dict]:
             "params": m.params.total,
             "STS-B": q.stsb_spearman, "fidelity mean": q.fidelity_mean, "fidelity p1": q.fidelity_p1,
             "SST-2 probe": q.sst2_probe_accuracy,
-            "heads": ", ".join(f"{k} {v.get('accuracy', 0):.2f}" for k, v in q.heads.items()) or "–",
+            "heads": ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in sorted(q.heads.items())) or "–",
         })
     return out
 

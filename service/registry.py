@@ -12,6 +12,7 @@ import psutil
 from pydantic import ValidationError
 
 from common import contract
+from common.heads import Head, load_heads
 from common.manifest import Manifest, sha256_file
 
 from .batcher import Batcher
@@ -32,10 +33,11 @@ class LoadedModel:
     backend: Backend
     batcher: Batcher | None = None
     resident_bytes: int = 0
+    heads: dict[str, Head] = field(default_factory=dict)
     label_cache: dict[tuple[str, str], object] = field(default_factory=dict)
 
 
-def read_model_dir(path: Path, threads: int) -> tuple[Manifest, OnnxBackend]:
+def read_model_dir(path: Path, threads: int) -> tuple[Manifest, OnnxBackend, dict[str, Head]]:
     """Validate one directory and open its session; LoadError says what is wrong."""
     for name in (contract.MANIFEST_FILE, contract.MODEL_FILE, contract.TOKENIZER_FILE):
         if not (path / name).is_file():
@@ -54,7 +56,14 @@ def read_model_dir(path: Path, threads: int) -> tuple[Manifest, OnnxBackend]:
         raise LoadError(f"onnxruntime could not load it: {str(exc).splitlines()[0][:200]}") from exc
     if backend.dim != manifest.dim:
         raise LoadError(f"graph output dim {backend.dim} != manifest dim {manifest.dim}")
-    return manifest, backend
+    try:
+        heads = load_heads(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise LoadError(f"bad head file: {exc}") from exc
+    for head in heads.values():
+        if head.weights.shape[1] != manifest.dim:
+            raise LoadError(f"head {head.name} expects dim {head.weights.shape[1]}, model has {manifest.dim}")
+    return manifest, backend, heads
 
 
 class Registry:
@@ -76,13 +85,13 @@ class Registry:
         for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             before = proc.memory_info().rss
             try:
-                manifest, backend = read_model_dir(path, threads)
+                manifest, backend, heads = read_model_dir(path, threads)
             except LoadError as exc:
                 self.failed[path.name] = str(exc)
                 log.error("refusing model %s: %s", path.name, exc)
                 continue
             rss = max(0, proc.memory_info().rss - before)
-            self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss)
+            self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads)
             log.info("loaded %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.bytes.file / 1e6, rss / 1e6)
 
     def get(self, name: str | None) -> LoadedModel:

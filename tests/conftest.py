@@ -48,5 +48,6 @@ def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
     rc = main(["build", "--recipes", str(out / "recipes.toml"), "--model", str(tiny_model_dir), "--data-dir",
                str(tiny_data_dir), "--out", str(out), "--no-progress"])
     assert rc == 0
+    assert main(["heads", "--out", str(out), "--data-dir", str(tiny_data_dir), "--only", "tiny", "tiny-fact"]) == 0
     (out / "recipes.toml").unlink()
     return out

@@ -10,18 +10,14 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 
+from common.heads import softmax
+
 from ..embedding import validate_texts
 from ..errors import InvalidInput, UnknownHead
 from ..schemas import ClassifyRequest, ClassifyResponse, LabelScore, Prediction, Usage
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 async def _label_vectors(svc: AppState, model_name: str | None, labels: list[str], template: str) -> np.ndarray:
@@ -35,6 +31,35 @@ async def _label_vectors(svc: AppState, model_name: str | None, labels: list[str
     return np.stack([model.label_cache[(template, lab)] for lab in labels])
 
 
+def _predictions(probs: np.ndarray, labels: list[str], top_k: int | None) -> list[Prediction]:
+    k = min(top_k or len(labels), len(labels))
+    out = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")[:k]
+        scores = [LabelScore(label=labels[i], score=float(row[i])) for i in order]
+        out.append(Prediction(label=scores[0].label, score=scores[0].score, scores=scores))
+    return out
+
+
+async def _with_head(body: ClassifyRequest, request: Request, response: Response, svc: AppState,
+                     texts: list[str]) -> ClassifyResponse:
+    """A trained head: softmax(embedding · Wᵀ + b); `head` defaults to the model's first head."""
+    model = svc.registry.get(body.model)
+    names = list(model.heads)
+    name = body.head or (names[0] if names else None)
+    if name is None:
+        raise InvalidInput(f"model {model.name!r} has no trained heads; send zero-shot labels")
+    if name not in model.heads:
+        raise UnknownHead(f"head {name!r} is not available for model {model.name!r}; heads: {names}")
+    head = model.heads[name]
+    result = await svc.embedder.embed(model.name, texts, body.truncate)
+    response.headers.update(timing_headers(request, result))
+    predictions = _predictions(head.probabilities(result.vectors), head.labels, body.top_k)
+    for p in predictions:
+        svc.metrics.labels.labels(model.name, name, p.label).inc()
+    return ClassifyResponse(model=model.name, head=name, predictions=predictions, usage=Usage(tokens=result.tokens))
+
+
 @router.post("/classify", response_model=ClassifyResponse)
 async def classify(body: ClassifyRequest, request: Request, response: Response,
                    svc: AppState = Depends(state)) -> ClassifyResponse:
@@ -43,12 +68,7 @@ async def classify(body: ClassifyRequest, request: Request, response: Response,
     if body.head is not None and body.labels is not None:
         raise InvalidInput("give either head (a trained head) or labels (zero-shot), not both")
     if body.labels is None:
-        model = svc.registry.get(body.model)
-        heads = model.manifest.heads if model.manifest else []
-        name = body.head or (heads[0] if heads else None)
-        if name is None:
-            raise InvalidInput(f"model {model.name!r} has no trained heads; send zero-shot labels")
-        raise UnknownHead(f"head {name!r} is not available for model {model.name!r}; heads: {heads}")
+        return await _with_head(body, request, response, svc, texts)
     labels = body.labels
     if len(labels) < 2:
         raise InvalidInput("zero-shot classification needs at least two labels")
@@ -62,13 +82,8 @@ async def classify(body: ClassifyRequest, request: Request, response: Response,
     response.headers.update(timing_headers(request, result))
     label_vecs = await _label_vectors(svc, result.model.name, labels, body.hypothesis_template)
     probs = softmax((result.vectors @ label_vecs.T) / svc.settings.zero_shot_temperature)
-    k = min(body.top_k or len(labels), len(labels))
-    predictions = []
-    for row in probs:
-        order = np.argsort(-row, kind="stable")[:k]
-        scores = [LabelScore(label=labels[i], score=float(row[i])) for i in order]
-        predictions.append(Prediction(label=scores[0].label, score=scores[0].score, scores=scores))
-        # User-chosen labels would make unbounded series; zero-shot is counted as one.
-        svc.metrics.labels.labels(result.model.name, "zero-shot", "any").inc()
+    predictions = _predictions(probs, labels, body.top_k)
+    # User-chosen labels would make unbounded series; zero-shot predictions are counted as one.
+    svc.metrics.labels.labels(result.model.name, "zero-shot", "any").inc(len(predictions))
     return ClassifyResponse(model=result.model.name, head=None, predictions=predictions,
                             usage=Usage(tokens=result.tokens))

@@ -15,7 +15,8 @@ def describe(model: LoadedModel) -> dict:
         return {"dim": model.backend.dim}
     return {"dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
             "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
-            "quality": m.quality.model_dump(), "heads": m.heads, "resident_bytes": model.resident_bytes}
+            "quality": m.quality.model_dump(),
+            "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()}, "resident_bytes": model.resident_bytes}
 
 
 @router.get("/models")

@@ -153,9 +153,34 @@ def test_zero_shot_classify(server):
     assert abs(sum(s["score"] for s in full["predictions"][0]["scores"]) - 1) < 1e-5
     for body, status in [({"inputs": "x", "labels": ["one"]}, 422), ({"inputs": "x", "labels": ["a", " "]}, 422),
                          ({"inputs": "x", "labels": ["a", "b"], "head": "sentiment"}, 422),
-                         ({"inputs": "x", "head": "sentiment"}, 404), ({"inputs": "x"}, 422)]:
+                         ({"inputs": "x", "labels": ["a", "a"]}, 422),
+                         ({"inputs": "x", "head": "weather"}, 404), ({"inputs": [], "head": "sentiment"}, 422)]:
         r = post(server, "/classify", body)
         assert r.status_code == status and "error" in r.json(), (body, r.text)
+
+
+def test_trained_head_equals_head_applied_in_process(server, models_with_corrupt):
+    from common.heads import load_heads
+
+    texts = ["the movie was great fun", "boring plot and awful actors", "where is the river"]
+    r = post(server, "/classify", {"inputs": texts, "head": "sentiment"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["head"] == "sentiment" and body["model"] == "tiny-fact"
+    head = load_heads(models_with_corrupt / "tiny-fact")["sentiment"]
+    vecs = np.asarray(post(server, "/embed", {"inputs": texts}).json()["embeddings"], dtype=np.float32)
+    expected = head.probabilities(vecs)
+    for row, pred in zip(expected, body["predictions"]):
+        assert pred["label"] == head.labels[int(row.argmax())]
+        got = {s["label"]: s["score"] for s in pred["scores"]}
+        np.testing.assert_allclose([got[lab] for lab in head.labels], row, atol=2e-3)  # int8 batch-mates
+    default = post(server, "/classify", {"inputs": "fun", "top_k": 1}).json()  # first head by default
+    assert default["head"] in {"question-type", "sentiment"} and len(default["predictions"][0]["scores"]) == 1
+    qt = post(server, "/classify", {"inputs": "who is the man", "head": "question-type", "model": "tiny"}).json()
+    assert {s["label"] for s in qt["predictions"][0]["scores"]} == {
+        "abbreviation", "description", "entity", "human", "location", "numeric"}
+    models = httpx.get(server.url + "/models").json()["models"]
+    assert models["tiny-fact"]["heads"]["sentiment"]["labels"] == ["negative", "positive"]
 
 
 def test_metrics_carry_every_series(server):
@@ -179,7 +204,8 @@ def test_metrics_carry_every_series(server):
                    'embedding_process_resident_memory_bytes',
                    'embedding_model_loaded{model="broken"} 0.0',
                    'embedding_queue_depth{model="tiny-fact"}',
-                   'embedding_shadow_fidelity_count{baseline="tiny",model="tiny-fact"}']:
+                   'embedding_shadow_fidelity_count{baseline="tiny",model="tiny-fact"}',
+                   'embedding_classify_labels_total{head="sentiment",label=']:
         assert series in text, series
 
 
