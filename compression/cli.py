@@ -97,9 +97,9 @@ def cmd_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import write_report
+    from .report import README, write_report
 
-    print(write_report(args.out, args.report_dir))
+    print(write_report(args.out, args.report_dir, readme=None if args.no_readme else README))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="table of every built variant (markdown + JSON)")
     p.add_argument("--out", type=Path, default=Path("models"))
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
+    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sweep", help="trade-off curve: bytes vs STS-B / fidelity per method and rank")
