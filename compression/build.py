@@ -79,6 +79,10 @@ class BuildContext:
         texts = read_text_file(Path(corpus)) if corpus else train_sentences(self.data_dir)
         return token_counts(self.source.tokenizer_file, texts, self.source.vocab_size)
 
+    def remember(self, name: str, emb: Embedded) -> None:
+        """Keep a just-built variant's eval embeddings for the variants compared with it."""
+        self._embedded[name] = emb
+
     def embedded(self, name: str) -> Embedded:
         """The eval-set embeddings of a built variant (cached on disk, keyed by its model's sha256)."""
         if name in self._embedded:
@@ -112,8 +116,10 @@ class BuildContext:
         model_dir = self.out_root / baseline
         sha = sha256_file(model_dir / contract.MODEL_FILE)
         cache = self.cache_dir / f"teacher-{baseline}-{num}-{max_length}-{seed}.npz"
-        if cache.is_file() and str(np.load(cache)["sha"]) == sha:
-            return ids, np.load(cache)["vecs"]
+        if cache.is_file():
+            cached = np.load(cache)
+            if str(cached["sha"]) == sha:
+                return ids, cached["vecs"]
         log.info("teacher: embedding %d train sentences with %s", len(texts), baseline)
         vecs = OnnxEncoder(model_dir, max_length=max_length, threads=self.threads).encode(texts)
         np.savez(cache, sha=sha, vecs=vecs)
@@ -191,7 +197,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         manifest.write(tmp)
         final = ctx.out_root / recipe.name
         _commit_dir(tmp, final)
-        ctx._embedded[recipe.name] = emb
+        ctx.remember(recipe.name, emb)
         return manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -42,9 +42,6 @@ class EvalSet:
         return cls(sts.s1, sts.s2, sts.scores, sst_test, sst_test_y,
                    [sst_train[i] for i in pick], sst_train_y[pick])
 
-    def fidelity_texts(self) -> list[str]:
-        return self.sts_s1 + self.sts_s2 + self.sst_test
-
 
 @dataclass
 class Embedded:
