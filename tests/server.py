@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, models_dir: Path, **env: str):
+    def __init__(self, models_dir: Path, command: list[str] | None = None, **env: str):
+        self.command = command or [sys.executable, "-m", "service"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "EMBED_MODELS_DIR": str(models_dir), "EMBED_HOST": "127.0.0.1",
@@ -30,7 +31,7 @@ class Server:
         self.log = b""
 
     def start(self, timeout: float = 60) -> "Server":
-        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=self.env,
+        self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
