@@ -2,9 +2,13 @@
 
 uvicorn handles SIGTERM gracefully: it stops accepting connections, lets
 in-flight requests finish, then runs the lifespan shutdown (which drains the
-batchers) and exits.
+batchers). We then exit 0: a drained shutdown is a clean one, and
+orchestrators (Kubernetes, compose) treat a re-raised SIGTERM as a kill.
 """
 import logging
+import signal
+import sys
+from types import FrameType
 
 import uvicorn
 
@@ -12,11 +16,22 @@ from .app import create_app
 from .settings import Settings
 
 
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:  # uvicorn would re-raise it after the drain; we exit 0 instead
+            self._captured_signals.remove(sig)
+
+
 def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=30)
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
+    server = _Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's startup-failure code: port taken, bad host, ...
 
 
 if __name__ == "__main__":
