@@ -38,8 +38,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY common common
 COPY service service
+COPY deploy/slim-venv.sh /usr/local/bin/slim-venv
 # Only the service's extra: onnxruntime, tokenizers, fastapi, uvicorn, prometheus-client.
-RUN python -m venv /opt/venv && pip install '.[service]' && rm -rf build *.egg-info
+RUN python -m venv /opt/venv && pip install '.[service]' && rm -rf build *.egg-info \
+    && slim-venv /opt/venv
 RUN --mount=type=bind,from=build,source=/src/models,target=/built \
     mkdir -p models && for m in $SERVE_MODELS; do cp -r /built/$m models/$m; done
 RUN useradd --system --uid 10001 --no-create-home embed
@@ -53,7 +55,7 @@ CMD ["python", "-m", "service"]
 # Traffic for the dashboards (docker compose --profile loadgen up).
 FROM runtime AS loadgen
 USER root
-RUN pip install httpx==0.28.1
+RUN python -m ensurepip && python -m pip install httpx==0.28.1
 COPY bench/__init__.py bench/loadgen.py bench/
 COPY --from=shared data/stsbenchmark/sts-dev.csv /data/sts-dev.csv
 USER 10001

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup models serve test test-fast report sweep clean
+.PHONY: setup models serve test test-fast report sweep runtime-size clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,13 @@ report: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/python -m compression sweep
+
+## What the Docker runtime stage ships, measured without an engine: the service-only venv and the models.
+runtime-size:
+	rm -rf /tmp/embed-runtime-venv && $(PY) -m venv /tmp/embed-runtime-venv
+	/tmp/embed-runtime-venv/bin/pip install -q '.[service]' && sh deploy/slim-venv.sh /tmp/embed-runtime-venv
+	@! /tmp/embed-runtime-venv/bin/python -c 'import torch' 2>/dev/null || (echo "torch in the runtime venv"; exit 1)
+	du -sm /tmp/embed-runtime-venv models/minilm-l6 models/minilm-l6-int8 models/minilm-l6-fact
 
 clean:
 	rm -rf models/*/ models/.cache reports

@@ -180,3 +180,10 @@ def test_promtool_rule_tests_can_fail(tmp_path):
     (tmp_path / "t.yml").write_text(yaml.safe_dump(tests))
     r = subprocess.run([_promtool(), "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_readme_describes_every_dashboard_panel():
+    readme = (REPO / "README.md").read_text()
+    for panel in df.dashboard()["panels"]:
+        title = panel["title"].split(" (")[0]
+        assert f"**{title}" in readme, title
