@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup models serve test test-fast report sweep runtime-size clean
+.PHONY: setup models serve test test-fast report sweep bench bench-quick runtime-size clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,13 @@ report: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/python -m compression sweep
+
+## Benchmark every variant and sentence-transformers; refresh bench/latest/ and the README block.
+bench: models
+	$(BIN)/python -m bench --publish
+
+bench-quick: models
+	$(BIN)/python -m bench --quick
 
 ## What the Docker runtime stage ships, measured without an engine: the service-only venv and the models.
 runtime-size:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from common import contract
 from common.manifest import Manifest
+from common.markdown import replace_block, table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 COLUMNS = ("variant", "method", "rank", "quantization", "file MB", "× smaller", "table MB", "table × smaller",
            "params", "STS-B", "fidelity mean", "fidelity p1", "SST-2 probe", "heads")
@@ -39,24 +39,13 @@ def rows(manifests: list[Manifest]) -> list[dict]:
     return out
 
 
-def markdown(table: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in table:
-        lines.append("| " + " | ".join("–" if r[c] is None else str(r[c]) for c in COLUMNS) + " |")
-    return "\n".join(lines)
-
-
 def write_report(models_dir: Path, report_dir: Path, readme: Path | None = README) -> str:
     """Write report.json and report.md; refresh the README's results block if it has the markers."""
-    table = rows(built_manifests(models_dir))
-    md = markdown(table)
+    data = rows(built_manifests(models_dir))
+    md = table(COLUMNS, data)
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "report.json").write_text(json.dumps(table, indent=2) + "\n")
+    (report_dir / "report.json").write_text(json.dumps(data, indent=2) + "\n")
     (report_dir / "report.md").write_text(md + "\n")
-    if readme is not None and readme.is_file():
-        text = readme.read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            readme.write_text(f"{head}{START}\n{md}\n{END}{tail}")
+    if readme is not None:
+        replace_block(readme, "results", md)
     return md

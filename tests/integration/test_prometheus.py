@@ -22,7 +22,7 @@ import yaml
 
 from bench.loadgen import drive, mixed_traffic
 from tests import deploy_files as df
-from tests.server import Server, free_port
+from bench.server import Server, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.server import Server
+from bench.server import Server
 
 pytestmark = pytest.mark.slow
 

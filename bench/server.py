@@ -1,4 +1,5 @@
-"""Start `python -m service` as a real process on a loopback port, exactly as the README runs it."""
+"""Start `python -m service` as a real process on a loopback port, exactly as the README runs it
+(used by the benchmark and by the tests)."""
 from __future__ import annotations
 
 import os
