@@ -17,7 +17,7 @@ from .api import classify, embed, health, models, openai
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
-from .errors import PayloadTooLarge, ServiceError
+from .errors import PayloadTooLarge, RequestTimeout, ServiceError
 from .metrics import Metrics
 from .registry import LoadedModel, Registry
 from .settings import Settings
@@ -78,10 +78,11 @@ async def load_models(svc: AppState) -> None:
 
 
 class BodyLimit:
-    """Refuse bodies over the cap before they are read whole (Content-Length or streamed size)."""
+    """Refuse bodies over the cap before they are read whole (Content-Length or streamed size),
+    and bodies that stop arriving."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,7 +94,10 @@ class BodyLimit:
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
+            try:  # a client that stalls mid-body gets a 408 instead of holding the request open forever
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise RequestTimeout(f"request body not received within {self.timeout_s:g} s") from None
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
@@ -174,5 +178,5 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     for router in (health.router, embed.router, openai.router, classify.router, models.router):
         app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     return app

@@ -10,6 +10,7 @@ whose padded size stays within the budget, and runs each in a worker thread
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import NotReady, Overloaded
+from .errors import InferenceFailed, NotReady, Overloaded
 from .runtime import Backend, Tokenized
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -125,10 +128,12 @@ class Batcher:
                 t0 = time.perf_counter()
                 try:
                     vecs = await loop.run_in_executor(self._executor, self.backend.run, items)
-                except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
+                except Exception as exc:  # noqa: BLE001 - delivered to every waiting request as a 503
+                    log.exception("inference failed for a batch of %d texts", len(items))
+                    failure = InferenceFailed(f"inference failed for this batch ({type(exc).__name__}); retry")
                     for p, _ in batch:
                         if not p.future.done():
-                            p.future.set_exception(exc)
+                            p.future.set_exception(failure)
                     continue
                 dt = time.perf_counter() - t0
                 if self.observer is not None:

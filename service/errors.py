@@ -50,3 +50,14 @@ class Overloaded(ServiceError):
 class NotReady(ServiceError):
     status = 503
     type = "not_ready"
+
+
+class RequestTimeout(ServiceError):
+    status = 408
+    type = "request_timeout"
+
+
+class InferenceFailed(ServiceError):
+    """onnxruntime raised for one batch: its requests get a 503, later batches run as usual."""
+    status = 503
+    type = "inference_failed"

@@ -64,3 +64,44 @@ class ClassifyResponse(BaseModel):
     head: str | None
     predictions: list[Prediction]
     usage: Usage
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every route."""
+    error: ErrorDetail
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI entries for the errors a route can answer, all in the one error shape."""
+    meaning = {400: "body is not valid JSON", 401: "missing or wrong API key",
+               404: "unknown model or head", 408: "request body stalled", 413: "body over the cap, or text over the model's token limit "
+               "with truncate false", 422: "invalid input", 429: "queue full; retry after Retry-After seconds",
+               503: "models still loading, or inference failed for this batch"}
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+
+
+INFERENCE_ERRORS = error_responses(400, 401, 404, 408, 413, 422, 429, 503)

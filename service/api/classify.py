@@ -14,7 +14,7 @@ from common.heads import softmax
 
 from ..embedding import validate_texts
 from ..errors import InvalidInput, UnknownHead
-from ..schemas import ClassifyRequest, ClassifyResponse, LabelScore, Prediction, Usage
+from ..schemas import INFERENCE_ERRORS, ClassifyRequest, ClassifyResponse, LabelScore, Prediction, Usage
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -60,7 +60,7 @@ async def _with_head(body: ClassifyRequest, request: Request, response: Response
     return ClassifyResponse(model=model.name, head=name, predictions=predictions, usage=Usage(tokens=result.tokens))
 
 
-@router.post("/classify", response_model=ClassifyResponse)
+@router.post("/classify", response_model=ClassifyResponse, responses=INFERENCE_ERRORS)
 async def classify(body: ClassifyRequest, request: Request, response: Response,
                    svc: AppState = Depends(state)) -> ClassifyResponse:
     request.state.model = body.model or svc.settings.default_model

@@ -4,13 +4,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from ..embedding import encode_vectors, postprocess, validate_texts
-from ..schemas import EmbedRequest, EmbedResponse, Usage
+from ..schemas import INFERENCE_ERRORS, EmbedRequest, EmbedResponse, Usage
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
-@router.post("/embed", response_model=EmbedResponse)
+@router.post("/embed", response_model=EmbedResponse, responses=INFERENCE_ERRORS)
 async def embed(body: EmbedRequest, request: Request, response: Response,
                 svc: AppState = Depends(state)) -> EmbedResponse:
     request.state.model = body.model or svc.settings.default_model

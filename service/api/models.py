@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from ..registry import LoadedModel
+from ..schemas import error_responses
 from .deps import AppState, require_api_key, state
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -19,7 +20,7 @@ def describe(model: LoadedModel) -> dict:
             "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()}, "resident_bytes": model.resident_bytes}
 
 
-@router.get("/models")
+@router.get("/models", responses=error_responses(401))
 async def models(svc: AppState = Depends(state)) -> dict:
     return {"default": svc.settings.default_model, "ready": svc.registry.ready,
             "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},

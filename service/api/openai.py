@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ..embedding import encode_vectors, postprocess, validate_texts
 from ..errors import InvalidInput
-from ..schemas import OpenAIEmbeddingRequest
+from ..schemas import INFERENCE_ERRORS, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, error_responses
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -22,7 +22,7 @@ def _split_input(raw, svc: AppState) -> tuple[list[str] | None, list[list[int]] 
     return validate_texts(raw, svc.settings), None
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", response_model=OpenAIEmbeddingResponse, responses=INFERENCE_ERRORS)
 async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: Response,
                      svc: AppState = Depends(state)) -> dict:
     request.state.model = body.model or svc.settings.default_model
@@ -36,7 +36,7 @@ async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: R
             "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}}
 
 
-@router.get("/models")
+@router.get("/models", responses=error_responses(401))
 async def list_models(svc: AppState = Depends(state)) -> dict:
     from .models import describe
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from service.batcher import Batcher
-from service.errors import NotReady, Overloaded
+from service.errors import InferenceFailed, NotReady, Overloaded
 from service.runtime import FixedBackend
 
 
@@ -91,4 +91,4 @@ def test_backend_failure_reaches_every_waiting_request():
         await b.close()
         return results
 
-    assert all(isinstance(r, RuntimeError) for r in run(main()))
+    assert all(isinstance(r, InferenceFailed) and r.status == 503 for r in run(main()))

@@ -1,0 +1,133 @@
+"""Bursts and concurrency against a running service: every accepted request must come back
+correct (its own inputs' vectors, in order), every refused one at once with 429/503 and
+Retry-After, and nothing may be lost."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+
+import httpx
+import numpy as np
+
+from .inprocess import percentiles_ms
+
+# int8 models pick activation ranges per batch, so a text's vector moves by ~1e-4 with its batch-mates
+# (README, "The service"); anything beyond this cosine is a wrong answer, not noise.
+SAME_VECTOR_COS = 0.999
+
+
+def vectors(r: httpx.Response, route: str) -> np.ndarray:
+    body = r.json()
+    rows = body["embeddings"] if route == "/embed" else [d["embedding"] for d in body["data"]]
+    if rows and isinstance(rows[0], str):
+        return np.stack([np.frombuffer(base64.b64decode(s), dtype="<f4") for s in rows])
+    return np.asarray(rows, dtype=np.float32)
+
+
+def request_body(route: str, model: str, texts: list[str]) -> dict:
+    return {"inputs": texts, "model": model} if route == "/embed" else {"input": texts, "model": model}
+
+
+def distinct_texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words = "the a dog cat runs plays city river music song good bad film story man woman new old".split()
+    return [f"{i} " + " ".join(rng.choice(words) for _ in range(rng.randint(2, 12))) for i in range(n)]
+
+
+def references(url: str, model: str, texts: list[str]) -> dict[str, np.ndarray]:
+    """Each text's vector asked alone, one request at a time."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        return {t: vectors(c.post("/embed", json={"inputs": [t], "model": model}), "/embed")[0] for t in texts}
+
+
+def matches(got: np.ndarray, texts: list[str], ref: dict[str, np.ndarray]) -> bool:
+    want = np.stack([ref[t] for t in texts])
+    return got.shape == want.shape and bool(np.all(np.sum(got * want, axis=1) >= SAME_VECTOR_COS))
+
+
+async def concurrent_clients(url: str, models: list[str], refs: dict[str, dict[str, np.ndarray]], clients: int,
+                             requests_per_client: int, seed: int = 0) -> dict:
+    """Many clients, each sending distinct texts to both routes and every model; every 200 is checked."""
+    texts = {m: list(refs[m]) for m in models}
+    counts = {"sent": 0, "accepted": 0, "shed": 0, "wrong": 0, "failed": 0, "server_errors": 0,
+              "shed_without_retry_after": 0}
+    latencies: list[float] = []
+    shed_latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def one_client(k: int) -> None:
+            rng = random.Random(seed * 1000 + k)
+            for _ in range(requests_per_client):
+                model = rng.choice(models)
+                route = rng.choice(("/embed", "/v1/embeddings"))
+                batch = rng.sample(texts[model], rng.randint(1, 6))
+                counts["sent"] += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(route, json=request_body(route, model, batch))
+                except httpx.HTTPError:
+                    counts["failed"] += 1  # no answer at all: a lost request
+                    continue
+                dt = time.perf_counter() - t0
+                if r.status_code == 200:
+                    counts["accepted"] += 1
+                    latencies.append(dt)
+                    counts["wrong"] += not matches(vectors(r, route), batch, refs[model])
+                elif r.status_code in (429, 503):
+                    counts["shed"] += 1
+                    shed_latencies.append(dt)
+                    counts["shed_without_retry_after"] += "retry-after" not in r.headers
+                else:
+                    counts["failed"] += 1
+                    counts["server_errors"] += r.status_code >= 500
+
+        await asyncio.gather(*(one_client(k) for k in range(clients)))
+    return {**counts, "accepted_latency": percentiles_ms(latencies) if latencies else None,
+            "shed_latency": percentiles_ms(shed_latencies) if shed_latencies else None}
+
+
+async def health_during(url: str, stop: asyncio.Event) -> dict:
+    """Probe /healthz every 50 ms until `stop`: the liveness answer must not stall under load."""
+    lat, failures = [], 0
+    async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                failures += (await c.get("/healthz")).status_code != 200
+                lat.append(time.perf_counter() - t0)
+            except httpx.HTTPError:
+                failures += 1
+            await asyncio.sleep(0.05)
+    return {"probes": len(lat) + failures, "failures": failures, **(percentiles_ms(lat) if lat else {})}
+
+
+async def steady_latency(url: str, model: str, texts: list[str], seconds: float) -> dict:
+    """One client, one text per request: the service's unloaded latency."""
+    lat = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        end, i = time.perf_counter() + seconds, 0
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            r = await c.post("/embed", json={"inputs": texts[i % len(texts)], "model": model})
+            if r.status_code == 200:
+                lat.append(time.perf_counter() - t0)
+            i += 1
+    return percentiles_ms(lat)
+
+
+async def burst(url: str, models: list[str], refs: dict[str, dict[str, np.ndarray]], clients: int,
+                requests_per_client: int, steady_s: float) -> dict:
+    """Latency before, a burst of `clients` clients with /healthz probed throughout, latency after."""
+    texts = list(refs[models[0]])
+    before = await steady_latency(url, models[0], texts, steady_s)
+    stop = asyncio.Event()
+    health = asyncio.create_task(health_during(url, stop))
+    t0 = time.perf_counter()
+    during = await concurrent_clients(url, models, refs, clients, requests_per_client, seed=7)
+    duration = time.perf_counter() - t0
+    stop.set()
+    after = await steady_latency(url, models[0], texts, steady_s)
+    return {"before": before, "burst": {**during, "seconds": duration}, "healthz_during": await health,
+            "after": after}
