@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup models serve test test-fast report sweep bench bench-quick runtime-size clean
+.PHONY: setup models serve test test-fast report sweep bench bench-quick stress audit runtime-size clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,13 @@ bench: models
 
 bench-quick: models
 	$(BIN)/python -m bench --quick
+
+## Hostile input, a burst, concurrency, a soak, schema fuzzing and pip-audit on the real models.
+stress: models
+	$(BIN)/python -m bench.stress
+
+audit: $(STAMP)
+	$(BIN)/pip-audit --skip-editable
 
 ## What the Docker runtime stage ships, measured without an engine: the service-only venv and the models.
 runtime-size:

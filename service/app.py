@@ -78,37 +78,50 @@ async def load_models(svc: AppState) -> None:
 
 
 class BodyLimit:
-    """Refuse bodies over the cap before they are read whole (Content-Length or streamed size),
-    and bodies that stop arriving."""
+    """Read the request body before the app sees it: refuse one over the cap (by Content-Length
+    or as it streams) with 413, and one that stops arriving for `timeout_s` with 408, then
+    replay the buffered body. (Errors raised inside the app's own body read would surface as
+    FastAPI's generic 400.)"""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float):
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send)
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            try:  # a client that stalls mid-body gets a 408 instead of holding the request open forever
+            return await self._reject(send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes"))
+        chunks, seen = [], 0
+        while True:
+            try:
                 message = await asyncio.wait_for(receive(), self.timeout_s)
             except TimeoutError:
-                raise RequestTimeout(f"request body not received within {self.timeout_s:g} s") from None
+                return await self._reject(send, RequestTimeout(f"request body not received within {self.timeout_s:g} s"))
+            if message["type"] == "http.disconnect":
+                return  # the client is gone: nobody to answer
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
-            return message
+                return await self._reject(send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes"))
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, limited, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as Starlette expects
 
-    async def _reject(self, send: Send) -> None:
-        body = JSONResponse(error_body(PayloadTooLarge.type, f"request body is over the limit of {self.max_bytes} bytes"),
-                            status_code=413)
-        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reject(send: Send, exc: ServiceError) -> None:
+        body = JSONResponse(error_body(exc.type, exc.message), status_code=exc.status,
+                            headers={"connection": "close"})
+        await send({"type": "http.response.start", "status": exc.status, "headers": body.raw_headers})
         await send({"type": "http.response.body", "body": body.body})
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class EmbedRequest(BaseModel):
@@ -29,7 +29,8 @@ class EmbedResponse(BaseModel):
 
 class OpenAIEmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
-    input: str | list[str] | list[int] | list[list[int]]
+    # token ids are strict ints: JSON true/false must not pass as ids 1/0
+    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)

@@ -27,7 +27,8 @@ async def readyz(svc: AppState = Depends(state)) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 async def metrics(svc: AppState = Depends(state)) -> Response:
     for name, m in svc.registry.models.items():
         svc.metrics.queue_depth.labels(name).set(m.batcher.depth if m.batcher else 0)
