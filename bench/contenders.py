@@ -30,11 +30,11 @@ def load(contender: Contender, threads: int = 0) -> Encode:
     if contender.kind == "onnx":
         from common import contract
         from common.manifest import Manifest
-        from common.onnx_encoder import batch_arrays, load_tokenizer, make_session
+        from common.onnx_encoder import SessionConfig, batch_arrays, load_tokenizer, make_session
 
         manifest = Manifest.read(contender.path)
         tok = load_tokenizer(contender.path / contract.TOKENIZER_FILE, manifest.max_seq_length)
-        sess = make_session(contender.path / contract.MODEL_FILE, threads=threads)
+        sess = make_session(contender.path / contract.MODEL_FILE, SessionConfig(threads))
 
         def encode(texts: list[str]) -> np.ndarray:
             return sess.run([contract.OUTPUT_EMBEDDING], batch_arrays(tok.encode_batch(texts)))[0]

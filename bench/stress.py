@@ -125,7 +125,8 @@ def summary(f: dict) -> str:
         f"hostile inputs: {len(f['hostile']['cases'])} cases, {len(f['hostile']['failed'])} failed; "
         f"RSS {f['hostile']['rss_before_mb']:.0f} -> {f['hostile']['rss_after_mb']:.0f} MB",
         f"concurrency: sent {f['concurrency']['sent']}, accepted {f['concurrency']['accepted']}, "
-        f"wrong {f['concurrency']['wrong']}, failed {f['concurrency']['failed']}",
+        f"wrong {f['concurrency']['wrong']}, failed {f['concurrency']['failed']}; lowest cosine of a batched "
+        f"answer to the same text alone: {f['concurrency']['min_cos_to_alone']}",
         f"burst ({f['burst']['burst']['seconds']:.1f} s): sent {b['burst']['sent']}, accepted {b['burst']['accepted']}, "
         f"shed {b['burst']['shed']} (without Retry-After {b['burst']['shed_without_retry_after']}), "
         f"failed {b['burst']['failed']}, 5xx {b['burst']['server_errors']}, wrong {b['burst']['wrong']}",

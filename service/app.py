@@ -67,7 +67,7 @@ async def load_models(svc: AppState) -> None:
     reg = svc.registry
     try:
         if not reg.models:  # tests may pre-register backends
-            await asyncio.to_thread(reg.load_dir, svc.settings.models_dir, svc.settings.threads)
+            await asyncio.to_thread(reg.load_dir, svc.settings.models_dir, svc.settings.session_config())
         for model in reg.models.values():
             _start_batcher(svc, model)
         publish_model_metrics(svc)

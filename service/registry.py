@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from common import contract
 from common.heads import Head, load_heads
+from common.onnx_encoder import SessionConfig
 from common.manifest import Manifest, sha256_file
 
 from .batcher import Batcher
@@ -37,7 +38,7 @@ class LoadedModel:
     label_cache: dict[tuple[str, str], object] = field(default_factory=dict)
 
 
-def read_model_dir(path: Path, threads: int) -> tuple[Manifest, OnnxBackend, dict[str, Head]]:
+def read_model_dir(path: Path, session: SessionConfig) -> tuple[Manifest, OnnxBackend, dict[str, Head]]:
     """Validate one directory and open its session; LoadError says what is wrong."""
     for name in (contract.MANIFEST_FILE, contract.MODEL_FILE, contract.TOKENIZER_FILE):
         if not (path / name).is_file():
@@ -50,7 +51,7 @@ def read_model_dir(path: Path, threads: int) -> tuple[Manifest, OnnxBackend, dic
     if digest != manifest.sha256:
         raise LoadError(f"model.onnx sha256 {digest[:12]}… does not match the manifest's {manifest.sha256[:12]}…")
     try:
-        backend = OnnxBackend(path, manifest.max_seq_length, threads)
+        backend = OnnxBackend(path, manifest.max_seq_length, session)
         backend.warm_up()
     except Exception as exc:  # onnxruntime raises several types for a broken graph
         raise LoadError(f"onnxruntime could not load it: {str(exc).splitlines()[0][:200]}") from exc
@@ -76,7 +77,7 @@ class Registry:
     def add(self, model: LoadedModel) -> None:
         self.models[model.name] = model
 
-    def load_dir(self, models_dir: Path, threads: int) -> None:
+    def load_dir(self, models_dir: Path, session: SessionConfig) -> None:
         """Load every sub-directory (blocking: call it from a worker thread)."""
         if not models_dir.is_dir():
             log.error("models folder %s does not exist", models_dir)
@@ -85,7 +86,7 @@ class Registry:
         for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             before = proc.memory_info().rss
             try:
-                manifest, backend, heads = read_model_dir(path, threads)
+                manifest, backend, heads = read_model_dir(path, session)
             except LoadError as exc:
                 self.failed[path.name] = str(exc)
                 log.error("refusing model %s: %s", path.name, exc)

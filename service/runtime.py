@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from common import contract
-from common.onnx_encoder import load_tokenizer, make_session
+from common.onnx_encoder import SessionConfig, load_tokenizer, make_session
 
 from .errors import InputTooLong, InvalidInput
 
@@ -57,7 +57,7 @@ def pad_batch(batch: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class OnnxBackend:
-    def __init__(self, model_dir: Path, max_length: int, threads: int = 0):
+    def __init__(self, model_dir: Path, max_length: int, session: SessionConfig = SessionConfig()):
         self.max_length = max_length
         self.tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
         self.tokenizer.no_padding()
@@ -66,7 +66,7 @@ class OnnxBackend:
         self.full_tokenizer.no_truncation()
         self.vocab_size = self.tokenizer.get_vocab_size()
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
-        self.session = make_session(model_dir / contract.MODEL_FILE, threads)
+        self.session = make_session(model_dir / contract.MODEL_FILE, session)
         self.dim = int(self.session.get_outputs()[0].shape[1])
 
     def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:

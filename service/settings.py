@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.onnx_encoder import SessionConfig
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMBED_", frozen=True)
@@ -15,6 +17,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=0, le=65535)
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
+    ort_spin: bool = Field(False, description="let idle onnxruntime threads spin-wait between batches (off: the event loop needs those cycles)")
+    ort_arena: bool = Field(True, description="onnxruntime memory arena (faster, keeps peak buffers resident)")
     max_batch_tokens: int = Field(16384, ge=1, description="token budget of one inference batch (batch × padded length)")
     max_batch_size: int = Field(64, ge=1, description="texts per inference batch")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the batcher waits for more requests")
@@ -27,3 +31,6 @@ class Settings(BaseSettings):
     shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of compressed-model requests re-run on the baseline")
     zero_shot_temperature: float = Field(0.05, gt=0, description="softmax temperature over label cosines")
     log_level: str = Field("info", description="uvicorn and service log level")
+
+    def session_config(self) -> SessionConfig:
+        return SessionConfig(threads=self.threads, spin=self.ort_spin, arena=self.ort_arena)
