@@ -75,6 +75,7 @@ async def concurrent_clients(url: str, models: list[str], refs: dict[str, Refere
               "shed_without_retry_after": 0}
     latencies: list[float] = []
     shed_latencies: list[float] = []
+    reasons: dict[str, int] = {}  # why a request failed: exception type or unexpected status
     min_cos: dict[str, float] = {}  # lowest cosine of a batched answer to the same text asked alone
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
@@ -88,8 +89,9 @@ async def concurrent_clients(url: str, models: list[str], refs: dict[str, Refere
                 t0 = time.perf_counter()
                 try:
                     r = await client.post(route, json=request_body(route, model, batch))
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     counts["failed"] += 1  # no answer at all: a lost request
+                    reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + 1
                     continue
                 dt = time.perf_counter() - t0
                 if r.status_code == 200:
@@ -105,25 +107,47 @@ async def concurrent_clients(url: str, models: list[str], refs: dict[str, Refere
                 else:
                     counts["failed"] += 1
                     counts["server_errors"] += r.status_code >= 500
+                    reasons[str(r.status_code)] = reasons.get(str(r.status_code), 0) + 1
 
         await asyncio.gather(*(one_client(k) for k in range(clients)))
-    return {**counts, "min_cos_to_alone": min_cos, "accepted_latency": percentiles_ms(latencies) if latencies else None,
+    return {**counts, "failure_reasons": reasons, "min_cos_to_alone": min_cos, "accepted_latency": percentiles_ms(latencies) if latencies else None,
             "shed_latency": percentiles_ms(shed_latencies) if shed_latencies else None}
 
 
 async def health_during(url: str, stop: asyncio.Event) -> dict:
     """Probe /healthz every 50 ms until `stop`: the liveness answer must not stall under load."""
-    lat, failures = [], 0
+    lat, failures, reasons = [], 0, []
     async with httpx.AsyncClient(base_url=url, timeout=10) as c:
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
                 failures += (await c.get("/healthz")).status_code != 200
                 lat.append(time.perf_counter() - t0)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 failures += 1
+                reasons.append(f"{type(exc).__name__} after {time.perf_counter() - t0:.1f} s")
             await asyncio.sleep(0.05)
-    return {"probes": len(lat) + failures, "failures": failures, **(percentiles_ms(lat) if lat else {})}
+    return {"probes": len(lat) + failures, "failures": failures, "failure_reasons": reasons,
+            **(percentiles_ms(lat) if lat else {})}
+
+
+def server_latency_bound(url: str, status: str, q: float) -> float | None:
+    """Upper bound (a histogram bucket edge, ms) of the q-quantile of the service's own request
+    latency for answers with `status`, from /metrics: what the server spent, free of client delays."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+        if family.name != "embedding_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("status") == status:
+                le = float(sample.labels["le"])
+                counts[le] = counts.get(le, 0.0) + sample.value
+    if not counts or counts[float("inf")] == 0:
+        return None
+    total = counts[float("inf")]
+    return next(le * 1000 for le in sorted(counts) if counts[le] >= q * total)
 
 
 async def steady_latency(url: str, model: str, texts: list[str], seconds: float) -> dict:
@@ -152,5 +176,6 @@ async def burst(url: str, models: list[str], refs: dict[str, Reference], clients
     duration = time.perf_counter() - t0
     stop.set()
     after = await steady_latency(url, models[0], texts, steady_s)
+    server_side = {f"status_{code}_p99_ms_at_most": server_latency_bound(url, code, 0.99) for code in ("200", "429")}
     return {"before": before, "burst": {**during, "seconds": duration}, "healthz_during": await health,
-            "after": after}
+            "after": after, "server_side": server_side}

@@ -132,7 +132,8 @@ def summary(f: dict) -> str:
         f"failed {b['burst']['failed']}, 5xx {b['burst']['server_errors']}, wrong {b['burst']['wrong']}",
         f"p99 ms before / during (accepted) / after: {b['before']['p99_ms']:.1f} / "
         f"{(b['burst']['accepted_latency'] or {}).get('p99_ms', float('nan')):.1f} / {b['after']['p99_ms']:.1f}; "
-        f"shed answers p99 {(b['burst']['shed_latency'] or {}).get('p99_ms', float('nan')):.1f} ms; "
+        f"shed answers p99 {(b['burst']['shed_latency'] or {}).get('p99_ms', float('nan')):.1f} ms at the client, "
+        f"server-side p99 of 429s <= {b['server_side']['status_429_p99_ms_at_most']} ms; "
         f"/healthz during burst: {b['healthz_during']['probes']} probes, {b['healthz_during']['failures']} failed, "
         f"p99 {b['healthz_during'].get('p99_ms', float('nan')):.1f} ms",
         f"soak {s['seconds']} s: statuses {s['statuses']}; RSS first/max/last {s['rss_first_mb']:.0f}/"

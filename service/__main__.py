@@ -27,7 +27,8 @@ def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
+                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=30,
+                            timeout_keep_alive=settings.keep_alive_s)
     server = _Server(config)
     server.run()
     if not server.started:

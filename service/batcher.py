@@ -73,12 +73,16 @@ class Batcher:
             await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, items: list[Tokenized]) -> tuple[np.ndarray, BatchStats]:
+    def admit(self, n: int) -> None:
+        """Refuse at once (before any tokenizing) when `n` more texts would overflow the queue."""
         if self._closed:
             raise NotReady("the service is shutting down")
-        if self._queued_items + len(items) > self.queue_size:
+        if self._queued_items + n > self.queue_size:
             raise Overloaded(f"queue full ({self._queued_items} texts waiting, limit {self.queue_size}); retry shortly",
                              headers={"Retry-After": "1"})
+
+    async def submit(self, items: list[Tokenized]) -> tuple[np.ndarray, BatchStats]:
+        self.admit(len(items))
         pending = _Pending(items, asyncio.get_running_loop().create_future(), time.perf_counter())
         self._queue.append(pending)
         self._queued_items += len(items)

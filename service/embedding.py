@@ -53,6 +53,7 @@ class Embedder:
     async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
                     token_ids: list[list[int]] | None = None) -> Embedded:
         model = self.registry.get(model_name)
+        model.batcher.admit(len(token_ids if token_ids is not None else texts))  # shed before tokenizing
         t0 = time.perf_counter()
         items = (model.backend.from_ids(token_ids, truncate) if token_ids is not None
                  else model.backend.tokenize(texts, truncate))

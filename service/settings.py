@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_inputs: int = Field(256, ge=1, description="texts per request")
     max_chars: int = Field(20000, ge=1, description="characters per text")
     max_body_bytes: int = Field(2_000_000, ge=1, description="request body size cap")
+    keep_alive_s: float = Field(75.0, gt=0, description="idle keep-alive of client connections; keep it above any "
+                                "load balancer's idle timeout so the server never closes a connection a client reuses")
     body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next chunk of a request body (408 after)")
     api_key: SecretStr | None = Field(None, description="if set, Bearer token required on all but health and metrics")
     shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of compressed-model requests re-run on the baseline")
