@@ -4,7 +4,7 @@ users run without a server). Each becomes a function texts -> embeddings."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,11 +30,12 @@ def load(contender: Contender, threads: int = 0) -> Encode:
     if contender.kind == "onnx":
         from common import contract
         from common.manifest import Manifest
-        from common.onnx_encoder import SessionConfig, batch_arrays, load_tokenizer, make_session
+        from common.onnx_encoder import SERVING, batch_arrays, load_tokenizer, make_session
 
         manifest = Manifest.read(contender.path)
         tok = load_tokenizer(contender.path / contract.TOKENIZER_FILE, manifest.max_seq_length)
-        sess = make_session(contender.path / contract.MODEL_FILE, SessionConfig(threads))
+        # the service's session settings, so the in-process ceiling and the memory are the service's own
+        sess = make_session(contender.path / contract.MODEL_FILE, replace(SERVING, threads=threads))
 
         def encode(texts: list[str]) -> np.ndarray:
             return sess.run([contract.OUTPUT_EMBEDDING], batch_arrays(tok.encode_batch(texts)))[0]

@@ -34,6 +34,10 @@ class SessionConfig:
     arena: bool = True
 
 
+# How the service runs models (its EMBED_ORT_* defaults); the benchmark measures the same.
+SERVING = SessionConfig(spin=False, arena=False)
+
+
 def make_session(model_file: Path, config: SessionConfig = SessionConfig(), optimize: bool = True):
     """An onnxruntime CPU session."""
     import onnxruntime as ort

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.onnx_encoder import SessionConfig
+from common.onnx_encoder import SERVING, SessionConfig
 
 
 class Settings(BaseSettings):
@@ -17,8 +17,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=0, le=65535)
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
-    ort_spin: bool = Field(False, description="let idle onnxruntime threads spin-wait between batches (off: the event loop needs those cycles)")
-    ort_arena: bool = Field(True, description="onnxruntime memory arena (faster, keeps peak buffers resident)")
+    ort_spin: bool = Field(SERVING.spin, description="let idle onnxruntime threads spin-wait between batches")
+    ort_arena: bool = Field(SERVING.arena, description="onnxruntime memory arena (keeps the largest batch's buffers "
+                            "resident)")
     max_batch_tokens: int = Field(16384, ge=1, description="token budget of one inference batch (batch × padded length)")
     max_batch_size: int = Field(64, ge=1, description="texts per inference batch")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the batcher waits for more requests")
