@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import yaml
@@ -84,3 +86,16 @@ def dashboard_exprs() -> list[tuple[str, str]]:
 def k8s_documents() -> list[tuple[Path, dict]]:
     return [(p, doc) for p in sorted((DEPLOY / "k8s").glob("*.yaml")) if p.name != "kustomization.yaml"
             for doc in yaml.safe_load_all(p.read_text()) if doc]
+
+
+def require_binary(name: str) -> str:
+    """Path of a Debian tool the test needs; skipped where missing, but never in CI (.ci/run installs it
+    and sets EMBED_REQUIRE_PROMETHEUS)."""
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("EMBED_REQUIRE_PROMETHEUS"):
+            pytest.fail(f"{name} not found although EMBED_REQUIRE_PROMETHEUS is set")
+        pytest.skip(f"{name} not installed (apt-get install prometheus; .ci/run does)")
+    return path

@@ -10,7 +10,6 @@ HTTP API: each must parse and return data.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -30,15 +29,6 @@ SENTENCES = ["the movie was good", "a dog runs in the city", "what is the capita
              "the food was terrible", "who wrote the book", "a man is playing a guitar"]
 
 
-def _prometheus() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("EMBED_REQUIRE_PROMETHEUS"):
-            pytest.fail("prometheus not found although EMBED_REQUIRE_PROMETHEUS is set")
-        pytest.skip("prometheus not installed (apt-get install prometheus; .ci/run does)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def service(tiny_models):
     env = {**df.runtime_env(), "EMBED_HOST": "127.0.0.1", "EMBED_DEFAULT_MODEL": "tiny-fact",
@@ -52,7 +42,7 @@ def service(tiny_models):
 
 @pytest.fixture(scope="module")
 def prometheus(service, tmp_path_factory):
-    binary = _prometheus()
+    binary = df.require_binary("prometheus")
     root = tmp_path_factory.mktemp("prometheus")
     config = df.prometheus_config()
     config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = "1s"

@@ -7,7 +7,6 @@ tests/integration/test_prometheus.py.
 from __future__ import annotations
 
 import fnmatch
-import os
 import shutil
 import subprocess
 import sys
@@ -153,22 +152,13 @@ def test_kubernetes_validator_rejects_a_broken_manifest():
         kubernetes_validate.validate(deployment, "1.37.0", strict=True)
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("EMBED_REQUIRE_PROMETHEUS"):
-            pytest.fail("promtool not found although EMBED_REQUIRE_PROMETHEUS is set")
-        pytest.skip("promtool not installed (apt-get install prometheus; .ci/run does)")
-    return path
-
-
 @pytest.mark.parametrize("args", [
     ["check", "config", "deploy/prometheus/prometheus.yml"],
     ["check", "rules", "deploy/prometheus/rules.yml"],
     ["test", "rules", "deploy/prometheus/tests/rules_test.yml"],
 ])
 def test_promtool(args):
-    r = subprocess.run([_promtool(), *args], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([df.require_binary("promtool"), *args], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -178,7 +168,7 @@ def test_promtool_rule_tests_can_fail(tmp_path):
     tests["rule_files"] = [str(DEPLOY / "prometheus/rules.yml")]
     tests["tests"][0]["alert_rule_test"][0]["exp_alerts"][0]["exp_labels"]["model"] = "fast"
     (tmp_path / "t.yml").write_text(yaml.safe_dump(tests))
-    r = subprocess.run([_promtool(), "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True)
+    r = subprocess.run([df.require_binary("promtool"), "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True)
     assert r.returncode != 0
 
 
