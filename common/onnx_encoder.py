@@ -35,7 +35,7 @@ class SessionConfig:
 
 
 # How the service runs models (its EMBED_ORT_* defaults); the benchmark measures the same.
-SERVING = SessionConfig(spin=False, arena=False)
+SERVING = SessionConfig(spin=False, arena=True)
 
 
 def make_session(model_file: Path, config: SessionConfig = SessionConfig(), optimize: bool = True):
