@@ -86,40 +86,38 @@ def probe_memory(cfg: BenchConfig, contenders: list[Contender], texts: list[str]
     return out
 
 
-def run_in_process(cfg: BenchConfig, contenders: list[Contender], texts: list[str]) -> dict:
+def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str]) -> tuple[dict, dict, dict]:
+    """In-process and HTTP samples, interleaved: every repetition runs each in-process shape and then
+    each HTTP shape for every contender, so drift on the machine lands on the ceiling and on the
+    service alike (their ratio is the service's efficiency)."""
     encoders = {c.name: load(c) for c in contenders}
     for enc in encoders.values():
         enc(texts[:32])  # warm-up
     mixed = inprocess.mixed_texts(texts, 512, seed=0)
-    modes = [(f"b{b}", b, texts) for b in cfg.batches] + [(f"mixed{cfg.mixed_batch}", cfg.mixed_batch, mixed)]
-    out: dict[str, dict[str, list]] = {c.name: {m: [] for m, _, _ in modes} for c in contenders}
-    for rep in range(cfg.reps):
-        for mode, batch, pool in modes:
-            for c in rotate(contenders, rep):
-                s = inprocess.sample(encoders[c.name], pool, batch, cfg.seconds)
-                out[c.name][mode].append(s)
-                print(f"  in-process {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s", flush=True)
-    return out
-
-
-def run_http(cfg: BenchConfig, contenders: list[Contender], texts: list[str]) -> tuple[dict, dict]:
+    ip_modes = [(f"b{b}", b, texts) for b in cfg.batches] + [(f"mixed{cfg.mixed_batch}", cfg.mixed_batch, mixed)]
     onnx = [c for c in contenders if c.kind == "onnx"]
-    modes = [(f"c{c}", c, 1) for c in cfg.concurrencies] + [
+    http_modes = [(f"c{c}", c, 1) for c in cfg.concurrencies] + [
         (f"batched{cfg.http_batch}x{cfg.http_batch_concurrency}", cfg.http_batch_concurrency, cfg.http_batch)]
-    out: dict[str, dict[str, list]] = {c.name: {m: [] for m, _, _ in modes} for c in onnx}
+    ip: dict[str, dict[str, list]] = {c.name: {m: [] for m, _, _ in ip_modes} for c in contenders}
+    http: dict[str, dict[str, list]] = {c.name: {m: [] for m, _, _ in http_modes} for c in onnx}
     memory = {}
     with served.services(onnx) as servers:
         warm = {name: served.rss(s) for name, s in servers.items()}
         for rep in range(cfg.reps):
-            for mode, conc, batch in modes:
+            for mode, batch, pool in ip_modes:
+                for c in rotate(contenders, rep):
+                    s = inprocess.sample(encoders[c.name], pool, batch, cfg.seconds)
+                    ip[c.name][mode].append(s)
+                    print(f"  in-process {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s", flush=True)
+            for mode, conc, batch in http_modes:
                 for c in rotate(onnx, rep):
                     s = served.sample(servers[c.name], texts, conc, cfg.seconds, batch)
-                    out[c.name][mode].append(s)
+                    http[c.name][mode].append(s)
                     print(f"  http {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s p99 {s['p99_ms']:.1f} ms",
                           flush=True)
         for name, s in servers.items():
             memory[name] = {"after_warmup": warm[name], "after_load": served.rss(s)}
-    return out, memory
+    return ip, http, memory
 
 
 def publish(out: Path, results: dict) -> None:
@@ -174,10 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     results["static"] = {c.name: static(c, baseline) for c in contenders}
     print("memory and cold start (fresh processes)", flush=True)
     results["memory"] = probe_memory(cfg, contenders, texts)
-    print("in-process", flush=True)
-    results["in_process"] = run_in_process(cfg, contenders, texts)
-    print("over HTTP", flush=True)
-    results["http"], results["service_rss"] = run_http(cfg, contenders, texts)
+    print("in-process and over HTTP, interleaved", flush=True)
+    results["in_process"], results["http"], results["service_rss"] = run_samples(cfg, contenders, texts)
+    results["load_generator"] = served.load_generator()
     results["duration_s"] = time.time() - t0
     results["targets"] = targets.evaluate(results, args.compressed, args.baseline,
                                           ST_NAME if ST_NAME in names else None)

@@ -95,7 +95,8 @@ def full_report(results: dict) -> str:
         "## Memory and cold start (each contender in fresh processes; RSS over an empty interpreter)", "",
         memory_table(results), "",
         "## In-process (tokenization + inference, as served)", "", in_process_table(results), "",
-        "## Over HTTP (the real service on loopback, async keep-alive clients)", "", http_table(results), "",
+        f"## Over HTTP (the real service on loopback, keep-alive clients from {results.get('load_generator', 'httpx')})",
+        "", http_table(results), "",
         service_memory_table(results), "",
         "## Plots", "", *[f"![{p}]({p})" for p in PLOTS], "",
     ]
