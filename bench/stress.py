@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sentences", type=Path, default=REPO.parent / "shared/data/stsbenchmark/sts-test.csv")
     p.add_argument("--burst-clients", type=int, default=300)
     p.add_argument("--soak-seconds", type=float, default=180)
+    p.add_argument("--soak-window", type=float, default=10.0, help="seconds per memory/latency sample of the soak")
     p.add_argument("--fuzz-examples", type=int, default=200)
     p.add_argument("--no-audit", action="store_true")
     args = p.parse_args(argv)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             print("soak", flush=True)
             assert server.proc is not None
             figures["soak"] = soak.soak(server.url, server.proc.pid, read_sentences(args.sentences), args.models,
-                                        args.soak_seconds, window_s=10.0)
+                                        args.soak_seconds, window_s=args.soak_window)
             print("fuzz", flush=True)
             figures["fuzz"] = fuzz(server.url, args.fuzz_examples)
             figures["rss_end_mb"] = rss_mb(server)
