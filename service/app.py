@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import classify, embed, health, models, openai
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
-from .errors import PayloadTooLarge, RequestTimeout, ServiceError
+from .errors import ServiceError, error_body
 from .metrics import Metrics
+from .middleware import BodyLimit, Observe
 from .registry import LoadedModel, Registry
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def error_body(type_: str, message: str) -> dict:
-    return {"error": {"type": type_, "message": message}}
 
 
 def _start_batcher(svc: AppState, model: LoadedModel) -> None:
@@ -77,54 +72,6 @@ async def load_models(svc: AppState) -> None:
         log.error("default model %r is not loaded; loaded: %s", svc.settings.default_model, sorted(reg.models))
 
 
-class BodyLimit:
-    """Read the request body before the app sees it: refuse one over the cap (by Content-Length
-    or as it streams) with 413, and one that stops arriving for `timeout_s` with 408, then
-    replay the buffered body. (Errors raised inside the app's own body read would surface as
-    FastAPI's generic 400.)"""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float):
-        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes"))
-        chunks, seen = [], 0
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), self.timeout_s)
-            except TimeoutError:
-                return await self._reject(send, RequestTimeout(f"request body not received within {self.timeout_s:g} s"))
-            if message["type"] == "http.disconnect":
-                return  # the client is gone: nobody to answer
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                return await self._reject(send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes"))
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()  # after the body: wait for the disconnect, as Starlette expects
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    async def _reject(send: Send, exc: ServiceError) -> None:
-        body = JSONResponse(error_body(exc.type, exc.message), status_code=exc.status,
-                            headers={"connection": "close"})
-        await send({"type": "http.response.start", "status": exc.status, "headers": body.raw_headers})
-        await send({"type": "http.response.body", "body": body.body})
-
-
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -171,25 +118,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         metrics.failures.labels(getattr(request.state, "model", None) or "none", "internal").inc()
         return JSONResponse(error_body("internal_error", "internal error; see the service log"), status_code=500)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        request.state.model = None
-        try:
-            response = await call_next(request)
-        except PayloadTooLarge as exc:
-            response = JSONResponse(error_body(exc.type, exc.message), status_code=exc.status)
-        elapsed = time.perf_counter() - start
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        if endpoint not in ("/metrics", "/healthz", "/readyz"):
-            model = request.state.model or "none"
-            metrics.requests.labels(endpoint, model, str(response.status_code)).inc()
-            metrics.request_seconds.labels(endpoint, model, str(response.status_code)).observe(elapsed)
-        response.headers["x-total-time"] = f"{elapsed * 1000:.3f}"
-        return response
-
     for router in (health.router, embed.router, openai.router, classify.router, models.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(Observe, metrics=metrics)  # outermost: it also counts what BodyLimit refuses
     return app

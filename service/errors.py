@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 
+def error_body(type_: str, message: str) -> dict:
+    """The one error shape of every route."""
+    return {"error": {"type": type_, "message": message}}
+
+
 class ServiceError(Exception):
     status = 400
     type = "invalid_request_error"
