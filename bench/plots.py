@@ -17,10 +17,10 @@ def _median(samples: list[dict], key: str) -> float:
 
 def latency_vs_concurrency(results: dict, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, modes in results["http"].items():
+    for i, (name, modes) in enumerate(results["http"].items()):
         cs = [c for c in results["config"]["concurrencies"] if f"c{c}" in modes]
         for key, style in (("p50_ms", "-o"), ("p99_ms", "--^")):
-            ax.plot(cs, [_median(modes[f"c{c}"], key) for c in cs], style, label=f"{name} {key[:3]}")
+            ax.plot(cs, [_median(modes[f"c{c}"], key) for c in cs], style, color=f"C{i}", label=f"{name} {key[:3]}")
     ax.set(xscale="log", yscale="log", xlabel="concurrent clients (one sentence per request)",
            ylabel="latency (ms)", title="Service latency vs concurrency (median over repetitions)")
     ax.set_xticks(results["config"]["concurrencies"], [str(c) for c in results["config"]["concurrencies"]])
