@@ -102,7 +102,7 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
     http: dict[str, dict[str, list]] = {c.name: {m: [] for m, _, _ in http_modes} for c in onnx}
     memory = {}
     with served.services(onnx) as servers:
-        warm = {name: served.rss(s) for name, s in servers.items()}
+        warm = {name: s.rss() for name, s in servers.items()}
         for rep in range(cfg.reps):
             for mode, batch, pool in ip_modes:
                 for c in rotate(contenders, rep):
@@ -116,7 +116,7 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
                     print(f"  http {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s p99 {s['p99_ms']:.1f} ms",
                           flush=True)
         for name, s in servers.items():
-            memory[name] = {"after_warmup": warm[name], "after_load": served.rss(s)}
+            memory[name] = {"after_warmup": warm[name], "after_load": s.rss()}
     return ip, http, memory
 
 

@@ -9,15 +9,8 @@ from __future__ import annotations
 import random
 import time
 
-import numpy as np
-
 from .contenders import Encode
-
-
-def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
-    lat = np.asarray(latencies_s) * 1000
-    return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99))}
+from .loadgen import percentiles_ms
 
 
 def mixed_texts(texts: list[str], n: int, seed: int) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import numpy as np
 
 # A request: (path, JSON body). `make(i)` builds the i-th request of a run.
 Request = tuple[str, dict]
@@ -38,6 +39,11 @@ def read_sentences(path: Path) -> list[str]:
     return out
 
 
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
+    lat = np.asarray(latencies_s) * 1000
+    return {f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 95, 99)}
+
+
 @dataclass
 class LoadResult:
     concurrency: int
@@ -48,15 +54,11 @@ class LoadResult:
     transport_errors: int = 0
 
     def summary(self) -> dict:
-        lat = sorted(self.latencies_s)
-
-        def pct(p: float) -> float:
-            return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else float("nan")
-
-        return {"concurrency": self.concurrency, "requests": len(lat), "wall_s": self.wall_s,
-                "requests_per_s": len(lat) / self.wall_s if self.wall_s else 0.0,
+        nan = {f"p{q}_ms": float("nan") for q in (50, 95, 99)}
+        return {"concurrency": self.concurrency, "requests": len(self.latencies_s), "wall_s": self.wall_s,
+                "requests_per_s": len(self.latencies_s) / self.wall_s if self.wall_s else 0.0,
                 "sentences_per_s": self.texts / self.wall_s if self.wall_s else 0.0,
-                "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+                **(percentiles_ms(self.latencies_s) if self.latencies_s else nan),
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
                 "transport_errors": self.transport_errors}
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import numpy as np
 
-from .inprocess import percentiles_ms
+from .loadgen import percentiles_ms
 
 # fp32 models answer the same alone or batched (padding is masked out) up to float rounding.
 # Dynamic-int8 models pick activation ranges per batch, so a text's vector moves with its
@@ -61,10 +61,6 @@ class Reference:
         own = np.array([self.texts.index(t) for t in texts])
         own_sims = sims[np.arange(len(texts)), own]
         return bool(np.all(own_sims >= self.floor) and np.all(sims.argmax(1) == own)), float(own_sims.min())
-
-
-def references(url: str, model: str, texts: list[str]) -> Reference:
-    return Reference(url, model, texts)
 
 
 async def concurrent_clients(url: str, models: list[str], refs: dict[str, Reference], clients: int,

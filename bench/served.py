@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
-import psutil
 
 from .contenders import Contender
 from .loadgen import drive
@@ -34,11 +33,6 @@ def services(contenders: list[Contender]) -> Iterator[dict[str, Server]]:
             for _ in range(10):  # warm the HTTP path
                 httpx.post(s.url + "/embed", json={"inputs": "warm up"}, timeout=30)
         yield out
-
-
-def rss(server: Server) -> int:
-    assert server.proc is not None
-    return psutil.Process(server.proc.pid).memory_info().rss
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +60,11 @@ class Server:
         code = self.proc.wait(timeout)
         self.log = self.proc.stdout.read()
         return code
+
+    def rss(self) -> int:
+        """Resident bytes of the server process."""
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).memory_info().rss
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

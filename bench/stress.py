@@ -14,8 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 from . import hostile, overload, soak
 from .loadgen import read_sentences
 from .server import Server
@@ -27,17 +25,12 @@ FUZZ_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conforma
 STRESS_ENV = {"EMBED_QUEUE_SIZE": "256", "EMBED_BODY_TIMEOUT_S": "10", "EMBED_LOG_LEVEL": "warning"}
 
 
-def rss_mb(server: Server) -> float:
-    assert server.proc is not None
-    return psutil.Process(server.proc.pid).memory_info().rss / 1e6
-
-
 def hostile_round(server: Server) -> dict:
-    before = rss_mb(server)
+    before = server.rss() / 1e6
     results = [hostile.run_case(server.url, c) for c in hostile.cases(2_000_000, 10.0)]
     time.sleep(1.0)
     return {"cases": results, "failed": [r for r in results if not r["ok"]], "rss_before_mb": before,
-            "rss_after_mb": rss_mb(server)}
+            "rss_after_mb": server.rss() / 1e6}
 
 
 def fuzz(url: str, examples: int, seed: int = 1) -> dict:
@@ -88,18 +81,18 @@ def main(argv: list[str] | None = None) -> int:
             figures["hostile"] = hostile_round(server)
             print("references and concurrent clients", flush=True)
             texts = overload.distinct_texts(300, seed=0)
-            refs = {m: overload.references(server.url, m, texts) for m in args.models}
+            refs = {m: overload.Reference(server.url, m, texts) for m in args.models}
             figures["concurrency"] = asyncio.run(overload.concurrent_clients(server.url, args.models, refs, 16, 20))
             print("burst", flush=True)
             figures["burst"] = asyncio.run(overload.burst(server.url, args.models, refs, args.burst_clients, 4, 5.0))
-            figures["rss_after_burst_mb"] = rss_mb(server)
+            figures["rss_after_burst_mb"] = server.rss() / 1e6
             print("soak", flush=True)
             assert server.proc is not None
             figures["soak"] = soak.soak(server.url, server.proc.pid, read_sentences(args.sentences), args.models,
                                         args.soak_seconds, window_s=args.soak_window)
             print("fuzz", flush=True)
             figures["fuzz"] = fuzz(server.url, args.fuzz_examples)
-            figures["rss_end_mb"] = rss_mb(server)
+            figures["rss_end_mb"] = server.rss() / 1e6
             figures["exit_code_on_sigterm"] = server.terminate()
     if not args.no_audit:
         print("pip-audit", flush=True)
@@ -116,7 +109,7 @@ def ok(f: dict) -> bool:
     b, c = f["burst"]["burst"], f["concurrency"]
     return (not f["hostile"]["failed"] and b["failed"] == 0 and b["wrong"] == 0 and b["server_errors"] == 0
             and c["failed"] == 0 and c["wrong"] == 0 and f["fuzz"]["exit_code"] == 0
-            and "5" not in "".join(k[0] for k in f["soak"]["statuses"])
+            and not any(k.startswith("5") for k in f["soak"]["statuses"])
             and not f.get("audit", {}).get("vulnerable"))
 
 

@@ -36,12 +36,7 @@ def server(models):
 @pytest.fixture(scope="module")
 def refs(server):
     texts = overload.distinct_texts(60, seed=0)
-    return {m: overload.references(server.url, m, texts) for m in MODELS}
-
-
-def _rss(server) -> float:
-    import psutil
-    return psutil.Process(server.proc.pid).memory_info().rss / 1e6
+    return {m: overload.Reference(server.url, m, texts) for m in MODELS}
 
 
 @pytest.mark.parametrize("case", hostile.cases(max_body_bytes=2_000_000, body_timeout_s=2.0), ids=lambda c: c.name)
@@ -53,11 +48,11 @@ def test_hostile_input(server, case):
 
 
 def test_memory_returns_after_hostile_inputs(server):
-    before = _rss(server)
+    before = server.rss() / 1e6
     for case in hostile.cases(2_000_000, 2.0)[:3]:  # the large ones: 1 MB string, 100k items, 100k ids
         for _ in range(3):
             hostile.run_case(server.url, case)
-    assert _rss(server) - before < 40
+    assert server.rss() / 1e6 - before < 40
 
 
 def test_concurrent_clients_each_get_their_own_answers(server, refs):
@@ -70,7 +65,7 @@ def test_burst_sheds_at_once_and_loses_nothing(models, tmp_path):
     with Server(models, EMBED_DEFAULT_MODEL="tiny-fact", EMBED_QUEUE_SIZE="8", EMBED_MAX_WAIT_MS="20",
                 EMBED_THREADS="1", EMBED_LOG_LEVEL="warning") as s:
         texts = overload.distinct_texts(60, seed=1)
-        refs = {m: overload.references(s.url, m, texts) for m in MODELS}
+        refs = {m: overload.Reference(s.url, m, texts) for m in MODELS}
         r = asyncio.run(overload.burst(s.url, MODELS, refs, clients=120, requests_per_client=3, steady_s=1.0))
     b = r["burst"]
     assert b["sent"] == 360 and b["accepted"] + b["shed"] == b["sent"], b
