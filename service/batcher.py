@@ -2,10 +2,15 @@
 onnxruntime batches bounded by a token budget and a size cap.
 
 A request's texts wait in a bounded queue (counted in texts, so memory is
-bounded); one worker task per model takes what is queued after at most
-`max_wait` seconds, sorts it by length to cut padding, cuts it into batches
+bounded); one worker task per model takes what is queued, sorts it by length to cut padding, cuts it into batches
 whose padded size stays within the budget, and runs each in a worker thread
 (off the event loop). Every text's vector goes back to its own request, in order.
+
+Waiting `max_wait` for more requests only pays when others are coming, so the
+worker waits only when there is evidence of concurrent traffic (the last batch
+served several requests, or several are already queued). A lone client never
+waits: its request runs at once, as it would in-process. Under load the
+batches fill while the previous one runs, as in TEI's continuous batching.
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._last_requests = 0  # requests served by the last planned round: the concurrency evidence
 
     @property
     def depth(self) -> int:
@@ -90,6 +96,13 @@ class Batcher:
         await asyncio.shield(pending.future)  # a client disconnect must not cancel work shared with others
         return pending.out, pending.stats
 
+    def _should_wait(self) -> bool:
+        """Give concurrent requests a moment to join: only if others are likely coming (see the module
+        docstring) and a full batch is not already waiting."""
+        concurrent = self._last_requests > 1 or len(self._queue) > 1
+        return (concurrent and self._queued_items < self.max_batch_size and self.max_wait_s > 0
+                and not self._closed)
+
     def _plan(self, taken: list[_Pending]) -> list[list[tuple[_Pending, int]]]:
         """Sort every (request, item) by length and cut into batches within the caps."""
         flat = sorted(((p, i) for p in taken for i in range(len(p.items))), key=lambda pi: len(pi[0].items[pi[1]].ids))
@@ -115,8 +128,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            # Give concurrent requests a moment to join, unless a full batch is already waiting.
-            if self._queued_items < self.max_batch_size and self.max_wait_s > 0 and not self._closed:
+            if self._should_wait():
                 await asyncio.sleep(self.max_wait_s)
             taken, count = [], 0
             while self._queue and count < self.max_batch_size * 4:
@@ -124,6 +136,7 @@ class Batcher:
                 taken.append(p)
                 count += len(p.items)
             self._queued_items -= count
+            self._last_requests = len(taken)
             start = time.perf_counter()
             for p in taken:
                 p.stats.queue_seconds = start - p.enqueued

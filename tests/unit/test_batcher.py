@@ -92,3 +92,22 @@ def test_backend_failure_reaches_every_waiting_request():
         return results
 
     assert all(isinstance(r, InferenceFailed) and r.status == 503 for r in run(main()))
+
+
+def test_lone_request_does_not_wait_but_concurrent_ones_are_coalesced():
+    """max_wait is long here (3 s): a lone client must not pay it; once traffic is concurrent the
+    batcher waits for company, so a second wave of requests shares one batch."""
+    backend = Recording()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=64, max_batch_tokens=10_000, max_wait_s=3.0, queue_size=1000)
+        b.start()
+        await asyncio.wait_for(b.submit(backend.tokenize(["alone"], True)), timeout=1.5)
+        assert len(backend.batches) == 1
+        # Two requests queued together are evidence of concurrency: they are served in one batch.
+        await asyncio.wait_for(asyncio.gather(*(b.submit(backend.tokenize([f"t{i}"], True)) for i in range(2))),
+                               timeout=15)
+        await b.close()
+
+    run(main())
+    assert [len(x) for x in backend.batches] == [1, 2]
