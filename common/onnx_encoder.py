@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import contract
+from .memory import release_free_heap
 
 
 def load_tokenizer(path: Path, max_length: int):
@@ -50,7 +51,9 @@ def make_session(model_file: Path, config: SessionConfig = SessionConfig(), opti
     opts.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
-    return ort.InferenceSession(str(model_file), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_file), sess_options=opts, providers=["CPUExecutionProvider"])
+    release_free_heap()  # the parsed model file is freed now; hand its pages back
+    return session
 
 
 def batch_arrays(encodings) -> dict[str, np.ndarray]:
