@@ -60,7 +60,8 @@ def test_parity_mismatch_raises(src, banded, tmp_path):
 
 @pytest.mark.parametrize("config", [QuantizeConfig(table_bits=8), QuantizeConfig(table_bits=4, table_block=16),
                                     QuantizeConfig(encoder_int8=True),
-                                    QuantizeConfig(table_bits=4, table_block=16, encoder_int8=True)],
+                                    QuantizeConfig(table_bits=4, table_block=16, encoder_int8=True),
+                                    QuantizeConfig(table_bits=4, table_block=16, b_fp16=True)],
                          ids=lambda c: c.label)
 def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
     enc, _ = banded
@@ -74,6 +75,24 @@ def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
         assert embedding_bytes(tmp_path / "q.onnx") < embedding_bytes(tmp_path / "fp32.onnx")
     if config.encoder_int8:
         assert (tmp_path / "q.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
+
+
+def test_b_fp16_halves_the_factor_and_needs_a_table_setting(src, banded, tmp_path):
+    import onnx
+
+    from compression.errors import ConfigError
+
+    enc, _ = banded
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    apply(QuantizeConfig(table_bits=4, table_block=16), tmp_path / "fp32.onnx", tmp_path / "q.onnx")
+    apply(QuantizeConfig(table_bits=4, table_block=16, b_fp16=True), tmp_path / "fp32.onnx", tmp_path / "h.onnx")
+    b_bytes = 32 * src.hidden_size * 4 + 16 * src.hidden_size * 4  # B and the low band's slice of it
+    saved = embedding_bytes(tmp_path / "q.onnx") - embedding_bytes(tmp_path / "h.onnx")
+    assert saved == b_bytes // 2
+    halves = [i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) == 2
+    with pytest.raises(ConfigError, match="table_bits"):
+        QuantizeConfig(b_fp16=True)
 
 
 def test_param_counts(src, banded):
