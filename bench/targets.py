@@ -52,6 +52,14 @@ def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> l
     if served and c_b32:
         out.append(judge(Target(f"{compressed} service at concurrency {conc} / its in-process {b32}", ">=", 0.85),
                          [a / b for a, b in zip(served, c_b32)]))
+    c1, b1 = per_rep(http, compressed, "c1", "p99_ms"), per_rep(ip, compressed, "b1", "p99_ms")
+    if c1 and b1:
+        out.append(judge(Target(f"{compressed} service p99 at concurrency 1 minus its in-process b1 p99 (ms)",
+                                "<=", 2.0), [a - b for a, b in zip(c1, b1)]))
+    rss = results.get("service_rss", {})
+    if compressed in rss and baseline in rss:  # one value: each service holds only its own model
+        out.append(judge(Target(f"service RSS holding only {compressed} / only {baseline} (after the load test)",
+                                "<=", 0.5), [rss[compressed]["after_load"] / rss[baseline]["after_load"]]))
     c_mem = [m["rss_warm"] - m["rss_empty"] for m in mem.get(compressed, [])]
     b_mem = [m["rss_warm"] - m["rss_empty"] for m in mem.get(baseline, [])]
     if c_mem and b_mem:
