@@ -40,9 +40,6 @@ class FactorizeConfig:
     # banded only: rows that keep the full rank (most frequent first), and the rank of all others.
     high_rows: int = 16000
     low_rank: int = 64
-    # Re-express the factors so that a uniform quantizer of A's rows wastes fewer levels (see balance()).
-    # A·B is unchanged; only what quantization of A does to it.
-    balance: bool = False
 
 
 @dataclass
@@ -143,44 +140,7 @@ def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | 
         low = order[config.high_rows:]
         # B has orthonormal rows, so dropping trailing coordinates is the best code in the top directions.
         factors.A_vr[low, config.low_rank:] = 0.0
-    if config.balance:
-        weights = token_weights(counts_v, config.alpha, config.smoothing)
-        factors = balance(factors, weights, np.random.default_rng(0))
     return factors
-
-
-def balance(factors: Factors, weights_v: np.ndarray, rng: np.random.Generator) -> Factors:
-    """A' = (A / s) R, B' = Rᵀ diag(s) B: the same product A'B' = AB, better suited to block quantization.
-
-    From the SVD, A's column j carries the singular value σ_j, so the first
-    columns dwarf the last; a quantizer whose step follows each block's largest
-    value then rounds the small coordinates to almost nothing. Dividing each
-    column by its (token-weighted) RMS s_j makes the columns alike, and a random
-    rotation R spreads what is left of each row's outliers over the block, so
-    the step is set by typical values. The quantization error e in A reaches E
-    as e·B', i.e. scaled back by s — the big directions still get more precision
-    in absolute terms, but no coordinate is wasted. Banded factors get a
-    block-diagonal R (the first low_rank coordinates among themselves), so the
-    low band's rows stay zero past low_rank.
-    """
-    A, B = factors.A_vr.astype(np.float64), factors.B_rh.astype(np.float64)
-    r = A.shape[1]
-    rows = factors.high_ids if factors.banded else np.arange(A.shape[0])
-    w = weights_v[rows] / weights_v[rows].sum()
-    s = np.sqrt((w[:, None] * A[rows] ** 2).sum(axis=0)) + 1e-12
-    split = [factors.low_rank, r] if factors.banded else [r]
-    R = np.zeros((r, r))
-    start = 0
-    for stop in split:
-        q, _ = np.linalg.qr(rng.standard_normal((stop - start, stop - start)))
-        R[start:stop, start:stop] = q
-        start = stop
-    A_new = (A / s) @ R
-    if factors.banded:
-        low = np.setdiff1d(np.arange(A.shape[0]), factors.high_ids)
-        A_new[low, factors.low_rank:] = 0.0  # exact zeros (they are zero up to rounding already)
-    B_new = R.T @ (s[:, None] * B)
-    return Factors(A_new.astype(np.float32), B_new.astype(np.float32), factors.high_ids, factors.low_rank)
 
 
 def weighted_error(E_vh: np.ndarray, approx_vh: np.ndarray, weights_v: np.ndarray) -> float:

@@ -78,28 +78,3 @@ def test_rank_out_of_range(E, rank):
 def test_weighted_needs_counts(E):
     with pytest.raises(ConfigError, match="needs token counts"):
         factorize(E, FactorizeConfig(method="weighted", rank=4))
-
-
-@pytest.mark.parametrize("method", ["weighted", "banded"])
-def test_balance_keeps_the_product_and_lowers_int4_error(method):
-    import torch
-
-    from compression.fake_quant import fake_quant_table
-
-    # A steep spectrum, as in MiniLM's table: SVD codes whose first columns dwarf the rest.
-    E = (np.random.default_rng(0).standard_normal((300, 48)) * np.geomspace(20, 0.1, 48)).astype(np.float32)
-    V, H = E.shape
-    counts = np.arange(V)[::-1].copy()
-    cfg = dict(method=method, rank=32, high_rows=100, low_rank=16, alpha=0.75)
-    plain = factorize(E, FactorizeConfig(**cfg), counts)
-    bal = factorize(E, FactorizeConfig(**cfg, balance=True), counts)
-    np.testing.assert_allclose(bal.reconstruct(), plain.reconstruct(), atol=1e-4)
-    if method == "banded":
-        low = np.setdiff1d(np.arange(V), bal.high_ids)
-        assert np.all(bal.A_vr[low, 16:] == 0)
-
-    def int4_error(f):  # what quantizing A adds to the factorization's own error
-        A_q = fake_quant_table(torch.from_numpy(f.A_vr), 4, 16).numpy()
-        return weighted_error(f.reconstruct(), A_q @ f.B_rh, token_weights(counts, 0.75, 10.0))
-
-    assert int4_error(bal) < 0.85 * int4_error(plain)
