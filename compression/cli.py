@@ -63,7 +63,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
                                   high_rows=args.high_rows, low_rank=args.low_rank),
         recover=RecoverConfig(steps=args.steps, seed=args.seed, encoder_lr=args.encoder_lr),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
-                                encoder_int8=args.encoder_int8),
+                                b_fp16=args.b_fp16, encoder_int8=args.encoder_int8),
         corpus=str(args.corpus) if args.corpus else None,
     )
     manifest = build_variant(recipe, _context(args))
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
     p.add_argument("--table-block", type=int, default=64)
+    p.add_argument("--b-fp16", action="store_true", help="store the factor B in float16 (needs --table-bits)")
     p.add_argument("--encoder-int8", action="store_true")
     p.set_defaults(func=cmd_compress)
 

@@ -83,8 +83,6 @@ def resolve_rank(config: FactorizeConfig, vocab: int, hidden: int) -> int:
         if config.target_ratio is None:
             raise ConfigError("give either a rank or a target compression ratio")
         rank = rank_for_ratio(vocab, hidden, config.target_ratio)
-    if config.method == "banded" and rank == hidden:
-        return rank  # banded at full rank: the frequent rows are kept exactly (B is then a rotation)
     if not 0 < rank < min(vocab, hidden):
         raise ConfigError(f"rank must satisfy 0 < r < min(V, H) = {min(vocab, hidden)}, got {rank}")
     return rank

@@ -49,18 +49,6 @@ def test_param_counts_and_banding(E):
     assert factorize(E, FactorizeConfig(method="svd", rank=10)).num_params == V * 10 + 10 * H
 
 
-def test_banded_at_full_rank_keeps_frequent_rows_exactly(E):
-    V, H = E.shape
-    counts = np.arange(V)[::-1].copy()
-    f = factorize(E, FactorizeConfig(method="banded", rank=H, high_rows=50, low_rank=4), counts)
-    approx = f.reconstruct()
-    np.testing.assert_allclose(approx[f.high_ids], E[f.high_ids], atol=1e-4)
-    low = np.setdiff1d(np.arange(V), f.high_ids)
-    assert np.abs(approx[low] - E[low]).max() > 1e-2  # the rest really are rank 4
-    with pytest.raises(ConfigError, match="rank must satisfy"):  # full rank is for banded only
-        factorize(E, FactorizeConfig(method="weighted", rank=H), counts)
-
-
 def test_rank_from_ratio():
     r = rank_for_ratio(30522, 384, 16.0)
     assert 30522 * 384 / (r * (30522 + 384)) >= 16.0
