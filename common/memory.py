@@ -3,7 +3,8 @@
 onnxruntime parses the whole model file and copies its weights into tensors;
 glibc keeps the freed parse buffers (tens of MB for the fp32 baseline) in the
 process's heap, so resident memory would count the model file twice. A
-compressed model is sold on its memory, so the service trims once per load.
+compressed model is sold on its memory, so every session load (make_session)
+ends with one trim.
 """
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 onnxruntime batches bounded by a token budget and a size cap.
 
 A request's texts wait in a bounded queue (counted in texts, so memory is
-bounded); one worker task per model takes what is queued, sorts it by length to cut padding, cuts it into batches
-whose padded size stays within the budget, and runs each in a worker thread
-(off the event loop). Every text's vector goes back to its own request, in order.
+bounded); one worker task per model takes what is queued, sorts it by length
+to cut padding, cuts it into batches whose padded size stays within the
+budget, and runs each in a worker thread (off the event loop). Every text's
+vector goes back to its own request, in order.
 
 Waiting `max_wait` for more requests only pays when others are coming, so the
 worker waits only when there is evidence of concurrent traffic (the last batch

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from common import contract
 from common.heads import Head, load_heads
-from common.memory import release_free_heap
 from common.onnx_encoder import SessionConfig
 from common.manifest import Manifest, sha256_file
 
@@ -54,7 +53,6 @@ def read_model_dir(path: Path, session: SessionConfig) -> tuple[Manifest, OnnxBa
     try:
         backend = OnnxBackend(path, manifest.max_seq_length, session)
         backend.warm_up()
-        release_free_heap()  # warm-up's transient buffers too
     except Exception as exc:  # onnxruntime raises several types for a broken graph
         raise LoadError(f"onnxruntime could not load it: {str(exc).splitlines()[0][:200]}") from exc
     if backend.dim != manifest.dim:

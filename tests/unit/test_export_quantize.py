@@ -1,11 +1,12 @@
 """Export parity and each quantization switch on a tiny random BERT."""
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from common import contract
 from common.onnx_encoder import make_session
-from compression.errors import ToleranceError
+from compression.errors import ConfigError, ToleranceError
 from compression.export import check_parity, export_onnx, random_batch
 from compression.factorize import FactorizeConfig, factorize
 from compression.measure import embedding_bytes
@@ -78,10 +79,6 @@ def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
 
 
 def test_b_fp16_halves_the_factor_and_needs_a_table_setting(src, banded, tmp_path):
-    import onnx
-
-    from compression.errors import ConfigError
-
     enc, _ = banded
     export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
     apply(QuantizeConfig(table_bits=4, table_block=16), tmp_path / "fp32.onnx", tmp_path / "q.onnx")
