@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from common import contract
-from common.onnx_encoder import SessionConfig, load_tokenizer, make_session
+from common.onnx_encoder import SessionConfig, load_tokenizer, make_session, shrinking_run_options
 
 from .errors import InputTooLong, InvalidInput
 
@@ -59,22 +59,33 @@ def pad_batch(batch: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
 class OnnxBackend:
     def __init__(self, model_dir: Path, max_length: int, session: SessionConfig = SessionConfig()):
         self.max_length = max_length
+        # One tokenizer, never truncating: a text over the limit must be seen whole to be refused
+        # (truncate=false), and cutting its ids here equals the library's own truncation. A second
+        # Tokenizer for the truncating path would keep another ~12 MB of vocabulary resident per model.
         self.tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
         self.tokenizer.no_padding()
-        self.full_tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 10**9)
-        self.full_tokenizer.no_padding()
-        self.full_tokenizer.no_truncation()
+        self.tokenizer.no_truncation()
         self.vocab_size = self.tokenizer.get_vocab_size()
-        self.sep_id = self.tokenizer.token_to_id("[SEP]")
         self.session = make_session(model_dir / contract.MODEL_FILE, session)
         self.dim = int(self.session.get_outputs()[0].shape[1])
+        keep = session.arena_keep_tokens if session.arena else None
+        self.arena_keep_tokens = keep
+        self._shrink = shrinking_run_options() if keep is not None else None
 
     def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:
-        if truncate:
-            return [Tokenized(np.asarray(e.ids, dtype=np.int64)) for e in self.tokenizer.encode_batch(texts)]
-        encodings = self.full_tokenizer.encode_batch(texts)
-        _check_length([len(e.ids) for e in encodings], self.max_length)
-        return [Tokenized(np.asarray(e.ids, dtype=np.int64)) for e in encodings]
+        encodings = self.tokenizer.encode_batch(texts)
+        if not truncate:
+            _check_length([len(e.ids) for e in encodings], self.max_length)
+        return [Tokenized(self._truncated(e)) for e in encodings]
+
+    def _truncated(self, encoding) -> np.ndarray:
+        """ids cut to max_length, keeping a closing special token ([SEP]) as the tokenizer's truncation does."""
+        ids = np.asarray(encoding.ids, dtype=np.int64)
+        if len(ids) <= self.max_length:
+            return ids
+        if encoding.special_tokens_mask[-1]:
+            return np.concatenate([ids[: self.max_length - 1], ids[-1:]])
+        return ids[: self.max_length]
 
     def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]:
         """Pre-tokenized input (the OpenAI API allows token arrays); ids are taken as given."""
@@ -89,7 +100,9 @@ class OnnxBackend:
 
     def run(self, batch: list[Tokenized]) -> np.ndarray:
         ids, mask = pad_batch(batch)
-        return self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+        shrink = self._shrink if self.arena_keep_tokens is not None and ids.size > self.arena_keep_tokens else None
+        return self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask},
+                                shrink)[0]
 
     def warm_up(self) -> None:
         """Run a few shapes so the first real request does not pay for allocation."""

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     ort_spin: bool = Field(SERVING.spin, description="let idle onnxruntime threads spin-wait between batches")
     ort_arena: bool = Field(SERVING.arena, description="onnxruntime memory arena (keeps the largest batch's buffers "
                             "resident)")
+    ort_arena_keep_tokens: int = Field(SERVING.arena_keep_tokens, ge=0, description="a batch of more tokens "
+                                       "(rows × padded length) gives its arena growth back when it ends, so one "
+                                       "long batch does not stay resident")
     max_batch_tokens: int = Field(16384, ge=1, description="token budget of one inference batch (batch × padded length)")
     max_batch_size: int = Field(64, ge=1, description="texts per inference batch")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the batcher waits for more requests "
@@ -37,4 +40,5 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="uvicorn and service log level")
 
     def session_config(self) -> SessionConfig:
-        return SessionConfig(threads=self.threads, spin=self.ort_spin, arena=self.ort_arena)
+        return SessionConfig(threads=self.threads, spin=self.ort_spin, arena=self.ort_arena,
+                             arena_keep_tokens=self.ort_arena_keep_tokens)

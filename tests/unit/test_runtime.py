@@ -1,0 +1,61 @@
+"""OnnxBackend's tokenization: one non-truncating tokenizer whose ids are cut by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common import contract
+from common.onnx_encoder import SessionConfig, load_tokenizer
+from service.errors import InputTooLong
+from service.runtime import OnnxBackend
+
+LONG = "the quick brown fox jumps over the lazy dog " * 6
+
+
+@pytest.mark.parametrize("max_length", [3, 8, 16])
+def test_truncation_equals_the_tokenizers_own(tiny_models, max_length):
+    model_dir = tiny_models / "tiny"
+    backend = OnnxBackend(model_dir, max_length)
+    reference = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
+    reference.no_padding()
+    texts = [LONG, "short text", LONG[: 5 * max_length]]
+    got = [t.ids.tolist() for t in backend.tokenize(texts, truncate=True)]
+    assert got == [e.ids for e in reference.encode_batch(texts)]
+    assert max(len(ids) for ids in got) == max_length
+
+
+def test_untruncated_long_text_is_refused_with_its_length(tiny_models):
+    backend = OnnxBackend(tiny_models / "tiny", 8)
+    assert [len(t.ids) for t in backend.tokenize(["short"], truncate=False)] == [3]
+    with pytest.raises(InputTooLong, match="limit of 8"):
+        backend.tokenize(["short", LONG], truncate=False)
+
+
+class _RecordingSession:
+    """Wraps a real session and records the RunOptions each run was given."""
+
+    def __init__(self, session):
+        self.session, self.options = session, []
+
+    def run(self, outputs, feeds, run_options=None):
+        self.options.append(run_options)
+        return self.session.run(outputs, feeds, run_options)
+
+
+def test_only_batches_over_the_kept_size_shrink_the_arena(tiny_models):
+    backend = OnnxBackend(tiny_models / "tiny", 16, SessionConfig(arena_keep_tokens=20))
+    backend.session = recorder = _RecordingSession(backend.session)
+    small = backend.tokenize(["a b c"] * 2, truncate=True)  # 2 × 5 tokens
+    large = backend.tokenize([LONG] * 4, truncate=True)  # 4 × 16 tokens
+    backend.run(small)
+    backend.run(large)
+    assert [o is not None for o in recorder.options] == [False, True]
+    assert np.allclose(backend.run(large), backend.run(large))  # shrinking changes no answer
+
+
+def test_no_shrinking_without_the_arena_or_a_limit(tiny_models):
+    for config in (SessionConfig(arena=False, arena_keep_tokens=1), SessionConfig(arena_keep_tokens=None)):
+        backend = OnnxBackend(tiny_models / "tiny", 16, config)
+        backend.session = recorder = _RecordingSession(backend.session)
+        backend.run(backend.tokenize([LONG] * 4, truncate=True))
+        assert recorder.options == [None]
