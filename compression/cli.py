@@ -60,7 +60,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
         name=args.name,
         baseline=args.baseline,
         factorize=FactorizeConfig(method=args.method, rank=args.rank, target_ratio=args.ratio, alpha=args.alpha,
-                                  high_rows=args.high_rows, low_rank=args.low_rank),
+                                  high_rows=args.high_rows, low_rank=args.low_rank, subspaces=args.subspaces,
+                                  codebook_size=args.codebook_size),
         recover=RecoverConfig(steps=args.steps, seed=args.seed, encoder_lr=args.encoder_lr),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
                                 b_fp16=args.b_fp16, encoder_int8=args.encoder_int8),
@@ -105,7 +106,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from .sweep import run_sweep
 
-    run_sweep(_context(args), args.report_dir, ranks=args.ranks, methods=args.methods, baseline=args.baseline)
+    run_sweep(_context(args), args.report_dir, ranks=args.ranks, methods=args.methods, baseline=args.baseline,
+              subspaces=args.subspaces)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,13 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="frequency weight exponent")
     p.add_argument("--high-rows", type=int, default=16000, help="banded: most frequent tokens kept at full rank")
     p.add_argument("--low-rank", type=int, default=64, help="banded: rank of every other token")
+    p.add_argument("--subspaces", type=int, default=64, help="pq: one-byte codes per token (rank must be a multiple)")
+    p.add_argument("--codebook-size", type=int, default=256, help="pq: centroids per group (≤ 256)")
     p.add_argument("--corpus", type=Path, default=None, help="text file for token counts (default: train splits)")
     p.add_argument("--steps", type=int, default=0, help="distillation steps (0: none)")
     p.add_argument("--encoder-lr", type=float, default=0.0, help="also fine-tune the encoder at this rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
     p.add_argument("--table-block", type=int, default=64)
-    p.add_argument("--b-fp16", action="store_true", help="store the factor B in float16 (needs --table-bits)")
+    p.add_argument("--b-fp16", action="store_true", help="store the factor B (and pq centroids) in float16")
     p.add_argument("--encoder-int8", action="store_true")
     p.set_defaults(func=cmd_compress)
 
@@ -163,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
     p.add_argument("--ranks", type=int, nargs="+", default=[16, 32, 64, 96, 128, 192])
-    p.add_argument("--methods", nargs="+", default=["svd", "weighted"])
+    p.add_argument("--methods", nargs="+", default=["svd", "weighted", "pq"], choices=METHODS)
+    p.add_argument("--subspaces", type=int, nargs="+", default=[16, 32, 64, 96],
+                   help="pq: one-byte codes per token, one point each (at full rank)")
     p.add_argument("--baseline", default="minilm-l6")
     p.set_defaults(func=cmd_sweep)
     return parser

@@ -15,6 +15,17 @@ banded    weighted at rank `rank`, then frequency bands with different ranks:
           other token only the first `low_rank` (their best code in the top
           directions of the same orthonormal basis). Frequent tokens carry most
           of the text, so they get most of the bytes.
+pq        product-quantized codes: B is the weighted basis (r ≤ H orthonormal
+          rows; at r = H a rotation), A = E Bᵀ, and A's r coordinates are dealt
+          into M groups of d = r/M; each group of each row is replaced by the
+          nearest of K ≤ 256 centroids (frequency-weighted k-means), so a row
+          costs M one-byte codes. A is then C[codes] · B. Unlike a low-rank code,
+          every token, seen in the corpus or not, keeps an approximation as good
+          as its group's centroids, and training the shared centroids moves the
+          rows of unseen tokens too. The coordinates are dealt in a zig-zag by
+          variance (1st, 2nd, … Mth, then Mth … 1st, …) so each group gets a
+          similar share of high- and low-variance directions — k-means error is
+          then spread evenly over the groups.
 """
 from __future__ import annotations
 
@@ -24,7 +35,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-METHODS = ("svd", "weighted", "banded")
+METHODS = ("svd", "weighted", "banded", "pq")
 
 
 @dataclass(frozen=True)
@@ -40,16 +51,28 @@ class FactorizeConfig:
     # banded only: rows that keep the full rank (most frequent first), and the rank of all others.
     high_rows: int = 16000
     low_rank: int = 64
+    # pq only: groups M per row (rank must be a multiple), centroids K per group (≤ 256: one-byte codes).
+    subspaces: int = 64
+    codebook_size: int = 256
+    kmeans_iters: int = 20
+    seed: int = 0
 
 
 @dataclass
 class Factors:
-    """E ≈ A_vr @ B_rh. Banded: rows not in high_ids are zero past column low_rank."""
+    """E ≈ A_vr @ B_rh. Banded: rows not in high_ids are zero past column low_rank.
+    PQ: A_vr is decoded from codes and codebooks (kept for analysis; the model stores the codes)."""
 
     A_vr: np.ndarray
     B_rh: np.ndarray
     high_ids: np.ndarray | None = None  # (k,) token ids that keep the full rank; None: not banded
     low_rank: int | None = None
+    codes: np.ndarray | None = None  # pq: (V, M) uint8, row v's centroid in each group
+    codebooks: np.ndarray | None = None  # pq: (M, K, d) float32 centroids
+
+    @property
+    def product_quantized(self) -> bool:
+        return self.codes is not None
 
     @property
     def rank(self) -> int:
@@ -64,6 +87,8 @@ class Factors:
 
     @property
     def num_params(self) -> int:
+        if self.product_quantized:  # stored numbers: one-byte codes, centroids, B
+            return int(self.codes.size + self.codebooks.size + self.B_rh.size)
         if not self.banded:
             return int(self.A_vr.size + self.B_rh.size)
         k = len(self.high_ids)
@@ -83,7 +108,10 @@ def resolve_rank(config: FactorizeConfig, vocab: int, hidden: int) -> int:
         if config.target_ratio is None:
             raise ConfigError("give either a rank or a target compression ratio")
         rank = rank_for_ratio(vocab, hidden, config.target_ratio)
-    if not 0 < rank < min(vocab, hidden):
+    if config.method == "pq":  # the codes carry the compression; r = H (a pure rotation) is allowed
+        if not 0 < rank <= min(vocab, hidden):
+            raise ConfigError(f"pq rank must satisfy 0 < r <= min(V, H) = {min(vocab, hidden)}, got {rank}")
+    elif not 0 < rank < min(vocab, hidden):
         raise ConfigError(f"rank must satisfy 0 < r < min(V, H) = {min(vocab, hidden)}, got {rank}")
     return rank
 
@@ -110,6 +138,32 @@ def weighted_svd(E_vh: np.ndarray, weights_v: np.ndarray, rank: int) -> Factors:
     return Factors(A_vr.astype(np.float32), B_rh.astype(np.float32))
 
 
+def zigzag_groups(rank: int, groups: int) -> np.ndarray:
+    """Column order that deals coordinates 0..r-1 (variance descending) into `groups` contiguous
+    groups in a zig-zag: group g gets g, 2M−1−g, 2M+g, … ."""
+    deal = np.concatenate([np.arange(groups) if k % 2 == 0 else np.arange(groups)[::-1]
+                           for k in range(rank // groups)])
+    return np.argsort(deal, kind="stable")  # coordinates of group 0 first, then group 1, …
+
+
+def product_quantize(A_vr: np.ndarray, weights_v: np.ndarray, config: FactorizeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(codes (V, M) uint8, codebooks (M, K, d)): weighted k-means on each group of d columns."""
+    from sklearn.cluster import KMeans
+    from tqdm.auto import tqdm
+
+    V, r = A_vr.shape
+    M, K = config.subspaces, config.codebook_size
+    d = r // M
+    codes = np.empty((V, M), dtype=np.uint8)
+    books = np.empty((M, K, d), dtype=np.float32)
+    for m in tqdm(range(M), desc="pq k-means", unit="group", leave=False, disable=None):  # None: off unless a tty
+        km = KMeans(K, n_init=1, max_iter=config.kmeans_iters, random_state=config.seed + m)
+        km.fit(A_vr[:, m * d:(m + 1) * d], sample_weight=weights_v)
+        codes[:, m] = km.labels_
+        books[m] = km.cluster_centers_
+    return codes, books
+
+
 def frequency_order(counts_v: np.ndarray) -> np.ndarray:
     """Token ids, most frequent first; ties (e.g. unseen tokens) by id, which in WordPiece
     vocabularies roughly follows the frequency of the corpus the vocabulary was built on."""
@@ -126,7 +180,19 @@ def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | 
         return truncated_svd(E_vh, rank)
     if counts_v is None or counts_v.shape != (V,):
         raise ConfigError(f"method {config.method!r} needs token counts of shape ({V},)")
-    factors = weighted_svd(E_vh, token_weights(counts_v, config.alpha, config.smoothing), rank)
+    weights = token_weights(counts_v, config.alpha, config.smoothing)
+    factors = weighted_svd(E_vh, weights, rank)
+    if config.method == "pq":
+        M, K = config.subspaces, config.codebook_size
+        if M <= 0 or rank % M:
+            raise ConfigError(f"pq: rank {rank} must be a positive multiple of subspaces, got {M}")
+        if not 1 < K <= 256 or K > V:
+            raise ConfigError(f"pq: codebook_size must satisfy 1 < K <= min(256, V), got {K}")
+        order = zigzag_groups(rank, M)
+        A, B = factors.A_vr[:, order], factors.B_rh[order]
+        codes, books = product_quantize(A, weights, config)
+        decoded = books[np.arange(M)[None, :], codes].reshape(V, rank)  # (V, M, d) → (V, r)
+        return Factors(decoded, B, codes=codes, codebooks=books)
     if config.method == "banded":
         if not 0 < config.low_rank < rank:
             raise ConfigError(f"low_rank must satisfy 0 < low_rank < rank = {rank}, got {config.low_rank}")

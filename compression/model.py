@@ -16,6 +16,9 @@ class FactorizedEmbedding(nn.Module):
     """Drop-in for nn.Embedding(V, H): x_t = A[t] @ B.
 
     Plain: exported as Gather(A) → MatMul(B).
+    Product-quantized: x_t = concat_m C[m, codes[t, m]] @ B, exported as
+    Gather(codes, uint8) → Cast → Add(group offsets) → Gather(flat centroids)
+    → Reshape → MatMul(B); only the centroids (and B) are trained.
     Banded: two code tables, A_hi (k+1 × r) for the frequent tokens and A_lo
     (V−k+1 × r_lo) for the rest, each with an all-zero row 0; int32 maps send
     every token to its row in its own band and to row 0 of the other, so
@@ -31,6 +34,15 @@ class FactorizedEmbedding(nn.Module):
         self.banded = factors.banded
         # (bits, block) of the table quantization to simulate while training; None: off.
         self.fake_quant: tuple[int, int] | None = None
+        self.product_quantized = factors.product_quantized
+        if self.product_quantized:
+            M, K, d = factors.codebooks.shape
+            self.register_buffer("codes", torch.from_numpy(np.ascontiguousarray(factors.codes)))  # uint8 (V, M)
+            self.register_buffer("offsets", torch.arange(M, dtype=torch.long) * K)
+            # Flat (M·K, d): group m's centroid k is row m·K + k, so one Gather reads every group.
+            self.centroids = nn.Embedding(M * K, d)
+            self.centroids.weight.data = torch.from_numpy(factors.codebooks.reshape(M * K, d).astype(np.float32))
+            return
         if not self.banded:
             self.A = nn.Embedding(V, r)
             self.A.weight.data = torch.from_numpy(np.ascontiguousarray(factors.A_vr, dtype=np.float32))
@@ -53,11 +65,17 @@ class FactorizedEmbedding(nn.Module):
 
     @property
     def num_params(self) -> int:
-        """Stored parameters, leaving out the constant all-zero rows of the banded tables."""
+        """Stored parameters, leaving out the constant all-zero rows of the banded tables;
+        a pq table's one-byte codes count as parameters too (they are stored numbers)."""
         total = sum(p.numel() for p in self.parameters())
+        if self.product_quantized:
+            return total + self.codes.numel()
         return total - sum(t.weight.shape[1] for t in self.code_tables()) if self.banded else total
 
     def code_tables(self) -> list[nn.Embedding]:
+        """The trained tables: centroids (pq), both bands' codes (banded) or A."""
+        if self.product_quantized:
+            return [self.centroids]
         return [self.A_hi, self.A_lo] if self.banded else [self.A]
 
     def _rows(self, table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
@@ -69,6 +87,9 @@ class FactorizedEmbedding(nn.Module):
         return rows
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if self.product_quantized:
+            rows = self.centroids(self.codes[input_ids].long() + self.offsets)  # (..., M, d)
+            return self.B(rows.flatten(-2))
         if not self.banded:
             return self.B(self._rows(self.A, input_ids))
         r_lo = self.A_lo.weight.shape[1]
@@ -79,7 +100,11 @@ class FactorizedEmbedding(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The dense V×H table it stands for (transformers reads .weight in a few places)."""
-        return self.forward(torch.arange(self.hi_map.shape[0] if self.banded else self.A.weight.shape[0]))
+        if self.product_quantized:
+            vocab = self.codes.shape[0]
+        else:
+            vocab = self.hi_map.shape[0] if self.banded else self.A.weight.shape[0]
+        return self.forward(torch.arange(vocab))
 
 
 class SentenceEncoder(nn.Module):

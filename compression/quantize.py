@@ -6,9 +6,10 @@ Two independent switches:
   (Gather on int8 codes → Cast → Mul by the row's gathered scale; onnxruntime's
   quantizer has no int8 Gather, so this small rewrite is ours). Banded
   factors have two code tables; both are quantized the same way;
-- the shared factor B (r×H, and its constant-folded slice for the low band):
-  float16 in the file, cast back to float32 by a Cast that onnxruntime folds
-  at load, so it costs nothing at run time;
+- the shared factor B (r×H, and its constant-folded slice for the low band)
+  and a pq table's centroids: float16 in the file, cast back to float32 by a
+  Cast that onnxruntime folds at load, so it costs nothing at run time (pq
+  codes are one byte already and take no table_bits);
 - the encoder's MatMuls: onnxruntime dynamic int8, weights per output channel
   (symmetric int8), activations per tensor (uint8) at run time.
 """
@@ -35,15 +36,14 @@ class QuantizeConfig:
     table_block: int = 64  # int4 only: elements per scale along the row
     encoder_int8: bool = False  # onnxruntime dynamic int8 of the encoder's MatMuls
     per_channel: bool = True  # per-output-channel weight scales (much better fidelity than per-tensor)
-    b_fp16: bool = False  # store the factor B in float16 (half its bytes; B is 384² floats at full rank)
+    # store the factor B (and pq centroids) in float16: half their bytes; B is 384² floats at full rank
+    b_fp16: bool = False
 
     def __post_init__(self) -> None:
         if self.table_bits not in TABLE_BITS:
             raise ConfigError(f"table_bits must be one of {TABLE_BITS}, got {self.table_bits}")
         if self.table_block < 16 or self.table_block & (self.table_block - 1):
             raise ConfigError(f"table_block must be a power of two ≥ 16, got {self.table_block}")
-        if self.b_fp16 and not self.table_bits:
-            raise ConfigError("b_fp16 goes with a quantized factor table: set table_bits too")
 
     @property
     def label(self) -> str:
@@ -122,30 +122,43 @@ def _quantize_tables_int4(model: onnx.ModelProto, block: int) -> onnx.ModelProto
     return quantizer.model.model
 
 
+def _factor_operand(node: onnx.NodeProto) -> int | None:
+    """Which input of an embedding-block node is a factor to store in fp16: B of a MatMul, or the
+    table of the pq centroids' Gather (named after FactorizedEmbedding.centroids)."""
+    if "/embeddings/" not in node.name:
+        return None
+    if node.op_type == "MatMul":
+        return 1
+    if node.op_type == "Gather" and "/centroids/" in node.name:
+        return 0
+    return None
+
+
 def factor_b_to_fp16(model: onnx.ModelProto) -> int:
-    """Store every constant B of the embedding block's MatMuls as float16 + Cast; returns how many."""
+    """Store every constant factor of the embedding block (B, pq centroids) as float16 + Cast; returns how many."""
     inits = {i.name: i for i in model.graph.initializer}
     done = 0
     for node in list(model.graph.node):
-        if node.op_type != "MatMul" or "/embeddings/" not in node.name:
-            continue
-        init = inits.get(node.input[1])
+        slot = _factor_operand(node)
+        init = inits.get(node.input[slot]) if slot is not None else None
         if init is None or init.data_type != onnx.TensorProto.FLOAT:
             continue
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
         model.graph.initializer.remove(init)
         model.graph.initializer.append(half)
-        cast = helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT, name=node.name + "_B_fp32")
+        cast = helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT, name=node.name + "_fp32")
         model.graph.node.insert(list(model.graph.node).index(node), cast)
         done += 1
     return done
 
 
-def quantize_table(src: Path, dst: Path, bits: int, block: int, b_fp16: bool = False) -> None:
+def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False) -> None:
     model = onnx.load(str(src))
     if b_fp16 and not factor_b_to_fp16(model):
         raise ConfigError("b_fp16: the graph has no factor B (a MatMul on a constant in the embedding block)")
-    if bits == 8:
+    if bits is None:
+        pass
+    elif bits == 8:
         for gather in table_gathers(model):
             _quantize_gather_int8(model, gather)
     else:
@@ -173,7 +186,7 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
         step = dst.with_suffix(".encoder.onnx")
         quantize_encoder(current, step, config.per_channel)
         current = step
-    if config.table_bits:
+    if config.table_bits or config.b_fp16:
         step = dst.with_suffix(".table.onnx")
         quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16)
         if current != src:

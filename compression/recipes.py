@@ -24,6 +24,10 @@ class VariantRecipe:
     corpus: str | None = None  # text file for token counts; None: the train splits in the data dir
     description: str = ""
 
+    def __post_init__(self) -> None:
+        if self.factorize is not None and self.factorize.method == "pq" and self.quantize.table_bits:
+            raise ConfigError(f"{self.name}: pq codes are one byte already; leave quantize.table_bits unset")
+
     @property
     def method(self) -> str:
         return self.factorize.method if self.factorize else "none"

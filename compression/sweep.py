@@ -1,7 +1,7 @@
 """`python -m compression sweep`: the trade-off curve of post-hoc factorization.
 
-For each method and rank: factorize (no recovery, fp32 factors), export, and
-measure STS-B test Spearman and fidelity to the baseline over STS-B test
+For each method and rank (for pq: each number of one-byte codes per token, at
+full rank): factorize (no recovery, fp32 factors), export, and measure STS-B test Spearman and fidelity to the baseline over STS-B test
 sentences. Built variants (recovered, quantized) are added as points from
 their manifests, so the plot shows what recovery and quantization buy.
 """
@@ -19,13 +19,22 @@ from common.onnx_encoder import OnnxEncoder
 from .evaluate import fidelity, spearman_x100
 from .export import export_onnx
 from .factorize import FactorizeConfig, factorize
+from .measure import embedding_bytes
 from .model import SentenceEncoder, with_factorized_embedding, word_embedding_matrix
 from .report import built_manifests
 
 log = logging.getLogger(__name__)
 
 
-def run_sweep(ctx, report_dir: Path, ranks: list[int], methods: list[str], baseline: str) -> list[dict]:
+def _configs(method: str, ranks: list[int], subspaces: list[int], vocab: int, hidden: int) -> list[FactorizeConfig]:
+    if method == "pq":
+        k = min(256, vocab)
+        return [FactorizeConfig(method="pq", rank=hidden, subspaces=m, codebook_size=k) for m in subspaces]
+    return [FactorizeConfig(method=method, rank=r) for r in ranks]
+
+
+def run_sweep(ctx, report_dir: Path, ranks: list[int], methods: list[str], baseline: str,
+              subspaces: list[int] = (16, 32, 64, 96)) -> list[dict]:
     from tqdm.auto import tqdm
 
     src = ctx.source
@@ -40,16 +49,18 @@ def run_sweep(ctx, report_dir: Path, ranks: list[int], methods: list[str], basel
         tok = Path(tmp) / "tokenizer.json"
         tok.write_bytes(src.tokenizer_file.read_bytes())
         for method in methods:
-            for rank in tqdm(ranks, desc=f"sweep {method}", disable=not ctx.progress):
-                factors = factorize(E, FactorizeConfig(method=method, rank=rank), counts)
+            for config in tqdm(_configs(method, ranks, list(subspaces), V, H), desc=f"sweep {method}",
+                               disable=not ctx.progress):
+                factors = factorize(E, config, counts)
                 enc = SentenceEncoder(with_factorized_embedding(src.bert, factors))
                 export_onnx(enc, Path(tmp) / "model.onnx", V)
                 onnx_enc = OnnxEncoder(Path(tmp), threads=ctx.threads)
                 n = len(data.sts_s1)
                 vecs = onnx_enc.encode(data.sts_s1 + data.sts_s2)
                 mean, p1 = fidelity(vecs, base_vecs)
-                points.append({"source": "sweep", "method": method, "rank": rank,
-                               "embedding_bytes": (V * rank + rank * H) * 4,
+                points.append({"source": "sweep", "method": method, "rank": factors.rank,
+                               **({"subspaces": config.subspaces} if method == "pq" else {}),
+                               "embedding_bytes": embedding_bytes(Path(tmp) / "model.onnx"),
                                "stsb_spearman": round(spearman_x100(vecs[:n], vecs[n:], data.sts_scores), 2),
                                "fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)})
                 log.info("sweep %s", points[-1])

@@ -32,9 +32,9 @@ quantize = { table_bits = 8, encoder_int8 = true }
 [[variant]]
 name = "tiny-fact"
 baseline = "tiny"
-factorize = { method = "banded", rank = 32, high_rows = 80, low_rank = 16, alpha = 0.75 }
+factorize = { method = "pq", rank = 64, subspaces = 16, codebook_size = 32, alpha = 0.5 }
 recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16 }
-quantize = { table_bits = 4, table_block = 16, encoder_int8 = true }
+quantize = { b_fp16 = true, encoder_int8 = true }
 """
 
 

@@ -78,7 +78,7 @@ def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
         assert (tmp_path / "q.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
 
 
-def test_b_fp16_halves_the_factor_and_needs_a_table_setting(src, banded, tmp_path):
+def test_b_fp16_halves_the_factor(src, banded, tmp_path):
     enc, _ = banded
     export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
     apply(QuantizeConfig(table_bits=4, table_block=16), tmp_path / "fp32.onnx", tmp_path / "q.onnx")
@@ -88,8 +88,42 @@ def test_b_fp16_halves_the_factor_and_needs_a_table_setting(src, banded, tmp_pat
     assert saved == b_bytes // 2
     halves = [i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
     assert len(halves) == 2
-    with pytest.raises(ConfigError, match="table_bits"):
-        QuantizeConfig(b_fp16=True)
+
+
+@pytest.fixture(scope="module")
+def pq(src):
+    E = word_embedding_matrix(src.bert)
+    counts = np.arange(E.shape[0])[::-1].copy()
+    f = factorize(E, FactorizeConfig(method="pq", rank=src.hidden_size, subspaces=16, codebook_size=32), counts)
+    return SentenceEncoder(with_factorized_embedding(src.bert, f)), f
+
+
+def test_pq_export_reads_one_byte_codes_and_matches_torch(src, pq, tmp_path):
+    enc, f = pq
+    export_onnx(enc, tmp_path / "pq.onnx", src.vocab_size)
+    check_parity(enc, tmp_path / "pq.onnx", src.vocab_size, src.max_seq_length)
+    np.testing.assert_allclose(enc.bert.embeddings.word_embeddings.weight.detach().numpy(), f.reconstruct(), atol=1e-5)
+    inits = {i.name: i for i in onnx.load(str(tmp_path / "pq.onnx")).graph.initializer}
+    codes = [i for i in inits.values() if i.data_type == onnx.TensorProto.UINT8]
+    assert [list(c.dims) for c in codes] == [[src.vocab_size, 16]]
+    V, H = src.vocab_size, src.hidden_size
+    assert count_params(enc.bert)["embedding"] == f.num_params == V * 16 + 16 * 32 * (H // 16) + H * H
+
+
+def test_pq_fp16_halves_centroids_and_b_and_refuses_table_bits(src, pq, tmp_path):
+    from compression.recipes import VariantRecipe
+
+    enc, _ = pq
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    apply(QuantizeConfig(b_fp16=True, encoder_int8=True), tmp_path / "fp32.onnx", tmp_path / "h.onnx")
+    H = src.hidden_size
+    saved = embedding_bytes(tmp_path / "fp32.onnx") - embedding_bytes(tmp_path / "h.onnx")
+    assert saved == (16 * 32 * (H // 16) + H * H) * 2  # centroids and B, 4 → 2 bytes each
+    ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(0))
+    ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "h.onnx", ids, mask)
+    assert (ref * got).sum(1).min() > 0.95
+    with pytest.raises(ConfigError, match="one byte"):
+        VariantRecipe("x", "base", FactorizeConfig(method="pq", rank=H, subspaces=16), quantize=QuantizeConfig(table_bits=4))
 
 
 def test_param_counts(src, banded):

@@ -66,3 +66,43 @@ def test_rank_out_of_range(E, rank):
 def test_weighted_needs_counts(E):
     with pytest.raises(ConfigError, match="needs token counts"):
         factorize(E, FactorizeConfig(method="weighted", rank=4))
+
+
+def test_zigzag_deals_every_coordinate_once_and_balances_groups():
+    from compression.factorize import zigzag_groups
+
+    order = zigzag_groups(12, 3)
+    assert sorted(order) == list(range(12))
+    groups = order.reshape(3, 4)  # coordinates of group 0, 1, 2
+    assert groups[0].tolist() == [0, 5, 6, 11] and groups[2].tolist() == [2, 3, 8, 9]
+    assert len({int(g.sum()) for g in groups}) == 1  # equal rank sums: each gets high and low directions
+
+
+def test_pq_codes_and_more_centroids_or_groups_lower_the_error(E):
+    V, H = E.shape
+    counts = np.random.default_rng(1).zipf(1.5, size=V).clip(max=10_000)
+
+    def error(**kw):
+        f = factorize(E, FactorizeConfig(method="pq", rank=H, **kw), counts)
+        assert f.codes.dtype == np.uint8 and f.codes.shape == (V, kw["subspaces"])
+        # The decoded table is exactly the centroids the codes name, in the basis B.
+        d = H // kw["subspaces"]
+        np.testing.assert_array_equal(f.A_vr[5, :d], f.codebooks[0, f.codes[5, 0]])
+        return float(((E - f.reconstruct()) ** 2).sum())
+
+    coarse = error(subspaces=8, codebook_size=16)
+    assert error(subspaces=8, codebook_size=64) < coarse
+    assert error(subspaces=16, codebook_size=16) < coarse
+    # Frequency weighting: the frequent tokens' weighted error is lower than with uniform weights.
+    w = token_weights(counts, alpha=1.0, smoothing=1.0)
+    uniform = factorize(E, FactorizeConfig(method="pq", rank=H, subspaces=8, codebook_size=16, alpha=0.0), counts)
+    weighted = factorize(E, FactorizeConfig(method="pq", rank=H, subspaces=8, codebook_size=16, alpha=1.0), counts)
+    assert weighted_error(E, weighted.reconstruct(), w) < weighted_error(E, uniform.reconstruct(), w)
+
+
+@pytest.mark.parametrize("kw, match", [({"rank": 48, "subspaces": 5}, "multiple of subspaces"),
+                                       ({"rank": 48, "subspaces": 8, "codebook_size": 300}, "codebook_size"),
+                                       ({"rank": 49, "subspaces": 7}, "pq rank must satisfy")])
+def test_pq_bad_settings(E, kw, match):
+    with pytest.raises(ConfigError, match=match):
+        factorize(E, FactorizeConfig(method="pq", **kw), np.ones(E.shape[0]))

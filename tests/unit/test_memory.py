@@ -14,7 +14,9 @@ def test_trim_returns_freed_heap_to_the_os():
     # glibc from trimming the heap top by itself on free, as the middle of a real heap looks.
     blocks, survivors = [], []
     for _ in range(2000):  # ~120 MB
-        blocks.append(bytearray(60_000))
+        block = bytearray(60_000)
+        block[::4096] = b"\x01" * len(block[::4096])  # touch every page: calloc may hand out untouched zero pages
+        blocks.append(block)
         survivors.append(bytearray(1000))
     del blocks
     before = proc.memory_info().rss

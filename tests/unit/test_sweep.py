@@ -10,12 +10,20 @@ def test_sweep_writes_points_and_plot(tiny_models, tiny_model_dir, tiny_data_dir
     shutil.copytree(tiny_models / "tiny", models / "tiny")
     report = tmp_path / "report"
     rc = main(["sweep", "--out", str(models), "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
-               "--report-dir", str(report), "--ranks", "4", "16", "--methods", "svd", "weighted", "--baseline", "tiny",
+               "--report-dir", str(report), "--ranks", "4", "16", "--methods", "svd", "weighted", "pq", "--subspaces", "8", "16",
+               "--baseline", "tiny",
                "--no-progress"])
     assert rc == 0
     points = json.loads((report / "sweep.json").read_text())
     sweep = [p for p in points if p["source"] == "sweep"]
-    assert {(p["method"], p["rank"]) for p in sweep} == {("svd", 4), ("svd", 16), ("weighted", 4), ("weighted", 16)}
+    assert {(p["method"], p["rank"]) for p in sweep} == {("svd", 4), ("svd", 16), ("weighted", 4), ("weighted", 16),
+                                                         ("pq", 64)}
+    # Bytes are read from each exported graph: fp32 A and B for svd; one-byte codes, int64 group offsets,
+    # centroids (K = V here) and B for pq.
+    V, H = 160, 64
+    assert [p["embedding_bytes"] for p in sweep if p["method"] == "svd"] == [(V * r + r * H) * 4 for r in (4, 16)]
+    assert [p["embedding_bytes"] for p in sweep if p["method"] == "pq"] == [V * m + m * 8 + (V * H + H * H) * 4
+                                                                          for m in (8, 16)]
     assert any(p["source"] == "variant" and p["method"] == "tiny" for p in points)
     svd = {p["rank"]: p for p in sweep if p["method"] == "svd"}
     assert svd[16]["fidelity_mean"] > svd[4]["fidelity_mean"]  # more rank, closer to the baseline
