@@ -28,7 +28,8 @@ class RecoverConfig:
     lr: float = 2e-3  # factors start from the (weighted) SVD, so a fairly large step is safe
     encoder_lr: float = 0.0  # > 0 also fine-tunes the encoder's weights (slower, more capacity)
     # B is shared by every token: moving it shifts the rows of tokens the corpus never shows,
-    # whose codes A_v cannot follow. 0 keeps B at its (weighted) SVD value.
+    # whose low-rank codes A_v cannot follow. 0 keeps B at its (weighted) SVD value. With pq
+    # factors an unseen token's row is made of trained centroids, so B may move with them.
     b_lr: float = 0.0
     max_length: int = 64  # training truncation; nearly every train sentence is shorter
     num_sentences: int = 40000  # size of the distillation corpus drawn from the train splits
