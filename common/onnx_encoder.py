@@ -43,8 +43,11 @@ class SessionConfig:
 SERVING = SessionConfig(spin=False, arena=True, arena_keep_tokens=1024)
 
 
-def shrinking_run_options():
-    """RunOptions that return the CPU arena's extensions to the system at the end of the run."""
+def shrinking_run_options(config: SessionConfig):
+    """RunOptions that return the CPU arena's extensions to the system at the end of a run, for the
+    batches over config.arena_keep_tokens; None when the config never shrinks (or has no arena)."""
+    if not config.arena or config.arena_keep_tokens is None:
+        return None
     import onnxruntime as ort
 
     options = ort.RunOptions()

@@ -102,8 +102,10 @@ class FactorizedEmbedding(nn.Module):
         """The dense V×H table it stands for (transformers reads .weight in a few places)."""
         if self.product_quantized:
             vocab = self.codes.shape[0]
+        elif self.banded:
+            vocab = self.hi_map.shape[0]
         else:
-            vocab = self.hi_map.shape[0] if self.banded else self.A.weight.shape[0]
+            vocab = self.A.weight.shape[0]
         return self.forward(torch.arange(vocab))
 
 

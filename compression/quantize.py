@@ -134,7 +134,7 @@ def _factor_operand(node: onnx.NodeProto) -> int | None:
     return None
 
 
-def factor_b_to_fp16(model: onnx.ModelProto) -> int:
+def factors_to_fp16(model: onnx.ModelProto) -> int:
     """Store every constant factor of the embedding block (B, pq centroids) as float16 + Cast; returns how many."""
     inits = {i.name: i for i in model.graph.initializer}
     done = 0
@@ -154,14 +154,12 @@ def factor_b_to_fp16(model: onnx.ModelProto) -> int:
 
 def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False) -> None:
     model = onnx.load(str(src))
-    if b_fp16 and not factor_b_to_fp16(model):
+    if b_fp16 and not factors_to_fp16(model):
         raise ConfigError("b_fp16: the graph has no factor B (a MatMul on a constant in the embedding block)")
-    if bits is None:
-        pass
-    elif bits == 8:
+    if bits == 8:
         for gather in table_gathers(model):
             _quantize_gather_int8(model, gather)
-    else:
+    elif bits == 4:
         model = _quantize_tables_int4(model, block)
     onnx.save(model, str(dst))
 

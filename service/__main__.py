@@ -19,8 +19,9 @@ from .settings import Settings
 class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        if sig == signal.SIGTERM:  # uvicorn would re-raise it after the drain; we exit 0 instead
-            self._captured_signals.remove(sig)
+        # uvicorn re-raises captured signals after the drain; we exit 0 instead, also when a
+        # second SIGTERM arrives while draining (each one is captured).
+        self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
 def main() -> None:

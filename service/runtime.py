@@ -61,16 +61,15 @@ class OnnxBackend:
         self.max_length = max_length
         # One tokenizer, never truncating: a text over the limit must be seen whole to be refused
         # (truncate=false), and cutting its ids here equals the library's own truncation. A second
-        # Tokenizer for the truncating path would keep another ~12 MB of vocabulary resident per model.
+        # Tokenizer for the truncating path would keep another ~8 MB of vocabulary resident per model.
         self.tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.vocab_size = self.tokenizer.get_vocab_size()
         self.session = make_session(model_dir / contract.MODEL_FILE, session)
         self.dim = int(self.session.get_outputs()[0].shape[1])
-        keep = session.arena_keep_tokens if session.arena else None
-        self.arena_keep_tokens = keep
-        self._shrink = shrinking_run_options() if keep is not None else None
+        self._shrink = shrinking_run_options(session)
+        self._keep_tokens = session.arena_keep_tokens
 
     def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:
         encodings = self.tokenizer.encode_batch(texts)
@@ -100,7 +99,7 @@ class OnnxBackend:
 
     def run(self, batch: list[Tokenized]) -> np.ndarray:
         ids, mask = pad_batch(batch)
-        shrink = self._shrink if self.arena_keep_tokens is not None and ids.size > self.arena_keep_tokens else None
+        shrink = self._shrink if self._shrink is not None and ids.size > self._keep_tokens else None
         return self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask},
                                 shrink)[0]
 
