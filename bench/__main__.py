@@ -86,10 +86,19 @@ def probe_memory(cfg: BenchConfig, contenders: list[Contender], texts: list[str]
     return out
 
 
+def paired_batch(cfg: BenchConfig, concurrency: int) -> int | None:
+    """The in-process batch that is the ceiling of an HTTP mode the targets judge: batch 1 under
+    concurrency 1 (latency gap), the largest batch under the target concurrency (efficiency)."""
+    if concurrency == 1:
+        return 1
+    return max(cfg.batches) if concurrency == targets.efficiency_concurrency(cfg.concurrencies) else None
+
+
 def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str]) -> tuple[dict, dict, dict]:
     """In-process and HTTP samples, interleaved: every repetition runs each in-process shape and then
-    each HTTP shape for every contender, so drift on the machine lands on the ceiling and on the
-    service alike (their ratio is the service's efficiency)."""
+    each HTTP shape for every contender. The HTTP samples the targets judge also get an in-process
+    sample of their ceiling taken just before them (`ceiling`), so the service's efficiency and
+    latency gap compare measurements seconds apart, not a minute apart on a noisy shared machine."""
     encoders = {c.name: load(c) for c in contenders}
     for enc in encoders.values():
         enc(texts[:32])  # warm-up
@@ -111,7 +120,12 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
                     print(f"  in-process {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s", flush=True)
             for mode, conc, batch in http_modes:
                 for c in rotate(onnx, rep):
+                    ceiling_batch = paired_batch(cfg, conc) if batch == 1 else None
+                    ceiling = (inprocess.sample(encoders[c.name], texts, ceiling_batch, cfg.seconds)
+                               if ceiling_batch else None)
                     s = served.sample(servers[c.name], texts, conc, cfg.seconds, batch)
+                    if ceiling:
+                        s["ceiling"] = ceiling
                     http[c.name][mode].append(s)
                     print(f"  http {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s p99 {s['p99_ms']:.1f} ms",
                           flush=True)

@@ -45,6 +45,9 @@ def test_results_json_has_every_section_for_every_contender(run):
         assert set(modes) == {"c1", "c8", "batched8x2"}
         for [s] in modes.values():
             assert s["requests"] > 0 and s["statuses"] == {"200": s["requests"]} and s["transport_errors"] == 0
+        # The judged modes carry their in-process ceiling, sampled just before them; the others do not.
+        assert modes["c1"][0]["ceiling"]["batch"] == 1 and modes["c8"][0]["ceiling"]["batch"] == 32
+        assert "ceiling" not in modes["batched8x2"][0]
     assert len(r["targets"]) == 8, [t["target"] for t in r["targets"]]
     for t in r["targets"]:
         assert t["min"] <= t["median"] <= t["max"] and isinstance(t["met"], bool)
