@@ -110,6 +110,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
               subspaces=args.subspaces)
 
 
+def cmd_dev_check(args: argparse.Namespace) -> None:
+    from .devcheck import dev_quality, dev_table
+
+    rows = dev_quality(args.models, args.baseline, args.data_dir or default_data_dir(), args.threads)
+    print(dev_table(rows))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compression", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pq: one-byte codes per token, one point each (at full rank)")
     p.add_argument("--baseline", default="minilm-l6")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("dev-check", help="STS-B dev and fidelity on dev sentences: compare settings without test")
+    p.add_argument("models", type=Path, nargs="+", help="built model directories")
+    p.add_argument("--baseline", type=Path, default=Path("models/minilm-l6"), help="directory to compare with")
+    p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_dev_check)
     return parser
 
 

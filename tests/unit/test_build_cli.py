@@ -132,3 +132,19 @@ def test_cli_process_exit_code_and_help(tmp_path):
                          cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "model directory not found" in bad.stderr
+
+
+def test_dev_check_compares_on_dev_splits(built, tiny_data_dir, capsys):
+    rc = main(["dev-check", str(built / "tiny"), str(built / "tiny-fact"), "--baseline", str(built / "tiny"),
+               "--data-dir", str(tiny_data_dir)])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| model | stsb_dev_spearman") and len(lines) == 4
+    base, fact = (line.strip("| ").split(" | ") for line in lines[2:])
+    assert float(base[2]) == pytest.approx(1.0, abs=1e-5)  # the baseline against itself
+    assert 0 < float(fact[2]) < 1.0 and float(fact[3]) <= float(fact[2])
+
+
+def test_dev_check_refuses_a_directory_without_a_model(built, tiny_data_dir, tmp_path, capsys):
+    rc = main(["dev-check", str(tmp_path), "--baseline", str(built / "tiny"), "--data-dir", str(tiny_data_dir)])
+    assert rc == 2 and "is not a built model directory" in capsys.readouterr().err
