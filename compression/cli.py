@@ -62,7 +62,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
         factorize=FactorizeConfig(method=args.method, rank=args.rank, target_ratio=args.ratio, alpha=args.alpha,
                                   high_rows=args.high_rows, low_rank=args.low_rank, subspaces=args.subspaces,
                                   codebook_size=args.codebook_size),
-        recover=RecoverConfig(steps=args.steps, seed=args.seed, encoder_lr=args.encoder_lr),
+        recover=RecoverConfig(steps=args.steps, seed=args.seed, lr=args.lr, b_lr=args.b_lr,
+                              encoder_lr=args.encoder_lr),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
                                 b_fp16=args.b_fp16, encoder_int8=args.encoder_int8),
         corpus=str(args.corpus) if args.corpus else None,
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codebook-size", type=int, default=256, help="pq: centroids per group (≤ 256)")
     p.add_argument("--corpus", type=Path, default=None, help="text file for token counts (default: train splits)")
     p.add_argument("--steps", type=int, default=0, help="distillation steps (0: none)")
+    p.add_argument("--lr", type=float, default=RecoverConfig.lr, help="learning rate of the codes or centroids")
+    p.add_argument("--b-lr", type=float, default=0.0, help="also train the factor B at this rate")
     p.add_argument("--encoder-lr", type=float, default=0.0, help="also fine-tune the encoder at this rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
