@@ -150,10 +150,11 @@ def test_dev_check_refuses_a_directory_without_a_model(built, tiny_data_dir, tmp
     assert rc == 2 and "is not a built model directory" in capsys.readouterr().err
 
 
-def test_compress_passes_every_learning_rate(tiny_model_dir, tiny_data_dir, tmp_path):
+def test_compress_passes_every_learning_rate(built, tiny_model_dir, tiny_data_dir, tmp_path):
     """The default recipe's recovery (centroids, B and encoder rates) can be reproduced from the command line."""
-    rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--rank", "8", "--steps", "2", "--lr", "1e-3",
-                   "--b-lr", "2e-4", "--encoder-lr", "3e-5")
+    (tmp_path / "tiny").symlink_to(built / "tiny")  # the baseline to distil from
+    rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--baseline", "tiny", "--rank", "8", "--steps", "2",
+                   "--lr", "1e-3", "--b-lr", "2e-4", "--encoder-lr", "3e-5")
     assert rc == 0
     recover = Manifest.read(tmp_path / "x").recipe["recover"]
     assert (recover["lr"], recover["b_lr"], recover["encoder_lr"]) == (1e-3, 2e-4, 3e-5)
