@@ -12,6 +12,8 @@ from types import FrameType
 
 import uvicorn
 
+from common.memory import fix_mmap_threshold
+
 from .app import create_app
 from .settings import Settings
 
@@ -26,6 +28,7 @@ class _Server(uvicorn.Server):
 
 def main() -> None:
     settings = Settings()
+    fix_mmap_threshold(settings.malloc_mmap_threshold)  # before the models load: see common.memory
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level=settings.log_level.lower(), timeout_graceful_shutdown=30,

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     ort_arena_keep_tokens: int = Field(SERVING.arena_keep_tokens, ge=0, description="a batch of more tokens "
                                        "(rows × padded length) gives its arena growth back when it ends, so one "
                                        "long batch does not stay resident")
+    malloc_mmap_threshold: int = Field(128 * 1024, ge=0, le=32 * 2**20, description="bytes from which glibc "
+                                       "gives an allocation its own mapping, returned to the system on free; fixed "
+                                       "so that batch buffers do not stay resident after a load peak (0: glibc's "
+                                       "moving default)")
     max_batch_tokens: int = Field(16384, ge=1, description="token budget of one inference batch (batch × padded length)")
     max_batch_size: int = Field(64, ge=1, description="texts per inference batch")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the batcher waits for more requests "
