@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,22 @@ def judge(target: Target, values: list[float]) -> dict:
             "met": margin >= 0, "by": margin}
 
 
-def efficiency_concurrency(concurrencies) -> int:
+def efficiency_concurrency(concurrencies: Iterable[int]) -> int:
     """The concurrency whose throughput is judged against the in-process ceiling: 32, as the issue asks."""
+    concurrencies = list(concurrencies)
     return 32 if 32 in concurrencies else max(concurrencies)
 
 
-def against_ceiling(samples: list[dict], ceilings: list[dict], key: str, combine) -> list[float]:
+def samples(section: dict, name: str, mode: str) -> list[dict]:
+    """One contender's samples of one mode, one per repetition ([] if it was not measured)."""
+    return section.get(name, {}).get(mode, [])
+
+
+def against_ceiling(measured: list[dict], ceilings: list[dict], key: str,
+                    combine: Callable[[float, float], float]) -> list[float]:
     """combine(HTTP value, ceiling value) per repetition; the ceiling taken just before each HTTP
     sample when the run recorded one, else the same repetition's in-process sample."""
-    return [combine(s[key], s.get("ceiling", c)[key]) for s, c in zip(samples, ceilings)]
+    return [combine(s[key], s.get("ceiling", c)[key]) for s, c in zip(measured, ceilings)]
 
 
 def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> list[dict]:
@@ -41,7 +49,7 @@ def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> l
     ip, http, mem = results["in_process"], results["http"], results["memory"]
 
     def per_rep(section: dict, name: str, mode: str, key: str) -> list[float]:
-        return [s[key] for s in section.get(name, {}).get(mode, [])]
+        return [s[key] for s in samples(section, name, mode)]
 
     out = []
     b32 = f"b{max(results['config']['batches'])}"
@@ -59,11 +67,11 @@ def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> l
                 out.append(judge(Target(f"{compressed} / {st} in-process throughput at {mode}", ">=", goal),
                                  [x / y for x, y in zip(a, b)]))
     conc = efficiency_concurrency(results["config"]["concurrencies"])
-    served, ceilings = http.get(compressed, {}).get(f"c{conc}", []), ip.get(compressed, {}).get(b32, [])
+    served, ceilings = samples(http, compressed, f"c{conc}"), samples(ip, compressed, b32)
     if served and ceilings:
         out.append(judge(Target(f"{compressed} service at concurrency {conc} / its in-process {b32}", ">=", 0.85),
                          against_ceiling(served, ceilings, "sentences_per_s", lambda a, b: a / b)))
-    c1, b1 = http.get(compressed, {}).get("c1", []), ip.get(compressed, {}).get("b1", [])
+    c1, b1 = samples(http, compressed, "c1"), samples(ip, compressed, "b1")
     if c1 and b1:
         out.append(judge(Target(f"{compressed} service p99 at concurrency 1 minus its in-process b1 p99 (ms)",
                                 "<=", 2.0), against_ceiling(c1, b1, "p99_ms", lambda a, b: a - b)))

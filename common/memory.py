@@ -10,7 +10,7 @@ Under load the same happens to per-batch buffers: glibc serves a block above
 its mmap threshold with its own mapping, returned on free — but after such a
 block is freed it raises the threshold to that block's size (up to 32 MB), so
 later batch buffers land on the heap and stay resident after they are freed
-(in the service, +30–50 MB over a load test). Fixing the threshold
+(tens of MB over the benchmark's load test, whatever the model). Fixing the threshold
 (`fix_mmap_threshold`) keeps large buffers on mappings that go back on free.
 """
 from __future__ import annotations

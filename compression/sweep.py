@@ -2,8 +2,9 @@
 
 For each method and rank (for pq: each number of one-byte codes per token, at
 full rank): factorize (no recovery, fp32 factors), export, and measure STS-B
-test Spearman and fidelity to the baseline over STS-B test sentences. Built variants (recovered, quantized) are added as points from
-their manifests, so the plot shows what recovery and quantization buy.
+test Spearman and fidelity to the baseline over STS-B test sentences. Built
+variants (recovered, quantized) are added as points from their manifests, so
+the plot shows what recovery and quantization buy.
 """
 from __future__ import annotations
 
