@@ -28,17 +28,17 @@ class Contender:
 def load(contender: Contender, threads: int = 0) -> Encode:
     """Load a contender; the returned function tokenizes and runs a batch, as served."""
     if contender.kind == "onnx":
-        from common import contract
         from common.manifest import Manifest
-        from common.onnx_encoder import SERVING, batch_arrays, load_tokenizer, make_session
+        from common.onnx_encoder import SERVING
+        from service.runtime import OnnxBackend
 
-        manifest = Manifest.read(contender.path)
-        tok = load_tokenizer(contender.path / contract.TOKENIZER_FILE, manifest.max_seq_length)
-        # the service's session settings, so the in-process ceiling and the memory are the service's own
-        sess = make_session(contender.path / contract.MODEL_FILE, replace(SERVING, threads=threads))
+        # the service's own backend and session settings, so the in-process ceiling and the memory are
+        # the service's minus HTTP and batching: the same tokenizer calls, padding and onnxruntime run
+        max_length = Manifest.read(contender.path).max_seq_length
+        backend = OnnxBackend(contender.path, max_length, replace(SERVING, threads=threads))
 
         def encode(texts: list[str]) -> np.ndarray:
-            return sess.run([contract.OUTPUT_EMBEDDING], batch_arrays(tok.encode_batch(texts)))[0]
+            return backend.run(backend.tokenize(texts, truncate=True))
         return encode
     if contender.kind == "st":
         import torch

@@ -88,16 +88,15 @@ class Embedder:
 
 
 def postprocess(vectors: np.ndarray, normalize: bool, dimensions: int | None = None) -> np.ndarray:
-    """Optional truncation to the first `dimensions` (then re-normalised); normalize=False is the graph's
-    output as is, which is already unit length for these models."""
-    if dimensions is not None:
-        if dimensions > vectors.shape[1]:
-            raise InvalidInput(f"dimensions {dimensions} is more than this model's {vectors.shape[1]}")
-        vectors = vectors[:, :dimensions]
-        normalize = True
-    if normalize:
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return vectors.astype(np.float32)
+    """Optional truncation to the first `dimensions`, then re-normalised. Without it there is nothing
+    to do: the graph ends in L2 normalisation (the model contract), so `normalize` holds already, and
+    normalize=False asks for the graph's output as is."""
+    if dimensions is None:
+        return vectors
+    if dimensions > vectors.shape[1]:
+        raise InvalidInput(f"dimensions {dimensions} is more than this model's {vectors.shape[1]}")
+    vectors = vectors[:, :dimensions]
+    return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def encode_vectors(vectors: np.ndarray, encoding_format: str) -> list:

@@ -29,8 +29,8 @@ class Settings(BaseSettings):
                                        "moving default)")
     max_batch_tokens: int = Field(16384, ge=1, description="token budget of one inference batch (batch × padded length)")
     max_batch_size: int = Field(64, ge=1, description="texts per inference batch")
-    max_wait_ms: float = Field(2.0, ge=0, description="how long the batcher waits for more requests "
-                               "(only under concurrent traffic)")
+    max_wait_ms: float = Field(2.0, ge=0, description="longest a request waits for others to share its batch, "
+                               "counted from when it was queued (only under concurrent traffic)")
     queue_size: int = Field(1024, ge=1, description="texts waiting per model before requests get 429")
     max_inputs: int = Field(256, ge=1, description="texts per request")
     max_chars: int = Field(20000, ge=1, description="characters per text")

@@ -234,7 +234,11 @@ def test_api_key(tiny_models):
 
 
 def test_sigterm_finishes_in_flight_requests(tiny_models):
-    s = Server(tiny_models, EMBED_DEFAULT_MODEL="tiny", EMBED_MAX_WAIT_MS="1500").start()
+    import json
+    import socket
+    import time
+
+    s = Server(tiny_models, EMBED_DEFAULT_MODEL="tiny", EMBED_MAX_WAIT_MS="1500", EMBED_MAX_BATCH_SIZE="256").start()
     try:
         results: list[object] = []
 
@@ -243,20 +247,32 @@ def test_sigterm_finishes_in_flight_requests(tiny_models):
                 results.append(post(s, "/embed", {"inputs": [f"in flight {i}"] * 8}).status_code)
             except httpx.HTTPError as exc:
                 results.append(repr(exc))
+        # concurrent requests that may be waiting in the batcher (max wait 1.5 s) when SIGTERM comes,
+        # and one that surely is in flight: its body arrives half before the signal, half after
         threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
         for t in threads:
             t.start()
-        import time
-        time.sleep(0.7)  # every request is now waiting in the batcher (max wait 1.5 s)
+        body = json.dumps({"inputs": ["slow body"] * 4}).encode()
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        slow.sendall(b"POST /embed HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        time.sleep(0.5)
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         with pytest.raises(httpx.HTTPError):  # draining: the listening socket is closed to new clients
             httpx.post(s.url + "/embed", json={"inputs": "late"}, timeout=5)
-        code = s.terminate()
+        slow.sendall(body[10:])
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+        code = s.proc.wait(30)  # one SIGTERM, as Kubernetes and Docker send it
+        log = s.proc.stdout.read()
         for t in threads:
             t.join(30)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["embeddings"].__len__() == 4
         assert results == [200] * 12, results
         assert code == 0  # a drained shutdown exits cleanly
-        assert b"Application shutdown complete" in s.log
+        assert b"Application shutdown complete" in log
     finally:
         s.stop()

@@ -1,5 +1,6 @@
 """The dynamic batcher on the model-free FixedBackend: order, caps, backpressure, shutdown."""
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -111,3 +112,34 @@ def test_lone_request_does_not_wait_but_concurrent_ones_are_coalesced():
 
     run(main())
     assert [len(x) for x in backend.batches] == [1, 2]
+
+
+def test_next_batch_starts_while_the_event_loop_is_busy():
+    """The inference thread takes the next batch itself: a busy event loop (HTTP under load) must
+    not leave onnxruntime idle between batches."""
+    class Slow(Recording):
+        def __init__(self):
+            super().__init__()
+            self.started: list[float] = []
+
+        def run(self, batch):
+            self.started.append(time.perf_counter())
+            time.sleep(0.05)
+            return super().run(batch)
+
+    backend = Slow()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=1, max_batch_tokens=1000, max_wait_s=0.001, queue_size=100)
+        b.start()
+        tasks = [asyncio.ensure_future(b.submit(backend.tokenize([f"t{i}"], True))) for i in range(3)]
+        await asyncio.sleep(0.01)  # every request is queued
+        time.sleep(0.5)  # the event loop is busy: no callback, no coroutine runs
+        unblocked = time.perf_counter()
+        results = await asyncio.gather(*tasks)
+        await b.close()
+        return unblocked, results
+
+    unblocked, results = run(main())
+    assert len(backend.started) == 3 and all(t < unblocked for t in backend.started)
+    assert all(vecs.shape == (1, 8) for vecs, _ in results)

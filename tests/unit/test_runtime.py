@@ -18,10 +18,11 @@ def test_truncation_equals_the_tokenizers_own(tiny_models, max_length):
     backend = OnnxBackend(model_dir, max_length)
     reference = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
     reference.no_padding()
-    texts = [LONG, "short text", LONG[: 5 * max_length]]
-    got = [t.ids.tolist() for t in backend.tokenize(texts, truncate=True)]
-    assert got == [e.ids for e in reference.encode_batch(texts)]
-    assert max(len(ids) for ids in got) == max_length
+    few = [LONG, "short text", LONG[: 5 * max_length]]
+    for texts in (few[:1], few, few * 3):  # one at a time up to SERIAL_TOKENIZE_MAX, then the batch call
+        got = [t.ids.tolist() for t in backend.tokenize(texts, truncate=True)]
+        assert got == [e.ids for e in reference.encode_batch(texts)]
+        assert max(len(ids) for ids in got) == max_length
 
 
 def test_untruncated_long_text_is_refused_with_its_length(tiny_models):
