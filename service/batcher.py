@@ -152,7 +152,15 @@ class Batcher:
                     count += len(p.items)
                 self._queued_items -= count
                 self._last_requests = len(taken)
-            self._serve(taken)
+            try:
+                self._serve(taken)
+            except Exception:  # noqa: BLE001 - a bug here must fail these requests, not stop the thread
+                log.exception("batcher failed serving %d requests", len(taken))
+                failure = InferenceFailed("internal batching error; retry")
+                stranded = [p for p in taken if p.failure is None and p.done < len(p.items)]
+                for p in stranded:
+                    p.failure = failure
+                self._hand_back(stranded)
             served = True
 
     def _serve(self, taken: list[_Pending]) -> None:

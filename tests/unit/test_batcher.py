@@ -143,3 +143,24 @@ def test_next_batch_starts_while_the_event_loop_is_busy():
     unblocked, results = run(main())
     assert len(backend.started) == 3 and all(t < unblocked for t in backend.started)
     assert all(vecs.shape == (1, 8) for vecs, _ in results)
+
+
+def test_a_failing_observer_fails_its_requests_and_the_batcher_keeps_serving():
+    backend = FixedBackend()
+    calls = []
+
+    def observer(size, tokens, seconds):
+        calls.append(size)
+        if len(calls) == 1:
+            raise ValueError("metrics exploded")
+
+    async def main():
+        b = Batcher(backend, max_batch_size=8, max_batch_tokens=1000, max_wait_s=0.0, queue_size=100, observer=observer)
+        b.start()
+        with pytest.raises(InferenceFailed):
+            await asyncio.wait_for(b.submit(backend.tokenize(["first"], True)), timeout=5)
+        vecs, _ = await asyncio.wait_for(b.submit(backend.tokenize(["second"], True)), timeout=5)
+        await b.close()
+        return vecs
+
+    assert run(main()).shape == (1, 8)
