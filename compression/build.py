@@ -7,6 +7,7 @@ leaves no half-written model behind.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -28,6 +29,7 @@ from .corpus import read_text_file, token_counts, train_sentences
 from .errors import ConfigError, PipelineError
 from .evaluate import Embedded, EvalSet, embed_eval_set, quality
 from .export import check_parity, export_onnx
+from .smooth import smooth_encoder
 from .factorize import factorize
 from .measure import embedding_bytes
 from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
@@ -103,16 +105,20 @@ class BuildContext:
         self._embedded[name] = emb
         return emb
 
-    def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids and the baseline's (teacher's) embeddings of a seeded sample of train sentences."""
+    def sample_train(self, num: int, max_length: int, seed: int) -> tuple[list[str], list[list[int]]]:
+        """A seeded sample of train sentences and their token ids (no padding)."""
         sentences = train_sentences(self.data_dir)
         pick = np.random.default_rng(seed).permutation(len(sentences))[:num]
         texts = [sentences[i] for i in pick]
         if not texts:
-            raise ConfigError("distillation corpus is empty")
+            raise ConfigError("training corpus is empty")
         tok = load_tokenizer(self.source.tokenizer_file, max_length)
         tok.no_padding()
-        ids = [e.ids for e in tok.encode_batch(texts)]
+        return texts, [e.ids for e in tok.encode_batch(texts)]
+
+    def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids and the baseline's (teacher's) embeddings of a seeded sample of train sentences."""
+        texts, ids = self.sample_train(num, max_length, seed)
         model_dir = self.out_root / baseline
         sha = sha256_file(model_dir / contract.MODEL_FILE)
         cache = self.cache_dir / f"teacher-{baseline}-{num}-{max_length}-{seed}.npz"
@@ -124,6 +130,9 @@ class BuildContext:
         vecs = OnnxEncoder(model_dir, max_length=max_length, threads=self.threads).encode(texts)
         np.savez(cache, sha=sha, vecs=vecs)
         return ids, vecs
+
+
+SMOOTH_CALIBRATION_SENTENCES = 1024  # train sentences whose activations set the smoothing scales
 
 
 def _commit_dir(tmp: Path, final: Path) -> None:
@@ -146,6 +155,10 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         raise PipelineError(f"output directory is not writable: {ctx.out_root}")
     src = ctx.source
     bert = src.bert
+    if recipe.quantize.smooth_alpha is not None:
+        _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
+        bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
+        smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha)
     rank = None
     losses: list[float] = []
     if recipe.factorize is not None:

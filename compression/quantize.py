@@ -38,12 +38,16 @@ class QuantizeConfig:
     per_channel: bool = True  # per-output-channel weight scales (much better fidelity than per-tensor)
     # store the factor B (and pq centroids) in float16: half their bytes; B is 384² floats at full rank
     b_fp16: bool = False
+    # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
+    smooth_alpha: float | None = None
 
     def __post_init__(self) -> None:
         if self.table_bits not in TABLE_BITS:
             raise ConfigError(f"table_bits must be one of {TABLE_BITS}, got {self.table_bits}")
         if self.table_block < 16 or self.table_block & (self.table_block - 1):
             raise ConfigError(f"table_block must be a power of two ≥ 16, got {self.table_block}")
+        if self.smooth_alpha is not None and not (0 < self.smooth_alpha <= 1 and self.encoder_int8):
+            raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
 
     @property
     def label(self) -> str:
@@ -53,7 +57,8 @@ class QuantizeConfig:
         if self.b_fp16:
             parts.append("B-fp16")
         if self.encoder_int8:
-            parts.append("encoder-int8" + ("-per-channel" if self.per_channel else ""))
+            parts.append("encoder-int8" + ("-per-channel" if self.per_channel else "")
+                         + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else ""))
         return "+".join(parts) or "fp32"
 
 

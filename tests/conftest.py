@@ -34,7 +34,7 @@ name = "tiny-fact"
 baseline = "tiny"
 factorize = { method = "pq", rank = 64, subspaces = 16, codebook_size = 32, alpha = 0.5 }
 recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16 }
-quantize = { b_fp16 = true, encoder_int8 = true }
+quantize = { b_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9 }
 """
 
 

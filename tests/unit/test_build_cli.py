@@ -46,7 +46,7 @@ def test_manifest_fields_describe_the_recipe(built):
     assert base.baseline is None and base.method == "none" and base.quantization == "fp32"
     assert base.quality.fidelity_mean == pytest.approx(1.0)
     assert fact.baseline == "tiny" and fact.method == "pq" and fact.rank == 64
-    assert fact.quantization == "B-fp16+encoder-int8-per-channel"
+    assert fact.quantization == "B-fp16+encoder-int8-per-channel-smooth0.9"
     assert fact.params.embedding < base.params.embedding
     assert fact.bytes.embedding < base.bytes.embedding and fact.bytes.file < base.bytes.file
     assert fact.recipe["recover"]["steps"] == 6 and fact.recipe["final_distill_loss"] is not None
@@ -150,11 +150,15 @@ def test_dev_check_refuses_a_directory_without_a_model(built, tiny_data_dir, tmp
     assert rc == 2 and "is not a built model directory" in capsys.readouterr().err
 
 
-def test_compress_passes_every_learning_rate(built, tiny_model_dir, tiny_data_dir, tmp_path):
-    """The default recipe's recovery (centroids, B and encoder rates) can be reproduced from the command line."""
+def test_compress_passes_every_learning_rate_and_the_smoothing(built, tiny_model_dir, tiny_data_dir, tmp_path):
+    """The default recipe's recovery (centroids, B and encoder rates) and its smoothing can be reproduced from
+    the command line."""
     (tmp_path / "tiny").symlink_to(built / "tiny")  # the baseline to distil from
     rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--baseline", "tiny", "--rank", "8", "--steps", "2",
-                   "--lr", "1e-3", "--b-lr", "2e-4", "--encoder-lr", "3e-5")
+                   "--lr", "1e-3", "--b-lr", "2e-4", "--encoder-lr", "3e-5",
+                   "--encoder-int8", "--smooth-alpha", "0.8")
     assert rc == 0
-    recover = Manifest.read(tmp_path / "x").recipe["recover"]
+    manifest = Manifest.read(tmp_path / "x")
+    recover = manifest.recipe["recover"]
     assert (recover["lr"], recover["b_lr"], recover["encoder_lr"]) == (1e-3, 2e-4, 3e-5)
+    assert manifest.recipe["quantize"]["smooth_alpha"] == 0.8 and manifest.quantization.endswith("-smooth0.8")

@@ -1,0 +1,80 @@
+"""Step 4a — smooth the encoder's activations for int8 (SmoothQuant, Xiao et al. 2023).
+
+onnxruntime's dynamic int8 quantizes each MatMul's input activation with one
+scale per tensor, so the few channels with large activations set the step for
+all the others; the weights get a scale per output channel and have room to
+spare. Dividing input channel j by s_j and multiplying row j of the weight by
+s_j leaves the fp32 function unchanged,
+
+    x W = (x / s) (diag(s) W),
+
+but moves range from the activation into the weight. With
+s_j = max|x_j|^α / max_k|W_jk|^(1-α) (activation maxima from calibration
+sentences, padding included, as onnxruntime sees it), α near 1 flattens the
+activations almost completely. The division stays in the graph as a Mul
+before the MatMul: the input also feeds a residual connection, so it cannot be
+folded into the LayerNorm before it. Applied before recovery, so the
+distillation's int8 simulation trains against the smoothed graph.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SmoothedLinear(nn.Module):
+    """linear(x · inv_scale), the linear's input columns already multiplied by the scale."""
+
+    def __init__(self, linear: nn.Linear, inv_scale: torch.Tensor):
+        super().__init__()
+        self.linear = linear
+        self.register_buffer("inv_scale", inv_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x * self.inv_scale)
+
+
+def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list[int]],
+                  batch_size: int) -> dict[str, torch.Tensor]:
+    """max |x_j| over every position (padding too) of each linear's input, over the calibration ids."""
+    maxima: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def record(_module: nn.Module, args: tuple) -> None:
+            m = args[0].detach().abs().flatten(0, -2).amax(dim=0)
+            maxima[name] = m if name not in maxima else torch.maximum(maxima[name], m)
+        return record
+
+    handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
+    try:
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            width = max(len(row) for row in chunk)
+            input_ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            for r, row in enumerate(chunk):
+                input_ids[r, :len(row)] = torch.tensor(row)
+                mask[r, :len(row)] = 1
+            bert(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids))
+    finally:
+        for h in handles:
+            h.remove()
+    return maxima
+
+
+@torch.no_grad()
+def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_size: int = 64) -> int:
+    """Replace every nn.Linear in bert.encoder (in place) by a SmoothedLinear; returns how many."""
+    linears = {name: m for name, m in bert.encoder.named_modules() if isinstance(m, nn.Linear)}
+    if not ids:
+        raise ValueError("smoothing needs calibration sentences")
+    maxima = _input_maxima(bert, linears, ids, batch_size)
+    for name, lin in linears.items():
+        w_max = lin.weight.abs().amax(dim=0)  # weight is (out, in): one maximum per input channel
+        s = maxima[name].clamp(min=1e-5) ** alpha / w_max.clamp(min=1e-5) ** (1 - alpha)
+        s = s / s.log().mean().exp()  # geometric mean 1: the overall scale stays where it was
+        lin.weight.mul_(s)
+        parent_name, _, attr = name.rpartition(".")
+        parent = bert.encoder.get_submodule(parent_name) if parent_name else bert.encoder
+        setattr(parent, attr, SmoothedLinear(lin, (1.0 / s).to(lin.weight.dtype)))
+    return len(linears)

@@ -1,0 +1,73 @@
+"""SmoothQuant-style smoothing on a tiny random BERT: the fp32 function is unchanged, the graph exports
+with parity, and the int8 encoder sees flatter activations."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from compression.errors import ConfigError
+from compression.export import check_parity, export_onnx, random_batch
+from compression.model import SentenceEncoder
+from compression.quantize import QuantizeConfig
+from compression.smooth import SmoothedLinear, smooth_encoder
+from compression.source import load_source
+
+
+@pytest.fixture(scope="module")
+def src(tiny_model_dir):
+    return load_source(tiny_model_dir)
+
+
+def _calibration(vocab: int, n: int = 40) -> list[list[int]]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(5, vocab, size=rng.integers(3, 20)).tolist() for _ in range(n)]
+
+
+def test_smoothing_keeps_the_fp32_function_and_exports_with_parity(src, tmp_path):
+    bert = copy.deepcopy(src.bert)
+    before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
+    n = smooth_encoder(bert, _calibration(src.vocab_size), alpha=0.9)
+    after = SentenceEncoder(bert).eval()
+    linears = [m for m in bert.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert n == len(linears) == 6 * bert.config.num_hidden_layers
+    assert all(isinstance(m, SmoothedLinear) for name, m in bert.encoder.named_modules()
+               if name.endswith(("query", "key", "value", "dense")))
+    ids, mask = (torch.from_numpy(a) for a in random_batch(3, 12, src.vocab_size, np.random.default_rng(0)))
+    with torch.no_grad():
+        torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
+    export_onnx(after, tmp_path / "m.onnx", src.vocab_size)
+    assert all(r.ok for r in check_parity(after, tmp_path / "m.onnx", src.vocab_size, src.max_seq_length))
+
+
+def _input_range_spread(bert, module_path: str, ids: list[list[int]]) -> float:
+    """max / min over channels of each channel's max |x| at one linear's input, over the sentences."""
+    seen = []
+    hook = bert.encoder.get_submodule(module_path).register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].abs().flatten(0, -2).amax(0)))
+    with torch.no_grad():
+        for row in ids:
+            t = torch.tensor([row])
+            bert(input_ids=t, attention_mask=torch.ones_like(t), token_type_ids=torch.zeros_like(t))
+    hook.remove()
+    per_channel = torch.stack(seen).amax(0)
+    return float(per_channel.max() / per_channel.min())
+
+
+def test_alpha_one_gives_every_input_channel_the_same_range(src):
+    """α = 1 divides each input channel by its own calibration maximum: on the calibration sentences
+    every channel then spans the same range, which is what a per-tensor int8 scale wants."""
+    calibration = _calibration(src.vocab_size)
+    bert = copy.deepcopy(src.bert)
+    plain = _input_range_spread(bert, "layer.0.intermediate.dense", calibration)
+    smooth_encoder(bert, calibration, alpha=1.0, batch_size=1)
+    smoothed = _input_range_spread(bert, "layer.0.intermediate.dense.linear", calibration)
+    assert plain > 1.5
+    assert smoothed == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(smooth_alpha=0.0, encoder_int8=True), dict(smooth_alpha=1.5, encoder_int8=True),
+                                    dict(smooth_alpha=0.9)])
+def test_bad_smoothing_settings_are_refused(kwargs):
+    with pytest.raises(ConfigError, match="smooth_alpha"):
+        QuantizeConfig(**kwargs)
