@@ -1,6 +1,6 @@
 """Build one variant end to end into models/<name>/, atomically.
 
-load → factorize → recover → export + parity → quantize → evaluate → manifest.
+load → (smooth) → factorize → recover → export + parity → quantize → evaluate → manifest.
 Everything is written into a hidden temporary directory beside the target and
 renamed into place only when complete, so an interrupted or failed build
 leaves no half-written model behind.
