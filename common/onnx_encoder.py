@@ -72,6 +72,17 @@ def make_session(model_file: Path, config: SessionConfig = SessionConfig(), opti
     return session
 
 
+def pad_ids(rows) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id rows (any int sequences) to the longest: ids and attention mask, int64 [batch, seq]."""
+    width = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def batch_arrays(encodings) -> dict[str, np.ndarray]:
     """Stack tokenizer encodings into the int64 feeds the graph takes."""
     return {

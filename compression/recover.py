@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from common.onnx_encoder import pad_ids
+
 from .errors import ConfigError, PipelineError
 from .fake_quant import set_encoder_fake_quant
 from .model import FactorizedEmbedding, SentenceEncoder

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.onnx_encoder import pad_ids
+
 
 class SmoothedLinear(nn.Module):
     """linear(x · inv_scale), the linear's input columns already multiplied by the scale."""
@@ -48,13 +50,7 @@ def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list
     handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
     try:
         for start in range(0, len(ids), batch_size):
-            chunk = ids[start:start + batch_size]
-            width = max(len(row) for row in chunk)
-            input_ids = torch.zeros((len(chunk), width), dtype=torch.long)
-            mask = torch.zeros_like(input_ids)
-            for r, row in enumerate(chunk):
-                input_ids[r, :len(row)] = torch.tensor(row)
-                mask[r, :len(row)] = 1
+            input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
             bert(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids))
     finally:
         for h in handles:

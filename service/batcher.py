@@ -156,11 +156,8 @@ class Batcher:
                 self._serve(taken)
             except Exception:  # noqa: BLE001 - a bug here must fail these requests, not stop the thread
                 log.exception("batcher failed serving %d requests", len(taken))
-                failure = InferenceFailed("internal batching error; retry")
-                stranded = [p for p in taken if p.failure is None and p.done < len(p.items)]
-                for p in stranded:
-                    p.failure = failure
-                self._hand_back(stranded)
+                unfinished = [p for p in taken if p.done < len(p.items)]
+                self._fail(unfinished, InferenceFailed("internal batching error; retry"))
             served = True
 
     def _serve(self, taken: list[_Pending]) -> None:
@@ -169,21 +166,18 @@ class Batcher:
             p.stats.queue_seconds = start - p.enqueued
         for batch in self._plan(taken):
             items = [p.items[i] for p, i in batch]
+            requests = list({id(p): p for p, _ in batch}.values())  # each once, in order
             t0 = time.perf_counter()
             try:
                 vecs = self.backend.run(items)
             except Exception as exc:  # noqa: BLE001 - delivered to every waiting request as a 503
                 log.exception("inference failed for a batch of %d texts", len(items))
-                failure = InferenceFailed(f"inference failed for this batch ({type(exc).__name__}); retry")
-                failed = [p for p in {id(p): p for p, _ in batch}.values() if p.failure is None]
-                for p in failed:
-                    p.failure = failure
-                self._hand_back(failed)
+                self._fail(requests, InferenceFailed(f"inference failed for this batch ({type(exc).__name__}); retry"))
                 continue
             dt = time.perf_counter() - t0
             if self.observer is not None:
                 self.observer(len(items), len(items) * max(len(t.ids) for t in items), dt)
-            for p in {id(p): p for p, _ in batch}.values():
+            for p in requests:
                 p.stats.inference_seconds += dt
             finished = []
             for row, (p, i) in enumerate(batch):
@@ -196,6 +190,13 @@ class Batcher:
                 if p.done == len(p.items):
                     finished.append(p)
             self._hand_back(finished)
+
+    def _fail(self, requests: list[_Pending], failure: Exception) -> None:
+        """Fail the requests not failed already; their remaining rows are skipped."""
+        failed = [p for p in requests if p.failure is None]
+        for p in failed:
+            p.failure = failure
+        self._hand_back(failed)
 
     def _hand_back(self, requests: list[_Pending]) -> None:
         """Resolve the requests' futures on the event loop (futures are not thread-safe)."""

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from common import contract
-from common.onnx_encoder import SessionConfig, load_tokenizer, make_session, shrinking_run_options
+from common.onnx_encoder import SessionConfig, load_tokenizer, make_session, pad_ids, shrinking_run_options
 
 from .errors import InputTooLong, InvalidInput
 
@@ -45,18 +45,7 @@ def _check_length(lengths: list[int], max_length: int) -> None:
                            f"{max_length}; shorten it or send truncate=true")
 
 
-def pad_batch(batch: list[Tokenized]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad to the longest item: ids and attention mask, int64 [batch, seq]."""
-    width = max(len(t.ids) for t in batch)
-    ids = np.zeros((len(batch), width), dtype=np.int64)
-    mask = np.zeros((len(batch), width), dtype=np.int64)
-    for row, t in enumerate(batch):
-        ids[row, : len(t.ids)] = t.ids
-        mask[row, : len(t.ids)] = 1
-    return ids, mask
-
-
-# Up to this many texts are tokenized on the calling thread (measured crossover on 2 cores).
+# Up to this many texts are tokenized on the calling thread: waking the tokenizer's pool costs more.
 SERIAL_TOKENIZE_MAX = 4
 
 
@@ -107,7 +96,7 @@ class OnnxBackend:
         return [Tokenized(np.asarray(r[: self.max_length], dtype=np.int64)) for r in ids]
 
     def run(self, batch: list[Tokenized]) -> np.ndarray:
-        ids, mask = pad_batch(batch)
+        ids, mask = pad_ids([t.ids for t in batch])
         shrink = self._shrink if self._shrink is not None and ids.size > self._keep_tokens else None
         return self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask},
                                 shrink)[0]

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import signal
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -234,10 +237,6 @@ def test_api_key(tiny_models):
 
 
 def test_sigterm_finishes_in_flight_requests(tiny_models):
-    import json
-    import socket
-    import time
-
     s = Server(tiny_models, EMBED_DEFAULT_MODEL="tiny", EMBED_MAX_WAIT_MS="1500", EMBED_MAX_BATCH_SIZE="256").start()
     try:
         results: list[object] = []
@@ -270,7 +269,7 @@ def test_sigterm_finishes_in_flight_requests(tiny_models):
         for t in threads:
             t.join(30)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["embeddings"].__len__() == 4
+        assert len(json.loads(answer.split(b"\r\n\r\n", 1)[1])["embeddings"]) == 4
         assert results == [200] * 12, results
         assert code == 0  # a drained shutdown exits cleanly
         assert b"Application shutdown complete" in log
