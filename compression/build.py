@@ -173,7 +173,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
             table_q = (recipe.quantize.table_bits, recipe.quantize.table_block) if recipe.quantize.table_bits else None
             losses = distill(SentenceEncoder(bert), ids, teacher, rc, table_q, recipe.quantize.encoder_int8,
-                             progress=ctx.progress)
+                             progress=ctx.progress, encoder_block=recipe.quantize.encoder_block)
     encoder = SentenceEncoder(bert)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))

@@ -65,7 +65,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
         recover=RecoverConfig(steps=args.steps, seed=args.seed, lr=args.lr, b_lr=args.b_lr,
                               encoder_lr=args.encoder_lr),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
-                                b_fp16=args.b_fp16, encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha),
+                                b_fp16=args.b_fp16, encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha,
+                                encoder_block=args.encoder_block, positions_fp16=args.positions_fp16),
         corpus=str(args.corpus) if args.corpus else None,
     )
     manifest = build_variant(recipe, _context(args))
@@ -153,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--b-fp16", action="store_true", help="store the factor B (and pq centroids) in float16")
     p.add_argument("--encoder-int8", action="store_true")
     p.add_argument("--smooth-alpha", type=float, default=None,
-                   help="SmoothQuant α for the int8 encoder (0.9 in the default recipe; needs --encoder-int8)")
+                   help="SmoothQuant α for the int8 encoder (needs --encoder-int8)")
+    p.add_argument("--encoder-block", type=int, default=None,
+                   help="int8 encoder in the block scheme (MatMulNBits) with this block; default: dynamic int8")
+    p.add_argument("--positions-fp16", action="store_true", help="store the position-embedding table in float16")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")

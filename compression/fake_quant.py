@@ -2,9 +2,12 @@
 
 Each function rounds in the forward pass and passes gradients straight through
 (the straight-through estimator: x + (q(x) − x).detach()). The schemes mirror
-compression.quantize: symmetric int8 per output channel for encoder weights,
-asymmetric uint8 per tensor for their input activations (onnxruntime's
-DynamicQuantizeLinear), and the factor table's int8-per-row or int4-per-block.
+compression.quantize: for the encoder either symmetric int8 per output channel
+for weights and asymmetric uint8 per tensor for their input activations
+(onnxruntime's DynamicQuantizeLinear), or — the block scheme of MatMulNBits at
+accuracy level 4 — symmetric int8 per block of input rows for weights and per
+block of each activation row; and the factor table's int8-per-row or
+int4-per-block.
 """
 from __future__ import annotations
 
@@ -32,6 +35,21 @@ def fq_asymmetric_tensor(x: torch.Tensor, qmax: int = 255) -> torch.Tensor:
     return _ste(x, q)
 
 
+def fq_symmetric_blocks(x: torch.Tensor, block: int, weight: bool = False) -> torch.Tensor:
+    """Symmetric int8 per block of `block` consecutive elements of the last axis (a multiple of block).
+
+    Activations: scale = max|x| / 127 (MLAS's per-row-block quantization at accuracy level 4).
+    Weights: onnxruntime's symmetric 8-bit MatMulNBits quantizer maps a block's largest-magnitude
+    weight to -128 exactly (scale = that weight / -128), so the grid step is max|w| / 128.
+    """
+    shape = x.shape
+    blocks = x.reshape(*shape[:-1], shape[-1] // block, block)
+    levels = 128 if weight else 127
+    scale = blocks.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / levels
+    q = torch.clamp(torch.round(blocks / scale), -levels, levels) * scale
+    return _ste(blocks, q).reshape(shape)
+
+
 def fq_blockwise_asymmetric(x_vr: torch.Tensor, block: int, qmax: int = 15) -> torch.Tensor:
     """int4 per block of `block` elements along each row (GatherBlockQuantized's layout)."""
     V, r = x_vr.shape
@@ -53,23 +71,32 @@ def fake_quant_table(weight_vr: torch.Tensor, bits: int | None, block: int) -> t
 
 
 class FakeQuantLinear(nn.Module):
-    """Wraps an nn.Linear (sharing its parameters) with int8 weight and input simulation."""
+    """Wraps an nn.Linear (sharing its parameters) with int8 weight and input simulation.
 
-    def __init__(self, linear: nn.Linear):
+    block None: dynamic int8 (per output channel / per tensor); an int: the block scheme,
+    blocks of `block` along the input dimension for both the weight and each input row.
+    """
+
+    def __init__(self, linear: nn.Linear, block: int | None = None):
         super().__init__()
         self.linear = linear
+        self.block = block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = fq_symmetric(self.linear.weight, dim=1)  # weight is (out, in): one scale per output channel
-        return nn.functional.linear(fq_asymmetric_tensor(x), w, self.linear.bias)
+        if self.block is None:
+            w = fq_symmetric(self.linear.weight, dim=1)  # weight is (out, in): one scale per output channel
+            return nn.functional.linear(fq_asymmetric_tensor(x), w, self.linear.bias)
+        # weight (out, in): its rows are split along `in` exactly as MatMulNBits splits B's K axis
+        w = fq_symmetric_blocks(self.linear.weight, self.block, weight=True)
+        return nn.functional.linear(fq_symmetric_blocks(x, self.block), w, self.linear.bias)
 
 
-def set_encoder_fake_quant(encoder: nn.Module, enabled: bool) -> None:
+def set_encoder_fake_quant(encoder: nn.Module, enabled: bool, block: int | None = None) -> None:
     """Swap every nn.Linear inside `encoder` (the transformer layers) for its fake-quant wrapper, or back."""
     for name, child in list(encoder.named_children()):
         if enabled and isinstance(child, nn.Linear):
-            setattr(encoder, name, FakeQuantLinear(child))
+            setattr(encoder, name, FakeQuantLinear(child, block))
         elif not enabled and isinstance(child, FakeQuantLinear):
             setattr(encoder, name, child.linear)
         else:
-            set_encoder_fake_quant(child, enabled)
+            set_encoder_fake_quant(child, enabled, block)

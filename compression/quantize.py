@@ -10,8 +10,19 @@ Two independent switches:
   and a pq table's centroids: float16 in the file, cast back to float32 by a
   Cast that onnxruntime folds at load, so it costs nothing at run time (pq
   codes are one byte already and take no table_bits);
-- the encoder's MatMuls: onnxruntime dynamic int8, weights per output channel
-  (symmetric int8), activations per tensor (uint8) at run time.
+- the encoder's MatMuls, int8 in one of two onnxruntime schemes:
+  * dynamic (quantize_dynamic): weights symmetric int8 per output channel,
+    activations uint8 per *tensor*, their range taken from the whole batch at
+    run time — fastest, but one outlier anywhere in the batch coarsens every
+    row's grid (0.993 mean cosine to fp32 for MiniLM on dev sentences);
+  * block (MatMulNBits, 8 bits, accuracy level 4): weights symmetric int8 per
+    block of `encoder_block` input rows, activations int8 per block of each
+    *row* at run time, so no token's range depends on its batch-mates (0.9994
+    on the same sentences) — a float scale per block costs 4/block bytes per
+    weight and the int8 kernel runs somewhat slower than the dynamic one;
+- the position-embedding table: float16 in the file (fp16 rounding of vectors
+  that are added to the token embeddings; a Cast folded at load) when
+  positions_fp16 is set.
 """
 from __future__ import annotations
 
@@ -40,6 +51,10 @@ class QuantizeConfig:
     b_fp16: bool = False
     # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
     smooth_alpha: float | None = None
+    # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
+    # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
+    encoder_block: int | None = None
+    positions_fp16: bool = False  # store the position-embedding table in float16
 
     def __post_init__(self) -> None:
         if self.table_bits not in TABLE_BITS:
@@ -48,6 +63,9 @@ class QuantizeConfig:
             raise ConfigError(f"table_block must be a power of two ≥ 16, got {self.table_block}")
         if self.smooth_alpha is not None and not (0 < self.smooth_alpha <= 1 and self.encoder_int8):
             raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
+        if self.encoder_block is not None and not (
+                self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)):
+            raise ConfigError(f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}")
 
     @property
     def label(self) -> str:
@@ -56,8 +74,11 @@ class QuantizeConfig:
             parts.append(f"table-int{self.table_bits}")
         if self.b_fp16:
             parts.append("B-fp16")
+        if self.positions_fp16:
+            parts.append("positions-fp16")
         if self.encoder_int8:
-            parts.append("encoder-int8" + ("-per-channel" if self.per_channel else "")
+            scheme = f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
+            parts.append("encoder-int8" + scheme
                          + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else ""))
         return "+".join(parts) or "fp32"
 
@@ -139,12 +160,18 @@ def _factor_operand(node: onnx.NodeProto) -> int | None:
     return None
 
 
-def factors_to_fp16(model: onnx.ModelProto) -> int:
-    """Store every constant factor of the embedding block (B, pq centroids) as float16 + Cast; returns how many."""
+def _position_operand(node: onnx.NodeProto) -> int | None:
+    """The table input of the position-embedding Gather."""
+    return 0 if node.op_type == "Gather" and "position_embeddings" in node.name else None
+
+
+def _to_fp16(model: onnx.ModelProto, operand) -> int:
+    """Store the float initializer that operand(node) points at as float16 + a Cast back to float32
+    (onnxruntime folds the Cast at load: half the bytes on disk, none at run time); returns how many."""
     inits = {i.name: i for i in model.graph.initializer}
     done = 0
     for node in list(model.graph.node):
-        slot = _factor_operand(node)
+        slot = operand(node)
         init = inits.get(node.input[slot]) if slot is not None else None
         if init is None or init.data_type != onnx.TensorProto.FLOAT:
             continue
@@ -157,10 +184,18 @@ def factors_to_fp16(model: onnx.ModelProto) -> int:
     return done
 
 
-def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False) -> None:
+def factors_to_fp16(model: onnx.ModelProto) -> int:
+    """Every constant factor of the embedding block (B, pq centroids) in float16; returns how many."""
+    return _to_fp16(model, _factor_operand)
+
+
+def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False,
+                   positions_fp16: bool = False) -> None:
     model = onnx.load(str(src))
     if b_fp16 and not factors_to_fp16(model):
         raise ConfigError("b_fp16: the graph has no factor B (a MatMul on a constant in the embedding block)")
+    if positions_fp16 and not _to_fp16(model, _position_operand):
+        raise ConfigError("positions_fp16: the graph has no position-embedding Gather on a float table")
     if bits == 8:
         for gather in table_gathers(model):
             _quantize_gather_int8(model, gather)
@@ -169,11 +204,25 @@ def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: b
     onnx.save(model, str(dst))
 
 
-def quantize_encoder(src: Path, dst: Path, per_channel: bool = True) -> None:
-    """onnxruntime dynamic int8 on every MatMul with a constant weight, embeddings excluded."""
+def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None) -> None:
+    """int8 on every MatMul with a constant weight, embeddings excluded: onnxruntime's dynamic
+    quantization, or with `block` its MatMulNBits (8-bit weights, int8 compute)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
+    if block is not None:
+        from onnxruntime.quantization.matmul_nbits_quantizer import (
+            DefaultWeightOnlyQuantConfig,
+            MatMulNBitsQuantizer,
+        )
+
+        # accuracy_level 4: activations quantized to int8 per block of each row, int8 dot products
+        cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4, bits=8,
+                                           op_types_to_quantize=("MatMul",))
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=embedding_node_names(model), algo_config=cfg)
+        quantizer.process()
+        onnx.save(quantizer.model.model, str(dst))
+        return
     quantize_dynamic(
         str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
@@ -187,11 +236,11 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
     current = src
     if config.encoder_int8:
         step = dst.with_suffix(".encoder.onnx")
-        quantize_encoder(current, step, config.per_channel)
+        quantize_encoder(current, step, config.per_channel, config.encoder_block)
         current = step
-    if config.table_bits or config.b_fp16:
+    if config.table_bits or config.b_fp16 or config.positions_fp16:
         step = dst.with_suffix(".table.onnx")
-        quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16)
+        quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16, config.positions_fp16)
         if current != src:
             current.unlink()
         current = step

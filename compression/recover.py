@@ -55,11 +55,13 @@ def _cosine_loss(student_bd: torch.Tensor, teacher_bd: torch.Tensor) -> torch.Te
 
 
 def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
-            table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True) -> list[float]:
+            table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True,
+            encoder_block: int | None = None) -> list[float]:
     """Train `student` in place; returns the loss curve (one value per step).
 
     ids: token ids per sentence (already truncated), teacher_nd: the teacher's
-    unit embeddings of the same sentences.
+    unit embeddings of the same sentences. encoder_block: the encoder's int8 is the block
+    scheme with this block (None: dynamic int8), simulated as such.
     """
     if config.steps == 0:
         return []
@@ -92,7 +94,7 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
     if config.qat:
         emb.fake_quant = table_quant
         if encoder_int8:
-            set_encoder_fake_quant(student.bert.encoder, True)
+            set_encoder_fake_quant(student.bert.encoder, True, encoder_block)
     lengths = np.asarray([len(x) for x in ids])
     teacher = torch.from_numpy(np.ascontiguousarray(teacher_nd, dtype=np.float32))
     losses: list[float] = []
@@ -104,12 +106,7 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             if not batches:
                 batches = length_bucketed_batches(lengths, config.batch_size, rng)
             idx = batches.pop()
-            width = int(lengths[idx].max())
-            batch_ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                batch_ids[row, : lengths[i]] = ids[i]
-                mask[row, : lengths[i]] = 1
+            batch_ids, mask = pad_ids([ids[i] for i in idx])
             # Cosine decay with a short warm-up: stable start, small final steps.
             warm = min(1.0, (step + 1) / max(1, config.steps // 20))
             scale = warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))

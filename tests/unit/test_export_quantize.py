@@ -62,7 +62,8 @@ def test_parity_mismatch_raises(src, banded, tmp_path):
 @pytest.mark.parametrize("config", [QuantizeConfig(table_bits=8), QuantizeConfig(table_bits=4, table_block=16),
                                     QuantizeConfig(encoder_int8=True),
                                     QuantizeConfig(table_bits=4, table_block=16, encoder_int8=True),
-                                    QuantizeConfig(table_bits=4, table_block=16, b_fp16=True)],
+                                    QuantizeConfig(table_bits=4, table_block=16, b_fp16=True),
+                                    QuantizeConfig(encoder_int8=True, encoder_block=16, positions_fp16=True)],
                          ids=lambda c: c.label)
 def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
     enc, _ = banded
@@ -76,6 +77,58 @@ def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
         assert embedding_bytes(tmp_path / "q.onnx") < embedding_bytes(tmp_path / "fp32.onnx")
     if config.encoder_int8:
         assert (tmp_path / "q.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
+
+
+def test_block_int8_is_what_the_fake_quant_simulates(tmp_path):
+    """Recovery trains against the torch simulation of the block scheme; it must round as onnxruntime's
+    MatMulNBits (accuracy level 4) does: on one MatMul with outlier activations, the simulation lands
+    far closer to onnxruntime's answer than the exact product does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from compression.fake_quant import FakeQuantLinear
+    from compression.quantize import quantize_encoder
+
+    rng = np.random.default_rng(0)
+    K, N = 64, 48
+    W_kn = rng.normal(0, 0.05, (K, N)).astype(np.float32)
+    x = rng.normal(0, 1, (10, K)).astype(np.float32)
+    x[:, 3] *= 20  # an outlier channel, as LayerNorm outputs have
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/encoder/layer.0/MatMul")], "one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", N])], [numpy_helper.from_array(W_kn, "W")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    quantize_encoder(tmp_path / "m.onnx", tmp_path / "q.onnx", block=16)
+    assert [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node] == ["MatMulNBits"]
+    y_ort = make_session(tmp_path / "q.onnx").run(["y"], {"x": x})[0]
+    linear = torch.nn.Linear(K, N, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(W_kn.T))
+        y_sim = FakeQuantLinear(linear, block=16)(torch.from_numpy(x)).numpy()
+    err_exact = np.abs(x @ W_kn - y_ort).mean()
+    err_sim = np.abs(y_sim - y_ort).mean()
+    assert err_exact > 0  # quantization moved the answer at all
+    assert err_sim < 0.05 * err_exact, (err_sim, err_exact)
+
+
+def test_positions_fp16_halves_the_position_table(src, tmp_path):
+    enc = SentenceEncoder(src.bert)
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    apply(QuantizeConfig(positions_fp16=True), tmp_path / "fp32.onnx", tmp_path / "h.onnx")
+    halves = [i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert [list(i.dims) for i in halves] == [[src.bert.config.max_position_embeddings, src.hidden_size]]
+    saved = (tmp_path / "fp32.onnx").stat().st_size - (tmp_path / "h.onnx").stat().st_size
+    assert saved >= src.bert.config.max_position_embeddings * src.hidden_size * 2 - 512  # 2 bytes a number, less the Cast node
+    ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(0))
+    ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "h.onnx", ids, mask)
+    assert (ref * got).sum(1).min() > 0.9999
+
+
+@pytest.mark.parametrize("kwargs", [dict(encoder_block=16), dict(encoder_int8=True, encoder_block=24),
+                                    dict(encoder_int8=True, encoder_block=8)])
+def test_bad_encoder_block_refused(kwargs):
+    with pytest.raises(ConfigError, match="encoder_block"):
+        QuantizeConfig(**kwargs)
 
 
 def test_b_fp16_halves_the_factor(src, banded, tmp_path):
