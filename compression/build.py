@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import os
 import platform
@@ -116,6 +117,22 @@ class BuildContext:
         tok.no_padding()
         return texts, [e.ids for e in tok.encode_batch(texts)]
 
+    def sensitivity(self, bert, num: int, seed: int) -> np.ndarray:
+        """The encoder's sensitivity metric G from a seeded sample of train sentences (cached on disk,
+        keyed by the source model's word-embedding table and the sample)."""
+        from .sensitivity import estimate_metric
+
+        table = word_embedding_matrix(bert)
+        key = hashlib.sha256(table.tobytes()).hexdigest()[:16]
+        cache = self.cache_dir / f"sensitivity-{key}-{num}-{seed}.npy"
+        if cache.is_file():
+            return np.load(cache)
+        _, ids = self.sample_train(num, SENSITIVITY_MAX_LENGTH, seed)
+        log.info("sensitivity: probing the encoder on %d train sentences", len(ids))
+        G_hh = estimate_metric(bert, ids, seed=seed)
+        np.save(cache, G_hh)
+        return G_hh
+
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
         """Token ids and the baseline's (teacher's) embeddings of a seeded sample of train sentences."""
         texts, ids = self.sample_train(num, max_length, seed)
@@ -132,6 +149,7 @@ class BuildContext:
         return ids, vecs
 
 
+SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metric is estimated on
 SMOOTH_CALIBRATION_SENTENCES = 1024  # train sentences whose activations set the smoothing scales
 
 
@@ -163,7 +181,9 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     losses: list[float] = []
     if recipe.factorize is not None:
         counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
-        factors = factorize(word_embedding_matrix(bert), recipe.factorize, counts)
+        metric = (ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
+                  if recipe.factorize.metric == "sensitivity" else None)
+        factors = factorize(word_embedding_matrix(bert), recipe.factorize, counts, metric)
         rank = factors.rank
         bert = with_factorized_embedding(bert, factors)
         if recipe.recover.steps:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .corpus import default_data_dir
 from .errors import PipelineError
-from .factorize import METHODS, FactorizeConfig
+from .factorize import METHODS, METRICS, FactorizeConfig
 from .quantize import QuantizeConfig
 from .recipes import DEFAULT_RECIPES, VariantRecipe, load_recipes
 from .recover import RecoverConfig
@@ -61,7 +61,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         baseline=args.baseline,
         factorize=FactorizeConfig(method=args.method, rank=args.rank, target_ratio=args.ratio, alpha=args.alpha,
                                   high_rows=args.high_rows, low_rank=args.low_rank, subspaces=args.subspaces,
-                                  codebook_size=args.codebook_size),
+                                  codebook_size=args.codebook_size, metric=args.metric),
         recover=RecoverConfig(steps=args.steps, seed=args.seed, lr=args.lr, b_lr=args.b_lr,
                               encoder_lr=args.encoder_lr),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-rank", type=int, default=64, help="banded: rank of every other token")
     p.add_argument("--subspaces", type=int, default=64, help="pq: one-byte codes per token (rank must be a multiple)")
     p.add_argument("--codebook-size", type=int, default=256, help="pq: centroids per group (≤ 256)")
+    p.add_argument("--metric", choices=METRICS, default="euclidean",
+                   help="error metric of the factorization: sensitivity weighs directions by how much they move "
+                        "sentence embeddings")
     p.add_argument("--corpus", type=Path, default=None, help="text file for token counts (default: train splits)")
     p.add_argument("--steps", type=int, default=0, help="distillation steps (0: none)")
     p.add_argument("--lr", type=float, default=RecoverConfig.lr, help="learning rate of the codes or centroids")

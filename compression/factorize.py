@@ -26,6 +26,12 @@ pq        product-quantized codes: B is the weighted basis (r ≤ H orthonormal
           variance (1st, 2nd, … Mth, then Mth … 1st, …) so each group gets a
           similar share of high- and low-variance directions — k-means error is
           then spread evenly over the groups.
+
+Metric (any method): `euclidean` measures a row's error as ‖E_v − Ê_v‖²;
+`sensitivity` as (E_v − Ê_v)ᵀ G (E_v − Ê_v), G the encoder's estimated
+sensitivity (compression/sensitivity.py): the method runs on E·G^{1/2} and B is
+mapped back by G^{-1/2}, so the bytes go where an error would move the
+sentence embeddings, and none to directions the first LayerNorm removes.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ import numpy as np
 from .errors import ConfigError
 
 METHODS = ("svd", "weighted", "banded", "pq")
+METRICS = ("euclidean", "sensitivity")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,16 @@ class FactorizeConfig:
     codebook_size: int = 256
     kmeans_iters: int = 20
     seed: int = 0
+    # How a row's error is measured: "euclidean", or "sensitivity" (by how much it moves sentence
+    # embeddings, estimated from metric_sentences train sentences; see compression/sensitivity.py).
+    metric: str = "euclidean"
+    metric_sentences: int = 512
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        if self.metric_sentences <= 0:
+            raise ConfigError(f"metric_sentences must be positive, got {self.metric_sentences}")
 
 
 @dataclass
@@ -170,8 +187,24 @@ def frequency_order(counts_v: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(counts_v)), -counts_v))
 
 
-def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None = None) -> Factors:
-    """Dispatch on config.method; counts are needed by the weighted methods."""
+def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None = None,
+              metric_hh: np.ndarray | None = None) -> Factors:
+    """Dispatch on config.method; counts are needed by the weighted methods, metric_hh (G, H×H) by
+    the sensitivity metric."""
+    if config.metric == "sensitivity":
+        from .sensitivity import metric_root
+
+        if metric_hh is None or metric_hh.shape != (E_vh.shape[1],) * 2:
+            raise ConfigError(f"the sensitivity metric needs a {E_vh.shape[1]}×{E_vh.shape[1]} matrix G")
+        P_hh, P_inv_hh = metric_root(metric_hh)
+        # Factorize E·P ≈ A·B′ in the plain metric; then Ê = A·(B′·P⁻¹).
+        f = _factorize(np.ascontiguousarray(E_vh @ P_hh, dtype=np.float32), config, counts_v)
+        f.B_rh = (f.B_rh.astype(np.float64) @ P_inv_hh).astype(np.float32)
+        return f
+    return _factorize(E_vh, config, counts_v)
+
+
+def _factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None) -> Factors:
     V, H = E_vh.shape
     rank = resolve_rank(config, V, H)
     if config.method not in METHODS:

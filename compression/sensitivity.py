@@ -1,0 +1,85 @@
+"""Where the encoder is sensitive: a metric for the factorization's error.
+
+The plain error ‖E_v − Ê_v‖² treats every direction of the embedding space
+alike; the encoder does not. Its first LayerNorm removes the mean (an error
+along the all-ones direction changes nothing) and the layers after it amplify
+some directions and damp others. A small error δ in the input embedding x_t of
+token t moves the sentence embedding s by J_t δ (J_t = ∂s/∂x_t, H×H), so the
+expected squared change is δᵀ G δ with
+
+    G = E_t[J_tᵀ J_t]    over the tokens of real sentences.
+
+G is estimated with random probes: for u ~ N(0, I), g_t = ∂(uᵀs)/∂x_t = J_tᵀ u
+and E_u[g_t g_tᵀ] = J_tᵀ J_t, so one backward pass per probe gives a sample for
+every token of a batch at once.
+
+Factorizing in this metric: with P = G^{1/2}, minimising
+Σ_v w_v (E_v − Ê_v)ᵀ G (E_v − Ê_v) is the plain (weighted) problem for E·P:
+approximate E·P ≈ A·B′, then Ê = A·B′·P⁻¹, i.e. B = B′·P⁻¹ (compression.factorize).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.onnx_encoder import pad_ids
+
+# Directions the encoder all but ignores still get this share of the mean eigenvalue, so that
+# P⁻¹ stays bounded and an error there cannot grow without limit.
+EIGEN_FLOOR = 1e-3
+
+
+def _sentence_embedding(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The SentenceEncoder's pooling on precomputed word embeddings (so they can take gradients)."""
+    hidden = bert(inputs_embeds=inputs_embeds, attention_mask=mask,
+                  token_type_ids=torch.zeros_like(mask)).last_hidden_state
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+
+
+def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batch_size: int = 32,
+                    seed: int = 0) -> np.ndarray:
+    """G (H×H, float64): the mean of J_tᵀ J_t over every token of the given sentences."""
+    table = bert.embeddings.word_embeddings.weight.detach()
+    H = table.shape[1]
+    G_hh = np.zeros((H, H))
+    samples = 0
+    generator = torch.Generator().manual_seed(seed)
+    was_training = bert.training
+    needs_grad = [(p, p.requires_grad) for p in bert.parameters()]
+    for p, _ in needs_grad:
+        p.requires_grad_(False)  # gradients for the inputs only: the weights are not trained here
+    bert.eval()
+    try:
+        for start in range(0, len(ids), batch_size):
+            input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
+            real = mask.bool()
+            for _ in range(probes):
+                x_bth = table[input_ids].clone().requires_grad_(True)
+                s_bh = _sentence_embedding(bert, x_bth, mask)
+                u_bh = torch.randn(s_bh.shape, generator=generator)
+                (s_bh * u_bh).sum().backward()
+                g_nh = x_bth.grad[real].double().numpy()  # one row J_tᵀu per real token
+                G_hh += g_nh.T @ g_nh
+                samples += len(g_nh)
+    finally:
+        bert.train(was_training)
+        for p, flag in needs_grad:
+            p.requires_grad_(flag)
+    if samples == 0:
+        raise ValueError("no tokens to estimate the sensitivity metric from")
+    return G_hh / samples
+
+
+def metric_root(G_hh: np.ndarray, floor: float = EIGEN_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+    """(P, P⁻¹) with P = G^{1/2} (symmetric), eigenvalues floored at floor × their mean."""
+    eig, Q = np.linalg.eigh((G_hh + G_hh.T) / 2)
+    eig = np.maximum(eig, floor * eig.mean())
+    return (Q * np.sqrt(eig)) @ Q.T, (Q / np.sqrt(eig)) @ Q.T
+
+
+def metric_error(E_vh: np.ndarray, approx_vh: np.ndarray, weights_v: np.ndarray, G_hh: np.ndarray) -> float:
+    """Σ_v w_v (E_v − Ê_v)ᵀ G (E_v − Ê_v): the objective a factorization in the metric minimises."""
+    diff = (E_vh - approx_vh).astype(np.float64)
+    return float((weights_v * np.einsum("vh,hk,vk->v", diff, G_hh, diff)).sum())
