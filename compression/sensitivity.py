@@ -73,9 +73,14 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
 
 
 def metric_root(G_hh: np.ndarray, floor: float = EIGEN_FLOOR) -> tuple[np.ndarray, np.ndarray]:
-    """(P, P⁻¹) with P = G^{1/2} (symmetric), eigenvalues floored at floor × their mean."""
+    """(P, P⁻¹) with P = (G / mean eigenvalue)^{1/2} (symmetric), eigenvalues floored at floor × their mean.
+
+    The scale of G does not change what minimises the error; dividing by the mean eigenvalue keeps
+    E·P about as large as E, so the factors (centroids, codes) keep the magnitudes the recovery's
+    learning rates were chosen for.
+    """
     eig, Q = np.linalg.eigh((G_hh + G_hh.T) / 2)
-    eig = np.maximum(eig, floor * eig.mean())
+    eig = np.maximum(eig, floor * eig.mean()) / eig.mean()
     return (Q * np.sqrt(eig)) @ Q.T, (Q / np.sqrt(eig)) @ Q.T
 
 

@@ -162,3 +162,15 @@ def test_compress_passes_every_learning_rate_and_the_smoothing(built, tiny_model
     recover = manifest.recipe["recover"]
     assert (recover["lr"], recover["b_lr"], recover["encoder_lr"]) == (1e-3, 2e-4, 3e-5)
     assert manifest.recipe["quantize"]["smooth_alpha"] == 0.8 and manifest.quantization.endswith("-smooth0.8")
+
+
+def test_compress_passes_the_metric_and_the_block_scheme(built, tiny_model_dir, tiny_data_dir, tmp_path):
+    """The default recipe's sensitivity metric, block int8 encoder and fp16 positions from the command line."""
+    (tmp_path / "tiny").symlink_to(built / "tiny")
+    rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--baseline", "tiny", "--rank", "8", "--steps", "2",
+                   "--metric", "sensitivity", "--encoder-int8", "--encoder-block", "16", "--positions-fp16")
+    assert rc == 0
+    manifest = Manifest.read(tmp_path / "x")
+    assert manifest.recipe["factorize"]["metric"] == "sensitivity"
+    assert manifest.quantization == "positions-fp16+encoder-int8-block16"
+    assert list((tmp_path / ".cache").glob("sensitivity-*.npy"))  # the metric is estimated once and kept
