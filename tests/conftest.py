@@ -32,9 +32,9 @@ quantize = { table_bits = 8, encoder_int8 = true }
 [[variant]]
 name = "tiny-fact"
 baseline = "tiny"
-factorize = { method = "pq", rank = 64, subspaces = 16, codebook_size = 32, alpha = 0.5 }
+factorize = { method = "pq", metric = "sensitivity", metric_sentences = 32, rank = 64, subspaces = 16, codebook_size = 32, alpha = 0.5 }
 recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16 }
-quantize = { b_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9 }
+quantize = { b_fp16 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9 }
 """
 
 
