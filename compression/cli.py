@@ -109,7 +109,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from .sweep import run_sweep
 
     run_sweep(_context(args), args.report_dir, ranks=args.ranks, methods=args.methods, baseline=args.baseline,
-              subspaces=args.subspaces)
+              subspaces=args.subspaces, metrics=args.metrics)
 
 
 def cmd_dev_check(args: argparse.Namespace) -> None:
@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["svd", "weighted", "pq"], choices=METHODS)
     p.add_argument("--subspaces", type=int, nargs="+", default=[16, 32, 64, 96],
                    help="pq: one-byte codes per token, one point each (at full rank)")
+    p.add_argument("--metrics", nargs="+", default=["euclidean"], choices=METRICS,
+                   help="error metrics to factorize in, one curve per method and metric")
     p.add_argument("--baseline", default="minilm-l6")
     p.set_defaults(func=cmd_sweep)
 

@@ -1,7 +1,7 @@
 """`python -m compression sweep`: the trade-off curve of post-hoc factorization.
 
-For each method and rank (for pq: each number of one-byte codes per token, at
-full rank): factorize (no recovery, fp32 factors), export, and measure STS-B
+For each method, error metric and rank (for pq: each number of one-byte codes
+per token, at full rank): factorize (no recovery, fp32 factors), export, and measure STS-B
 test Spearman and fidelity to the baseline over STS-B test sentences. Built
 variants (recovered, quantized) are added as points from their manifests, so
 the plot shows what recovery and quantization buy.
@@ -27,15 +27,22 @@ from .report import built_manifests
 log = logging.getLogger(__name__)
 
 
-def _configs(method: str, ranks: list[int], subspaces: list[int], vocab: int, hidden: int) -> list[FactorizeConfig]:
+def _configs(method: str, metric: str, ranks: list[int], subspaces: list[int], vocab: int,
+             hidden: int) -> list[FactorizeConfig]:
     if method == "pq":
         k = min(256, vocab)
-        return [FactorizeConfig(method="pq", rank=hidden, subspaces=m, codebook_size=k) for m in subspaces]
-    return [FactorizeConfig(method=method, rank=r) for r in ranks]
+        return [FactorizeConfig(method="pq", rank=hidden, subspaces=m, codebook_size=k, metric=metric)
+                for m in subspaces]
+    return [FactorizeConfig(method=method, rank=r, metric=metric) for r in ranks]
+
+
+def series(method: str, metric: str) -> str:
+    """A curve's name: the method, tagged when its error is measured in the sensitivity metric."""
+    return method if metric == "euclidean" else f"{method}+{metric}"
 
 
 def run_sweep(ctx, report_dir: Path, ranks: list[int], methods: list[str], baseline: str,
-              subspaces: list[int] = (16, 32, 64, 96)) -> list[dict]:
+              subspaces: list[int] = (16, 32, 64, 96), metrics: list[str] = ("euclidean",)) -> list[dict]:
     from tqdm.auto import tqdm
 
     src = ctx.source
@@ -49,18 +56,20 @@ def run_sweep(ctx, report_dir: Path, ranks: list[int], methods: list[str], basel
     with tempfile.TemporaryDirectory() as tmp:
         tok = Path(tmp) / "tokenizer.json"
         tok.write_bytes(src.tokenizer_file.read_bytes())
-        for method in methods:
-            for config in tqdm(_configs(method, ranks, list(subspaces), V, H), desc=f"sweep {method}",
-                               disable=not ctx.progress):
-                factors = factorize(E, config, counts)
+        for method, metric in ((m, k) for m in methods for k in metrics):
+            G_hh = (ctx.sensitivity(src.bert, FactorizeConfig.metric_sentences, 0)
+                    if metric == "sensitivity" else None)
+            for config in tqdm(_configs(method, metric, ranks, list(subspaces), V, H),
+                               desc=f"sweep {series(method, metric)}", disable=not ctx.progress):
+                factors = factorize(E, config, counts, G_hh)
                 enc = SentenceEncoder(with_factorized_embedding(src.bert, factors))
                 export_onnx(enc, Path(tmp) / "model.onnx", V)
                 onnx_enc = OnnxEncoder(Path(tmp), threads=ctx.threads)
                 n = len(data.sts_s1)
                 vecs = onnx_enc.encode(data.sts_s1 + data.sts_s2)
                 mean, p1 = fidelity(vecs, base_vecs)
-                points.append({"source": "sweep", "method": method, "rank": factors.rank,
-                               **({"subspaces": config.subspaces} if method == "pq" else {}),
+                points.append({"source": "sweep", "method": series(method, metric), "rank": factors.rank,
+                               **({"subspaces": config.subspaces} if config.method == "pq" else {}),
                                "embedding_bytes": embedding_bytes(Path(tmp) / "model.onnx"),
                                "stsb_spearman": round(spearman_x100(vecs[:n], vecs[n:], data.sts_scores), 2),
                                "fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)})

@@ -29,3 +29,15 @@ def test_sweep_writes_points_and_plot(tiny_models, tiny_model_dir, tiny_data_dir
     assert svd[16]["fidelity_mean"] > svd[4]["fidelity_mean"]  # more rank, closer to the baseline
     png = (report / "sweep.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_sweep_draws_one_curve_per_metric(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models / "tiny", models / "tiny")
+    rc = main(["sweep", "--out", str(models), "--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+               "--report-dir", str(tmp_path / "report"), "--ranks", "8", "--methods", "weighted",
+               "--metrics", "euclidean", "sensitivity", "--baseline", "tiny", "--no-progress"])
+    assert rc == 0
+    sweep = [p for p in json.loads((tmp_path / "report" / "sweep.json").read_text()) if p["source"] == "sweep"]
+    assert sorted(p["method"] for p in sweep) == ["weighted", "weighted+sensitivity"]
+    assert all(0 < p["fidelity_mean"] <= 1 for p in sweep)
