@@ -24,7 +24,8 @@ def machine_line(results: dict) -> str:
     return (f"{m['cpu']} ({m['cpus']} cores), {m['platform']}, Python {m['python']}; "
             + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; run {results['started']}, "
             f"{results['duration_s'] / 60:.1f} min, {results['config']['reps']} repetitions of "
-            f"{results['config']['seconds']:g} s per sample, contenders interleaved")
+            f"{results['config']['seconds']:g} s per sample, contenders interleaved, "
+            f"HTTP load from {results.get('load_generator', 'httpx')}")
 
 
 def static_table(results: dict) -> str:

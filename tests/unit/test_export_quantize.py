@@ -111,6 +111,20 @@ def test_block_int8_is_what_the_fake_quant_simulates(tmp_path):
     assert err_sim < 0.05 * err_exact, (err_sim, err_exact)
 
 
+def test_block_int8_answers_a_text_the_same_alone_or_batched(src, tmp_path):
+    """Activations are quantized per row, so a text's vector does not depend on its batch-mates (dynamic
+    int8 takes one range per batch, so there it does)."""
+    enc = SentenceEncoder(src.bert)
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    apply(QuantizeConfig(encoder_int8=True, encoder_block=16), tmp_path / "fp32.onnx", tmp_path / "q.onnx")
+    ids, mask = random_batch(5, 24, src.vocab_size, np.random.default_rng(2))
+    ids[1:, :] *= 0  # the others become batch-mates of very different content
+    ids[1:, :20] = np.random.default_rng(3).integers(1, src.vocab_size, size=(4, 20))
+    together = _run(tmp_path / "q.onnx", ids, mask)
+    alone = _run(tmp_path / "q.onnx", ids[:1], mask[:1])
+    np.testing.assert_allclose(together[0], alone[0], atol=2e-6)
+
+
 def test_positions_fp16_halves_the_position_table(src, tmp_path):
     enc = SentenceEncoder(src.bert)
     export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
