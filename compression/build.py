@@ -119,11 +119,14 @@ class BuildContext:
 
     def sensitivity(self, bert, num: int, seed: int) -> np.ndarray:
         """The encoder's sensitivity metric G from a seeded sample of train sentences (cached on disk,
-        keyed by the source model's word-embedding table and the sample)."""
+        keyed by the model's weights and the sample)."""
         from .sensitivity import estimate_metric
 
-        table = word_embedding_matrix(bert)
-        key = hashlib.sha256(table.tobytes()).hexdigest()[:16]
+        digest = hashlib.sha256()
+        for name, tensor in sorted(bert.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
+        key = digest.hexdigest()[:16]
         cache = self.cache_dir / f"sensitivity-{key}-{num}-{seed}.npy"
         if cache.is_file():
             return np.load(cache)
