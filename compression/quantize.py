@@ -20,7 +20,7 @@ Two independent switches:
     *row* at run time, so no token's range depends on its batch-mates (0.9994
     on the same sentences; both figures from an exploratory run) — a float
     scale per block costs 4/block bytes per weight, and its int8 kernel ran at
-    about half the dynamic scheme's batch-32 speed on the machine measured;
+    about 60% of the dynamic scheme's batch-32 speed on the machine measured;
 - the position-embedding table: float16 in the file (fp16 rounding of vectors
   that are added to the token embeddings; a Cast folded at load) when
   positions_fp16 is set.
