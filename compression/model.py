@@ -124,10 +124,15 @@ class SentenceEncoder(nn.Module):
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state  # (batch, seq, H)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        # Mean over real tokens only; the clamp guards an all-padding row.
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, p=2.0, dim=-1)
+        return mean_pool_normalize(hidden, attention_mask)
+
+
+def mean_pool_normalize(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor) -> torch.Tensor:
+    """The sentence embedding from BERT's last hidden state: mean over real tokens, L2-normalised."""
+    mask = attention_mask_bt.unsqueeze(-1).to(hidden_bth.dtype)
+    # Mean over real tokens only; the clamp guards an all-padding row.
+    pooled = (hidden_bth * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return nn.functional.normalize(pooled, p=2.0, dim=-1)
 
 
 def with_factorized_embedding(bert: nn.Module, factors: Factors) -> nn.Module:

@@ -25,17 +25,18 @@ from torch import nn
 
 from common.onnx_encoder import pad_ids
 
+from .model import mean_pool_normalize
+
 # Directions the encoder all but ignores still get this share of the mean eigenvalue, so that
 # P⁻¹ stays bounded and an error there cannot grow without limit.
 EIGEN_FLOOR = 1e-3
 
 
-def _sentence_embedding(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The SentenceEncoder's pooling on precomputed word embeddings (so they can take gradients)."""
+def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The SentenceEncoder's output from given word embeddings (so that they can take gradients)."""
     hidden = bert(inputs_embeds=inputs_embeds, attention_mask=mask,
                   token_type_ids=torch.zeros_like(mask)).last_hidden_state
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+    return mean_pool_normalize(hidden, mask)
 
 
 def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batch_size: int = 32,
@@ -47,9 +48,6 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
     samples = 0
     generator = torch.Generator().manual_seed(seed)
     was_training = bert.training
-    needs_grad = [(p, p.requires_grad) for p in bert.parameters()]
-    for p, _ in needs_grad:
-        p.requires_grad_(False)  # gradients for the inputs only: the weights are not trained here
     bert.eval()
     try:
         for start in range(0, len(ids), batch_size):
@@ -57,16 +55,15 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
             real = mask.bool()
             for _ in range(probes):
                 x_bth = table[input_ids].clone().requires_grad_(True)
-                s_bh = _sentence_embedding(bert, x_bth, mask)
+                s_bh = sentence_embedding_of_inputs(bert, x_bth, mask)
                 u_bh = torch.randn(s_bh.shape, generator=generator)
-                (s_bh * u_bh).sum().backward()
-                g_nh = x_bth.grad[real].double().numpy()  # one row J_tᵀu per real token
+                # gradient for the inputs only: nothing accumulates in the weights' .grad
+                (g_bth,) = torch.autograd.grad((s_bh * u_bh).sum(), x_bth)
+                g_nh = g_bth[real].double().numpy()  # one row J_tᵀu per real token
                 G_hh += g_nh.T @ g_nh
                 samples += len(g_nh)
     finally:
         bert.train(was_training)
-        for p, flag in needs_grad:
-            p.requires_grad_(flag)
     if samples == 0:
         raise ValueError("no tokens to estimate the sensitivity metric from")
     return G_hh / samples

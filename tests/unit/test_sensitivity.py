@@ -41,7 +41,7 @@ def test_metric_predicts_how_far_a_perturbation_moves_the_sentence(src, sentence
     """A small δ added to one token's input embedding moves the sentence embedding by ‖J_t δ‖, whose
     square averages δᵀ G δ over tokens: measured and predicted agree on average."""
     from common.onnx_encoder import pad_ids
-    from compression.sensitivity import _sentence_embedding
+    from compression.sensitivity import sentence_embedding_of_inputs
 
     ids, mask = (torch.from_numpy(a) for a in pad_ids(sentences))
     lengths = mask.sum(1)
@@ -50,13 +50,13 @@ def test_metric_predicts_how_far_a_perturbation_moves_the_sentence(src, sentence
     measured, predicted = [], []
     with torch.no_grad():
         x = table[ids]
-        base = _sentence_embedding(src.bert, x, mask)
+        base = sentence_embedding_of_inputs(src.bert, x, mask)
         for _ in range(8):
             delta = rng.normal(0, 1e-3, (len(sentences), src.hidden_size))
             moved_x = x.clone()
             for b, n in enumerate(lengths.tolist()):
                 moved_x[b, int(rng.integers(n))] += torch.from_numpy(delta[b]).float()
-            moved = _sentence_embedding(src.bert, moved_x, mask)
+            moved = sentence_embedding_of_inputs(src.bert, moved_x, mask)
             measured += ((moved - base) ** 2).sum(1).tolist()
             predicted += np.einsum("bh,hk,bk->b", delta, G, delta).tolist()
     ratio = np.mean(measured) / np.mean(predicted)
