@@ -32,6 +32,7 @@ from .evaluate import Embedded, EvalSet, embed_eval_set, quality
 from .export import check_parity, export_onnx
 from .smooth import smooth_encoder
 from .factorize import factorize
+from .sensitivity import metric_root
 from .measure import embedding_bytes
 from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
 from .recipes import VariantRecipe
@@ -186,7 +187,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
         metric = (ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
                   if recipe.factorize.metric == "sensitivity" else None)
-        factors = factorize(word_embedding_matrix(bert), recipe.factorize, counts, metric)
+        table_E = word_embedding_matrix(bert)
+        factors = factorize(table_E, recipe.factorize, counts, metric)
         rank = factors.rank
         bert = with_factorized_embedding(bert, factors)
         if recipe.recover.steps:
@@ -195,8 +197,11 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             rc = recipe.recover
             ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
             table_q = (recipe.quantize.table_bits, recipe.quantize.table_block) if recipe.quantize.table_bits else None
+            anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
+                      ) if rc.anchor > 0 else None
             losses = distill(SentenceEncoder(bert), ids, teacher, rc, table_q, recipe.quantize.encoder_int8,
-                             progress=ctx.progress, encoder_block=recipe.quantize.encoder_block)
+                             progress=ctx.progress, encoder_block=recipe.quantize.encoder_block,
+                             anchor_target=anchor)
     encoder = SentenceEncoder(bert)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))

@@ -36,10 +36,15 @@ class RecoverConfig:
     max_length: int = 64  # training truncation; nearly every train sentence is shorter
     num_sentences: int = 40000  # size of the distillation corpus drawn from the train splits
     qat: bool = True  # simulate the export's quantization while training
+    # Weight of the table anchor (see distill): tokens the corpus never shows get no signal from
+    # the distillation loss, so this term keeps their rows near the original's as centroids move.
+    anchor: float = 0.0
+    anchor_tokens: int = 4096  # vocabulary rows drawn (uniformly) per step for the anchor term
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8:
+        if (self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8
+                or self.anchor < 0 or self.anchor_tokens <= 0):
             raise ConfigError(f"recovery settings out of range: {self}")
 
 
@@ -54,14 +59,26 @@ def _cosine_loss(student_bd: torch.Tensor, teacher_bd: torch.Tensor) -> torch.Te
     return 1.0 - (student_bd * teacher_bd).sum(-1).mean()  # both are unit vectors
 
 
+def _anchor_loss(emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_hh: torch.Tensor,
+                 rows: torch.Tensor) -> torch.Tensor:
+    """Relative error of the sampled table rows in the factorization's metric:
+    Σ‖(Ê_v − E_v)P‖² / Σ‖E_v P‖² (P = G^½, or I for the euclidean metric)."""
+    diff = (emb(rows) - target_vh[rows]) @ metric_root_hh
+    return diff.pow(2).sum() / (target_vh[rows] @ metric_root_hh).pow(2).sum()
+
+
 def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
             table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True,
-            encoder_block: int | None = None) -> list[float]:
+            encoder_block: int | None = None, anchor_target: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> list[float]:
     """Train `student` in place; returns the loss curve (one value per step).
 
     ids: token ids per sentence (already truncated), teacher_nd: the teacher's
     unit embeddings of the same sentences. encoder_block: the encoder's int8 is the block
     scheme with this block (None: dynamic int8), simulated as such.
+    anchor_target: (E (V×H), P (H×H)) — the original table and the factorization's metric root —
+    when config.anchor > 0: the loss adds anchor × the relative table error of a uniform sample of
+    rows, so rows of tokens the corpus never shows stay faithful while shared centroids move.
     """
     if config.steps == 0:
         return []
@@ -95,6 +112,11 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
         emb.fake_quant = table_quant
         if encoder_int8:
             set_encoder_fake_quant(student.bert.encoder, True, encoder_block)
+    anchor = None
+    if config.anchor > 0:
+        if anchor_target is None:
+            raise ConfigError("the table anchor needs the original table and metric")
+        anchor = tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in anchor_target)
     lengths = np.asarray([len(x) for x in ids])
     teacher = torch.from_numpy(np.ascontiguousarray(teacher_nd, dtype=np.float32))
     losses: list[float] = []
@@ -113,11 +135,15 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * scale
             out = student(torch.from_numpy(batch_ids), torch.from_numpy(mask))
-            loss = _cosine_loss(out, teacher[idx])
+            cos_loss = _cosine_loss(out, teacher[idx])
+            loss = cos_loss
+            if anchor is not None:
+                rows = torch.from_numpy(rng.integers(0, anchor[0].shape[0], config.anchor_tokens))
+                loss = loss + config.anchor * _anchor_loss(emb, *anchor, rows)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(cos_loss.item())  # the curve tracks fidelity, not the anchor term
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}")
     except KeyboardInterrupt as exc:
