@@ -113,10 +113,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_dev_check(args: argparse.Namespace) -> None:
-    from .devcheck import dev_quality, dev_table
+    from .devcheck import dev_quality, dev_table, rarity_table
 
-    rows = dev_quality(args.models, args.baseline, args.data_dir or default_data_dir(), args.threads)
+    rows, bands = dev_quality(args.models, args.baseline, args.data_dir or default_data_dir(), args.threads,
+                              by_rarity=args.by_rarity)
     print(dev_table(rows))
+    if bands:
+        print()
+        print(rarity_table(bands))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, default=Path("models/minilm-l6"), help="directory to compare with")
     p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--by-rarity", action="store_true",
+                   help="also fidelity by how often each sentence's rarest token occurs in the train splits")
     p.set_defaults(func=cmd_dev_check)
     return parser
 

@@ -67,9 +67,14 @@ def spearman_x100(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> float:
     return float(spearmanr(cos, gold).statistic * 100)
 
 
+def cosines(vecs: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-sentence cosine between two models' embeddings of the same sentences."""
+    return (vecs * base).sum(1) / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(base, axis=1))
+
+
 def fidelity(vecs: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     """(mean, 1st percentile) of the per-sentence cosine between two models' embeddings."""
-    cos = (vecs * base).sum(1) / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(base, axis=1))
+    cos = cosines(vecs, base)
     return float(cos.mean()), float(np.percentile(cos, 1))
 
 

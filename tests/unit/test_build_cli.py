@@ -145,6 +145,22 @@ def test_dev_check_compares_on_dev_splits(built, tiny_data_dir, capsys):
     assert 0 < float(fact[2]) < 1.0 and float(fact[3]) <= float(fact[2])
 
 
+def test_dev_check_by_rarity_splits_every_dev_sentence_into_bands(built, tiny_data_dir, capsys):
+    from compression.devcheck import _dev_texts
+
+    rc = main(["dev-check", str(built / "tiny-fact"), "--baseline", str(built / "tiny"),
+               "--data-dir", str(tiny_data_dir), "--by-rarity"])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().split("\n\n")
+    assert len(out) == 2
+    bands = [line.strip("| ").split(" | ") for line in out[1].splitlines()[2:]]
+    assert bands and all(b[0] == "tiny-fact" for b in bands)
+    # every dev sentence falls in exactly one band, and the shares of the infidelity add up to 1
+    assert sum(int(b[2]) for b in bands) == len(_dev_texts(tiny_data_dir)[0])
+    assert sum(float(b[4]) for b in bands) == pytest.approx(1.0, abs=0.02)
+    assert all(0 < float(b[3]) <= 1.0 for b in bands)
+
+
 def test_dev_check_refuses_a_directory_without_a_model(built, tiny_data_dir, tmp_path, capsys):
     rc = main(["dev-check", str(tmp_path), "--baseline", str(built / "tiny"), "--data-dir", str(tiny_data_dir)])
     assert rc == 2 and "is not a built model directory" in capsys.readouterr().err
