@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _start_batcher(svc: AppState, model: LoadedModel) -> None:
     s = svc.settings
     model.batcher = Batcher(model.backend, s.max_batch_size, s.max_batch_tokens, s.max_wait_ms / 1000, s.queue_size,
-                            observer=svc.metrics.batch_observer(model.name))
+                            observer=svc.metrics.batch_observer(model.name), workers=s.workers)
     model.batcher.start()
 
 

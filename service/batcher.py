@@ -2,7 +2,7 @@
 onnxruntime batches bounded by a token budget and a size cap.
 
 A request's texts wait in a bounded queue (counted in texts, so memory is
-bounded). One inference thread per model takes what is queued, sorts it by
+bounded). An inference thread per model (or `workers` of them) takes what is queued, sorts it by
 length to cut padding, cuts it into batches whose padded size stays within the
 budget, runs them, and hands each request its own vectors, in order, back on
 the event loop. The thread takes the next batch the moment the last one ends,
@@ -16,6 +16,13 @@ served several requests, requests arrived while it ran, or several are
 queued). A lone client never waits,
 and requests that queued while the previous batch ran have waited already and
 go at once, as in TEI's continuous batching.
+
+With several workers, each takes at most one batch's worth at a time and runs it
+on the shared session (onnxruntime's Run is thread-safe), each run on its own
+thread (give the session one intra-op thread per worker). Batches then run side
+by side instead of one batch's ops being split across threads: a core that the
+event loop or the tokenizer borrows slows one batch, not every op of every
+batch, which waits at each parallel op for its slowest thread.
 """
 from __future__ import annotations
 
@@ -55,8 +62,11 @@ class _Pending:
 
 class Batcher:
     def __init__(self, backend: Backend, max_batch_size: int, max_batch_tokens: int, max_wait_s: float,
-                 queue_size: int, observer=None):
+                 queue_size: int, observer=None, workers: int = 1):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.backend = backend
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_s
@@ -65,7 +75,7 @@ class Batcher:
         self._queue: deque[_Pending] = deque()  # guarded by _cond
         self._queued_items = 0
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._last_requests = 0  # requests served by the last planned round: the concurrency evidence
@@ -77,16 +87,18 @@ class Batcher:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._work, name="inference", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"inference-{k}", daemon=True)
+                         for k in range(self.workers)]
+        for t in self._threads:
+            t.start()
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+            self._cond.notify_all()
+        for t in self._threads:
+            await asyncio.to_thread(t.join)
 
     def admit(self, n: int) -> None:
         """Refuse at once (before any tokenizing) when `n` more texts would overflow the queue."""
@@ -146,7 +158,10 @@ class Batcher:
                     while (left := deadline - time.perf_counter()) > 0 and self._should_wait():
                         self._cond.wait(left)
                 taken, count = [], 0
-                while self._queue and count < self.max_batch_size * 4:
+                # one worker plans several batches at once (the longest texts together); with several,
+                # each takes one batch's worth so the others find work too
+                limit = self.max_batch_size * (4 if self.workers == 1 else 1)
+                while self._queue and count < limit:
                     p = self._queue.popleft()
                     taken.append(p)
                     count += len(p.items)

@@ -1,6 +1,7 @@
 """One settings object, read once from the environment (prefix EMBED_)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -16,7 +17,10 @@ class Settings(BaseSettings):
     default_model: str = Field("minilm-l6-fact", description="model used when a request names none")
     host: str = Field("127.0.0.1", description="bind address (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=0, le=65535)
-    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core, "
+                         "shared out among the workers)")
+    workers: int = Field(1, ge=1, le=64, description="inference threads per model, each running its own batch on "
+                         "the shared session")
     ort_spin: bool = Field(SERVING.spin, description="let idle onnxruntime threads spin-wait between batches")
     ort_arena: bool = Field(SERVING.arena, description="onnxruntime memory arena (keeps the largest batch's buffers "
                             "resident)")
@@ -44,5 +48,8 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="uvicorn and service log level")
 
     def session_config(self) -> SessionConfig:
-        return SessionConfig(threads=self.threads, spin=self.ort_spin, arena=self.ort_arena,
+        threads = self.threads
+        if threads == 0 and self.workers > 1:  # the cores shared out: batches side by side, not ops
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+        return SessionConfig(threads=threads, spin=self.ort_spin, arena=self.ort_arena,
                              arena_keep_tokens=self.ort_arena_keep_tokens)

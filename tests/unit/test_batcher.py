@@ -164,3 +164,53 @@ def test_a_failing_observer_fails_its_requests_and_the_batcher_keeps_serving():
         return vecs
 
     assert run(main()).shape == (1, 8)
+
+
+class Overlapping(FixedBackend):
+    """Records how many runs are in flight at once (each run takes a few ms, off the GIL in sleep)."""
+
+    def __init__(self):
+        super().__init__(dim=8, max_length=64)
+        self.active = 0
+        self.most = 0
+        self.sizes: list[int] = []
+        import threading
+
+        self.lock = threading.Lock()
+
+    def run(self, batch):
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.sizes.append(len(batch))
+        time.sleep(0.005)
+        try:
+            return super().run(batch)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_run_batches_side_by_side_and_every_answer_is_its_own(workers):
+    backend = Overlapping()
+
+    async def main():
+        b = Batcher(backend, max_batch_size=4, max_batch_tokens=10_000, max_wait_s=0.001, queue_size=1000,
+                    workers=workers)
+        b.start()
+        texts = [[f"w{i} " * (1 + i % 9), f"q{i}"] for i in range(60)]
+        results = await asyncio.gather(*(b.submit(backend.tokenize(t, True)) for t in texts))
+        await b.close()
+        return texts, results
+
+    texts, results = run(main())
+    for t, (vecs, _) in zip(texts, results):
+        np.testing.assert_array_equal(vecs, FixedBackend(dim=8, max_length=64).run(backend.tokenize(t, True)))
+    assert backend.most == workers  # one worker never overlaps itself; two do overlap
+    assert all(n <= 4 for n in backend.sizes)
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError):
+        Batcher(FixedBackend(), 4, 100, 0.0, 10, workers=0)
