@@ -29,6 +29,9 @@ class _Server(uvicorn.Server):
 def main() -> None:
     settings = Settings()
     fix_mmap_threshold(settings.malloc_mmap_threshold)  # before the models load: see common.memory
+    # Under load the event loop holds the GIL nearly all the time; at Python's default 5 ms interval a
+    # worker whose batch just finished waited up to that long to hand it back and plan the next one.
+    sys.setswitchinterval(settings.gil_switch_ms / 1000)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level=settings.log_level.lower(), timeout_graceful_shutdown=30,

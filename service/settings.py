@@ -19,8 +19,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core, "
                          "shared out among the workers)")
-    workers: int = Field(1, ge=1, le=64, description="inference threads per model, each running its own batch on "
+    workers: int = Field(2, ge=1, le=64, description="inference threads per model, each running its own batch on "
                          "the shared session")
+    gil_switch_ms: float = Field(0.5, gt=0, le=100, description="Python's GIL switch interval: how long a worker "
+                                 "coming back from onnxruntime may wait for the busy event loop (Python's default: 5)")
     ort_spin: bool = Field(SERVING.spin, description="let idle onnxruntime threads spin-wait between batches")
     ort_arena: bool = Field(SERVING.arena, description="onnxruntime memory arena (keeps the largest batch's buffers "
                             "resident)")
