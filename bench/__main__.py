@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print("in-process and over HTTP, interleaved", flush=True)
     results["in_process"], results["http"], results["service_rss"] = run_samples(cfg, contenders, texts)
     results["load_generator"] = served.load_generator()
+    results["server_settings"] = served.server_settings()
     results["duration_s"] = time.time() - t0
     results["targets"] = targets.evaluate(results, args.compressed, args.baseline,
                                           ST_NAME if ST_NAME in names else None)

@@ -25,7 +25,16 @@ def machine_line(results: dict) -> str:
             + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; run {results['started']}, "
             f"{results['duration_s'] / 60:.1f} min, {results['config']['reps']} repetitions of "
             f"{results['config']['seconds']:g} s per sample, contenders interleaved, "
-            f"HTTP load from {results.get('load_generator', 'httpx')}")
+            f"HTTP load from {results.get('load_generator', 'httpx')}" + _server_line(results))
+
+
+def _server_line(results: dict) -> str:
+    s = results.get("server_settings")
+    if not s:
+        return ""
+    threads = s["threads"] or "auto"
+    return (f"; service: {s['workers']} inference worker(s) × {threads} onnxruntime thread(s), "
+            f"GIL switch {s['gil_switch_ms']:g} ms, max wait {s['max_wait_ms']:g} ms")
 
 
 def static_table(results: dict) -> str:

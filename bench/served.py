@@ -27,12 +27,24 @@ def services(contenders: list[Contender]) -> Iterator[dict[str, Server]]:
         for c in contenders:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             os.symlink(c.path.resolve(), root / c.name)
-            out[c.name] = stack.enter_context(Server(root, EMBED_DEFAULT_MODEL=c.name, EMBED_THREADS="0",
-                                                     EMBED_LOG_LEVEL="warning", EMBED_QUEUE_SIZE="4096"))
+            out[c.name] = stack.enter_context(Server(root, EMBED_DEFAULT_MODEL=c.name, **SERVER_OVERRIDES))
         for s in out.values():
             for _ in range(10):  # warm the HTTP path
                 httpx.post(s.url + "/embed", json={"inputs": "warm up"}, timeout=30)
         yield out
+
+
+SERVER_OVERRIDES = {"EMBED_THREADS": "0", "EMBED_LOG_LEVEL": "warning", "EMBED_QUEUE_SIZE": "4096"}
+
+
+def server_settings() -> dict:
+    """The batching and threading settings the benchmark's servers run with (the environment's
+    EMBED_* values over the defaults, as the servers read them), for the report."""
+    from service.settings import Settings
+
+    s = Settings(**{k.removeprefix("EMBED_").lower(): v for k, v in SERVER_OVERRIDES.items()})
+    return {"workers": s.workers, "threads": s.session_config().threads, "gil_switch_ms": s.gil_switch_ms,
+            "max_wait_ms": s.max_wait_ms, "max_batch_size": s.max_batch_size}
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")

@@ -111,3 +111,17 @@ class OnnxEncoder:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
         return out if out is not None else np.zeros((0, 0), np.float32)
+
+    def encode_ids(self, rows: list[list[int]], batch_size: int = 64) -> np.ndarray:
+        """(n, dim) unit vectors of already tokenized rows (ids with [CLS]/[SEP]), sorted by length
+        into batches like encode()."""
+        order = np.argsort([len(r) for r in rows], kind="stable")
+        out: np.ndarray | None = None
+        for start in range(0, len(rows), batch_size):
+            idx = order[start:start + batch_size]
+            ids, mask = pad_ids([rows[i] for i in idx])
+            emb = self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+            if out is None:
+                out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        return out if out is not None else np.zeros((0, 0), np.float32)

@@ -36,7 +36,7 @@ from .sensitivity import metric_root
 from .measure import embedding_bytes
 from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
 from .recipes import VariantRecipe
-from .recover import distill
+from .recover import RecoverConfig, distill
 from .source import SourceModel, load_source
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,32 @@ class BuildContext:
         return ids, vecs
 
 
+    def augmented_corpus(self, baseline: str, ids: list[list[int]], counts: np.ndarray | None,
+                         rc: RecoverConfig) -> tuple[list[list[int]], np.ndarray]:
+        """Rare-token copies of the distillation sentences (compression/augment.py) and the baseline's
+        embeddings of them (cached like the teacher's)."""
+        from tokenizers import Tokenizer
+
+        from .augment import rare_tokens, replace_tokens
+
+        if counts is None:
+            counts = self.counts(None)
+        vocab = Tokenizer.from_file(str(self.source.tokenizer_file)).get_vocab()
+        candidates = rare_tokens(counts, vocab, rc.augment_below)
+        extra = replace_tokens(ids, candidates, rc.augment_share, rc.augment_tokens, rc.seed)
+        model_dir = self.out_root / baseline
+        digest = hashlib.sha256(np.concatenate([np.asarray(r) for r in extra]).tobytes() if extra else b"")
+        digest.update(sha256_file(model_dir / contract.MODEL_FILE).encode())
+        cache = self.cache_dir / f"teacher-augmented-{baseline}-{digest.hexdigest()[:16]}.npy"
+        if cache.is_file():
+            return extra, np.load(cache)
+        log.info("teacher: embedding %d augmented sentences (%d rare tokens to draw from) with %s",
+                 len(extra), len(candidates), baseline)
+        vecs = OnnxEncoder(model_dir, threads=self.threads).encode_ids(extra)
+        np.save(cache, vecs)
+        return extra, vecs
+
+
 SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metric is estimated on
 SMOOTH_CALIBRATION_SENTENCES = 1024  # train sentences whose activations set the smoothing scales
 
@@ -196,6 +222,9 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
                 raise ConfigError(f"{recipe.name}: recovery needs a baseline to distil from")
             rc = recipe.recover
             ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
+            if rc.augment_share > 0:
+                extra_ids, extra_teacher = ctx.augmented_corpus(recipe.baseline, ids, counts, rc)
+                ids, teacher = ids + extra_ids, np.concatenate([teacher, extra_teacher])
             table_q = (recipe.quantize.table_bits, recipe.quantize.table_block) if recipe.quantize.table_bits else None
             anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
                       ) if rc.anchor > 0 else None

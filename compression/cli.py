@@ -63,7 +63,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
                                   high_rows=args.high_rows, low_rank=args.low_rank, subspaces=args.subspaces,
                                   codebook_size=args.codebook_size, metric=args.metric),
         recover=RecoverConfig(steps=args.steps, seed=args.seed, lr=args.lr, b_lr=args.b_lr,
-                              encoder_lr=args.encoder_lr, anchor=args.anchor),
+                              encoder_lr=args.encoder_lr, anchor=args.anchor, augment_share=args.augment_share,
+                              augment_tokens=args.augment_tokens),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
                                 b_fp16=args.b_fp16, encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha,
                                 encoder_block=args.encoder_block, positions_fp16=args.positions_fp16),
@@ -157,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-lr", type=float, default=0.0, help="also fine-tune the encoder at this rate")
     p.add_argument("--anchor", type=float, default=0.0,
                    help="weight of the table anchor: keeps rows of tokens the corpus never shows near the original")
+    p.add_argument("--augment-share", type=float, default=0.0,
+                   help="add this share of the distillation corpus again with rare tokens swapped in")
+    p.add_argument("--augment-tokens", type=int, default=RecoverConfig.augment_tokens,
+                   help="positions swapped per augmented copy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
     p.add_argument("--table-block", type=int, default=64)

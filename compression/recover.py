@@ -40,11 +40,17 @@ class RecoverConfig:
     # the distillation loss, so this term keeps their rows near the original's as centroids move.
     anchor: float = 0.0
     anchor_tokens: int = 4096  # vocabulary rows drawn (uniformly) per step for the anchor term
+    # Augmented copies (compression/augment.py): this share of the corpus again, each copy with
+    # augment_tokens positions swapped for tokens the corpus shows fewer than augment_below times.
+    augment_share: float = 0.0
+    augment_tokens: int = 2
+    augment_below: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
         if (self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8
-                or self.anchor < 0 or self.anchor_tokens <= 0):
+                or self.anchor < 0 or self.anchor_tokens <= 0
+                or not 0 <= self.augment_share <= 1 or self.augment_tokens < 1 or self.augment_below < 1):
             raise ConfigError(f"recovery settings out of range: {self}")
 
 

@@ -32,6 +32,7 @@ def test_results_json_has_every_section_for_every_contender(run):
     assert {"machine", "versions", "config", "static", "memory", "in_process", "http", "service_rss",
             "targets"} <= set(r)
     assert r["machine"]["cpus"] >= 1 and "onnxruntime" in r["versions"]
+    assert r["server_settings"]["workers"] >= 1 and r["server_settings"]["gil_switch_ms"] > 0
     assert list(r["static"]) == names and r["static"]["tiny-fact"]["file_bytes"] > 0
     for name in names:
         probe = r["memory"][name][0]
