@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from common.manifest import Manifest, sha256_file
@@ -190,3 +191,17 @@ def test_compress_passes_the_metric_and_the_block_scheme(built, tiny_model_dir, 
     assert manifest.recipe["factorize"]["metric"] == "sensitivity"
     assert manifest.quantization == "positions-fp16+encoder-int8-block16"
     assert list((tmp_path / ".cache").glob("sensitivity-*.npy"))  # the metric is estimated once and kept
+
+
+def test_compress_with_the_anchor_and_rare_token_augmentation(built, tiny_model_dir, tiny_data_dir, tmp_path):
+    """Both recovery aids from the command line: the build distils on the augmented copies too (their teacher
+    embeddings are cached) and records the settings."""
+    (tmp_path / "tiny").symlink_to(built / "tiny")
+    rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--baseline", "tiny", "--method", "pq", "--rank", "16",
+                   "--subspaces", "8", "--codebook-size", "16", "--steps", "3", "--b-lr", "1e-4",
+                   "--anchor", "0.5", "--augment-share", "0.5", "--augment-tokens", "1")
+    assert rc == 0
+    recover = Manifest.read(tmp_path / "x").recipe["recover"]
+    assert (recover["anchor"], recover["augment_share"], recover["augment_tokens"]) == (0.5, 0.5, 1)
+    cached = list((tmp_path / ".cache").glob("teacher-augmented-*.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape[1] == 64  # unit vectors of the tiny model's width
