@@ -17,8 +17,8 @@ class Settings(BaseSettings):
     default_model: str = Field("minilm-l6-fact", description="model used when a request names none")
     host: str = Field("127.0.0.1", description="bind address (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=0, le=65535)
-    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per model (0: one per core, "
-                         "shared out among the workers)")
+    threads: int = Field(0, ge=0, description="cores for one model's inference, shared out among its workers as "
+                         "onnxruntime intra-op threads (0: every core)")
     workers: int = Field(2, ge=1, le=64, description="inference threads per model, each running its own batch on "
                          "the shared session")
     gil_switch_ms: float = Field(0.5, gt=0, le=100, description="Python's GIL switch interval: how long a worker "
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     def session_config(self) -> SessionConfig:
         threads = self.threads
-        if threads == 0 and self.workers > 1:  # the cores shared out: batches side by side, not ops
-            threads = max(1, (os.cpu_count() or 1) // self.workers)
+        if self.workers > 1:  # the cores shared out: batches side by side, not ops
+            threads = max(1, (threads or os.cpu_count() or 1) // self.workers)
         return SessionConfig(threads=threads, spin=self.ort_spin, arena=self.ort_arena,
                              arena_keep_tokens=self.ort_arena_keep_tokens)

@@ -27,3 +27,18 @@ def test_readme_table_matches_settings():
             assert shown == "unset"
         else:
             assert shown == str(default), name
+
+
+def test_cores_are_shared_out_among_the_workers(monkeypatch):
+    """EMBED_THREADS counts cores for a model; each worker's onnxruntime session thread count is its share."""
+    import os
+
+    monkeypatch.setenv("EMBED_THREADS", "4")
+    monkeypatch.setenv("EMBED_WORKERS", "2")
+    assert Settings().session_config().threads == 2
+    monkeypatch.setenv("EMBED_WORKERS", "1")
+    assert Settings().session_config().threads == 4
+    monkeypatch.setenv("EMBED_THREADS", "0")
+    assert Settings().session_config().threads == 0  # one worker: onnxruntime picks one thread per core
+    monkeypatch.setenv("EMBED_WORKERS", "3")
+    assert Settings().session_config().threads == max(1, (os.cpu_count() or 1) // 3)
