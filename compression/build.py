@@ -152,7 +152,6 @@ class BuildContext:
         np.savez(cache, sha=sha, vecs=vecs)
         return ids, vecs
 
-
     def augmented_corpus(self, baseline: str, ids: list[list[int]], counts: np.ndarray | None,
                          rc: RecoverConfig) -> tuple[list[list[int]], np.ndarray]:
         """Rare-token copies of the distillation sentences (compression/augment.py) and the baseline's
