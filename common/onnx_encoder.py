@@ -101,27 +101,26 @@ class OnnxEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(n, dim) float32 unit vectors; batches are sorted by length to cut padding."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out: np.ndarray | None = None
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            feeds = batch_arrays(self.tokenizer.encode_batch([texts[i] for i in idx]))
-            emb = self.session.run([contract.OUTPUT_EMBEDDING], feeds)[0]
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-            out[idx] = emb
-        return out if out is not None else np.zeros((0, 0), np.float32)
+        return self._in_length_order(
+            [len(t) for t in texts], batch_size,
+            lambda idx: batch_arrays(self.tokenizer.encode_batch([texts[i] for i in idx])))
 
     def encode_ids(self, rows: list[list[int]], batch_size: int = 64) -> np.ndarray:
-        """(n, dim) unit vectors of already tokenized rows (ids with [CLS]/[SEP]), sorted by length
-        into batches like encode()."""
-        order = np.argsort([len(r) for r in rows], kind="stable")
-        out: np.ndarray | None = None
-        for start in range(0, len(rows), batch_size):
-            idx = order[start:start + batch_size]
+        """(n, dim) unit vectors of already tokenized rows (ids with [CLS]/[SEP]), batched like encode()."""
+        def feeds(idx: np.ndarray) -> dict[str, np.ndarray]:
             ids, mask = pad_ids([rows[i] for i in idx])
-            emb = self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+            return {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
+
+        return self._in_length_order([len(r) for r in rows], batch_size, feeds)
+
+    def _in_length_order(self, lengths: list[int], batch_size: int, feeds) -> np.ndarray:
+        """Run batches of similar length (feeds(indices) → the graph's inputs) and put each row back."""
+        order = np.argsort(lengths, kind="stable")
+        out: np.ndarray | None = None
+        for start in range(0, len(lengths), batch_size):
+            idx = order[start:start + batch_size]
+            emb = self.session.run([contract.OUTPUT_EMBEDDING], feeds(idx))[0]
             if out is None:
-                out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
+                out = np.empty((len(lengths), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
         return out if out is not None else np.zeros((0, 0), np.float32)
