@@ -66,7 +66,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
                               encoder_lr=args.encoder_lr, anchor=args.anchor, augment_share=args.augment_share,
                               augment_tokens=args.augment_tokens),
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
-                                b_fp16=args.b_fp16, encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha,
+                                b_fp16=args.b_fp16, factors_int8=args.factors_int8,
+                                encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha,
                                 encoder_block=args.encoder_block, positions_fp16=args.positions_fp16),
         corpus=str(args.corpus) if args.corpus else None,
     )
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
     p.add_argument("--table-block", type=int, default=64)
     p.add_argument("--b-fp16", action="store_true", help="store the factor B (and pq centroids) in float16")
+    p.add_argument("--factors-int8", action="store_true",
+                   help="store the factor B (and pq centroids) in int8 with float scales")
     p.add_argument("--encoder-int8", action="store_true")
     p.add_argument("--smooth-alpha", type=float, default=None,
                    help="SmoothQuant α for the int8 encoder (needs --encoder-int8)")

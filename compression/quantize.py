@@ -8,8 +8,11 @@ Two independent switches:
   factors have two code tables; both are quantized the same way;
 - the shared factor B (r×H, and its constant-folded slice for the low band)
   and a pq table's centroids: float16 in the file, cast back to float32 by a
-  Cast that onnxruntime folds at load, so it costs nothing at run time (pq
-  codes are one byte already and take no table_bits);
+  Cast that onnxruntime folds at load, so it costs nothing at run time; or
+  int8 (symmetric, a scale per row of B and per group and coordinate of the
+  centroids; Cast and Mul, folded at load the same way), a quarter of their
+  fp32 bytes, which a pq table can spend on more codes per token (pq codes are
+  one byte already and take no table_bits);
 - the encoder's MatMuls, int8 in one of two onnxruntime schemes:
   * dynamic (quantize_dynamic): weights symmetric int8 per output channel,
     activations uint8 per *tensor*, their range taken from the whole batch at
@@ -50,6 +53,8 @@ class QuantizeConfig:
     per_channel: bool = True  # per-output-channel weight scales (much better fidelity than per-tensor)
     # store the factor B (and pq centroids) in float16: half their bytes; B is 384² floats at full rank
     b_fp16: bool = False
+    # or in int8 with float scales: a quarter of their fp32 bytes (relative error ~1e-4 where fp16's is ~1e-7)
+    factors_int8: bool = False
     # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
     smooth_alpha: float | None = None
     # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
@@ -58,6 +63,8 @@ class QuantizeConfig:
     positions_fp16: bool = False  # store the position-embedding table in float16
 
     def __post_init__(self) -> None:
+        if self.b_fp16 and self.factors_int8:
+            raise ConfigError("b_fp16 and factors_int8 both set: choose one storage for the factors")
         if self.table_bits not in TABLE_BITS:
             raise ConfigError(f"table_bits must be one of {TABLE_BITS}, got {self.table_bits}")
         if self.table_block < 16 or self.table_block & (self.table_block - 1):
@@ -75,6 +82,8 @@ class QuantizeConfig:
             parts.append(f"table-int{self.table_bits}")
         if self.b_fp16:
             parts.append("B-fp16")
+        if self.factors_int8:
+            parts.append("factors-int8")
         if self.positions_fp16:
             parts.append("positions-fp16")
         if self.encoder_int8:
@@ -100,16 +109,20 @@ def embedding_node_names(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if "/embeddings/" in n.name]
 
 
+def symmetric_int8(x: np.ndarray, axis: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(q, scale) with x ≈ q · scale, q in [-127, 127], one scale per slice reduced over `axis`."""
+    scale = np.maximum(np.abs(x).max(axis=axis, keepdims=True), 1e-12) / 127.0
+    return np.clip(np.rint(x / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
 def _quantize_gather_int8(model: onnx.ModelProto, gather: onnx.NodeProto) -> None:
     """Symmetric int8 per row: T_q[v] = round(T[v] / s_v), s_v = max|T[v]| / 127; dequantized after the Gather."""
     init = next(i for i in model.graph.initializer if i.name == gather.input[0])
-    T = numpy_helper.to_array(init).astype(np.float32)
-    scale = np.maximum(np.abs(T).max(axis=1, keepdims=True), 1e-12) / 127.0
-    T_q = np.clip(np.rint(T / scale), -127, 127).astype(np.int8)
+    T_q, scale = symmetric_int8(numpy_helper.to_array(init).astype(np.float32), axis=1)
     name, indices, out = init.name, gather.input[1], gather.output[0]
     model.graph.initializer.remove(init)
     model.graph.initializer.extend([numpy_helper.from_array(T_q, name + "_int8"),
-                                    numpy_helper.from_array(scale.astype(np.float32), name + "_scale")])
+                                    numpy_helper.from_array(scale, name + "_scale")])
     idx = list(model.graph.node).index(gather)
     new_nodes = [
         helper.make_node("Gather", [name + "_int8", indices], [out + "_q"], name=gather.name + "_q"),
@@ -190,11 +203,61 @@ def factors_to_fp16(model: onnx.ModelProto) -> int:
     return _to_fp16(model, _factor_operand)
 
 
+def _pq_groups(model: onnx.ModelProto) -> int:
+    """M, the number of one-byte codes per token: the second dimension of the codes initializer."""
+    codes = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.UINT8 and len(i.dims) == 2]
+    if len(codes) != 1:
+        raise ConfigError(f"expected one table of pq codes in the graph, found {len(codes)}")
+    return int(codes[0].dims[1])
+
+
+def factors_to_int8(model: onnx.ModelProto) -> int:
+    """B (per row) and pq centroids (per group and coordinate) in int8; returns how many. The
+    centroid table (M·K, d) is viewed as (M, K, d): the groups hold different directions, so each
+    gets its own scale per coordinate. Dequantized by Cast → Mul (→ Reshape), all folded at load."""
+    inits = {i.name: i for i in model.graph.initializer}
+    done = 0
+    for node in list(model.graph.node):
+        slot = _factor_operand(node)
+        init = inits.get(node.input[slot]) if slot is not None else None
+        if init is None or init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        x = numpy_helper.to_array(init).astype(np.float32)
+        name, nodes = init.name, []
+        if node.op_type == "Gather":  # the centroids
+            M = _pq_groups(model)
+            q, scale = symmetric_int8(x.reshape(M, x.shape[0] // M, x.shape[1]), axis=1)
+            shapes = [numpy_helper.from_array(np.array(s, np.int64), f"{name}_shape{k}")
+                      for k, s in enumerate((q.shape, x.shape))]
+            model.graph.initializer.extend(shapes)
+            q = q.reshape(x.shape)
+            nodes = [helper.make_node("Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT,
+                                      name=node.name + "_cast"),
+                     helper.make_node("Reshape", [name + "_f", shapes[0].name], [name + "_g"], name=node.name + "_groups"),
+                     helper.make_node("Mul", [name + "_g", name + "_scale"], [name + "_m"], name=node.name + "_dequant"),
+                     helper.make_node("Reshape", [name + "_m", shapes[1].name], [name], name=node.name + "_table")]
+        else:  # B: one scale per row (per basis direction)
+            q, scale = symmetric_int8(x, axis=1)
+            nodes = [helper.make_node("Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT,
+                                      name=node.name + "_cast"),
+                     helper.make_node("Mul", [name + "_f", name + "_scale"], [name], name=node.name + "_dequant")]
+        model.graph.initializer.remove(init)
+        model.graph.initializer.extend([numpy_helper.from_array(q, name + "_int8"),
+                                        numpy_helper.from_array(scale, name + "_scale")])
+        at = list(model.graph.node).index(node)
+        for k, new in enumerate(nodes):
+            model.graph.node.insert(at + k, new)
+        done += 1
+    return done
+
+
 def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False,
-                   positions_fp16: bool = False) -> None:
+                   positions_fp16: bool = False, factors_int8: bool = False) -> None:
     model = onnx.load(str(src))
     if b_fp16 and not factors_to_fp16(model):
         raise ConfigError("b_fp16: the graph has no factor B (a MatMul on a constant in the embedding block)")
+    if factors_int8 and not factors_to_int8(model):
+        raise ConfigError("factors_int8: the graph has no factor B (a MatMul on a constant in the embedding block)")
     if positions_fp16 and not _to_fp16(model, _position_operand):
         raise ConfigError("positions_fp16: the graph has no position-embedding Gather on a float table")
     if bits == 8:
@@ -239,9 +302,10 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
         step = dst.with_suffix(".encoder.onnx")
         quantize_encoder(current, step, config.per_channel, config.encoder_block)
         current = step
-    if config.table_bits or config.b_fp16 or config.positions_fp16:
+    if config.table_bits or config.b_fp16 or config.positions_fp16 or config.factors_int8:
         step = dst.with_suffix(".table.onnx")
-        quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16, config.positions_fp16)
+        quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16, config.positions_fp16,
+                       config.factors_int8)
         if current != src:
             current.unlink()
         current = step

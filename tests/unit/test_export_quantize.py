@@ -208,3 +208,35 @@ def test_torch_forward_matches_padding_invariance(src):
         a = enc(ids, mask)
         b = enc(ids[:, :4], mask[:, :4])
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_pq_factors_int8_quarter_the_bytes_and_fold_at_load(src, pq, tmp_path):
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    enc, f = pq
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    apply(QuantizeConfig(factors_int8=True), tmp_path / "fp32.onnx", tmp_path / "q.onnx")
+    V, H, M, K, d = src.vocab_size, src.hidden_size, 16, 32, src.hidden_size // 16
+    # codes and their int64 group offsets, int8 centroids + a float scale per group and coordinate,
+    # two int64 shapes, int8 B + a float scale per row
+    assert embedding_bytes(tmp_path / "q.onnx") == (V * M + M * 8 + M * K * d + M * d * 4 + (3 + 2) * 8
+                                                    + H * H + H * 4)
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
+    (books,) = [n for n in inits if n.endswith("centroids.weight_int8")]
+    scale = inits[books.replace("_int8", "_scale")]
+    decoded = (inits[books].reshape(M, K, d) * scale).reshape(M * K, d)
+    assert np.abs(decoded - f.codebooks.reshape(M * K, d)).max() <= scale.max() / 2 + 1e-7
+    ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(0))
+    ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "q.onnx", ids, mask)
+    assert (ref * got).sum(1).min() > 0.999
+    # onnxruntime folds the dequantization into float constants when it loads the model
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(tmp_path / "q.onnx"), opts, providers=["CPUExecutionProvider"])
+    assert not [n.name for n in onnx.load(str(tmp_path / "loaded.onnx")).graph.node if "_dequant" in n.name]
+
+
+def test_factor_storage_is_one_choice():
+    with pytest.raises(ConfigError, match="choose one"):
+        QuantizeConfig(b_fp16=True, factors_int8=True)
