@@ -179,23 +179,37 @@ def _position_operand(node: onnx.NodeProto) -> int | None:
     return 0 if node.op_type == "Gather" and "position_embeddings" in node.name else None
 
 
+def _float_operands(model: onnx.ModelProto, operand) -> list[tuple[onnx.NodeProto, onnx.TensorProto]]:
+    """(node, initializer) for every node whose input operand(node) is a float initializer."""
+    inits = {i.name: i for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        slot = operand(node)
+        init = inits.get(node.input[slot]) if slot is not None else None
+        if init is not None and init.data_type == onnx.TensorProto.FLOAT:
+            found.append((node, init))
+    return found
+
+
+def _restore_before(model: onnx.ModelProto, node: onnx.NodeProto, init: onnx.TensorProto,
+                    stored: list[onnx.TensorProto], nodes: list[onnx.NodeProto]) -> None:
+    """Replace initializer `init` by `stored` and the `nodes` that rebuild it (as init.name) before `node`."""
+    model.graph.initializer.remove(init)
+    model.graph.initializer.extend(stored)
+    at = list(model.graph.node).index(node)
+    for k, new in enumerate(nodes):
+        model.graph.node.insert(at + k, new)
+
+
 def _to_fp16(model: onnx.ModelProto, operand) -> int:
     """Store the float initializer that operand(node) points at as float16 + a Cast back to float32
     (onnxruntime folds the Cast at load: half the bytes on disk, none at run time); returns how many."""
-    inits = {i.name: i for i in model.graph.initializer}
-    done = 0
-    for node in list(model.graph.node):
-        slot = operand(node)
-        init = inits.get(node.input[slot]) if slot is not None else None
-        if init is None or init.data_type != onnx.TensorProto.FLOAT:
-            continue
+    found = _float_operands(model, operand)
+    for node, init in found:
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
-        model.graph.initializer.remove(init)
-        model.graph.initializer.append(half)
         cast = helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT, name=node.name + "_fp32")
-        model.graph.node.insert(list(model.graph.node).index(node), cast)
-        done += 1
-    return done
+        _restore_before(model, node, init, [half], [cast])
+    return len(found)
 
 
 def factors_to_fp16(model: onnx.ModelProto) -> int:
@@ -215,40 +229,29 @@ def factors_to_int8(model: onnx.ModelProto) -> int:
     """B (per row) and pq centroids (per group and coordinate) in int8; returns how many. The
     centroid table (M·K, d) is viewed as (M, K, d): the groups hold different directions, so each
     gets its own scale per coordinate. Dequantized by Cast → Mul (→ Reshape), all folded at load."""
-    inits = {i.name: i for i in model.graph.initializer}
-    done = 0
-    for node in list(model.graph.node):
-        slot = _factor_operand(node)
-        init = inits.get(node.input[slot]) if slot is not None else None
-        if init is None or init.data_type != onnx.TensorProto.FLOAT:
-            continue
+    found = _float_operands(model, _factor_operand)
+    for node, init in found:
         x = numpy_helper.to_array(init).astype(np.float32)
-        name, nodes = init.name, []
+        name = init.name
+        cast = helper.make_node("Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT,
+                                name=node.name + "_cast")
         if node.op_type == "Gather":  # the centroids
             M = _pq_groups(model)
             q, scale = symmetric_int8(x.reshape(M, x.shape[0] // M, x.shape[1]), axis=1)
             shapes = [numpy_helper.from_array(np.array(s, np.int64), f"{name}_shape{k}")
                       for k, s in enumerate((q.shape, x.shape))]
-            model.graph.initializer.extend(shapes)
-            q = q.reshape(x.shape)
-            nodes = [helper.make_node("Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT,
-                                      name=node.name + "_cast"),
+            nodes = [cast,
                      helper.make_node("Reshape", [name + "_f", shapes[0].name], [name + "_g"], name=node.name + "_groups"),
                      helper.make_node("Mul", [name + "_g", name + "_scale"], [name + "_m"], name=node.name + "_dequant"),
                      helper.make_node("Reshape", [name + "_m", shapes[1].name], [name], name=node.name + "_table")]
         else:  # B: one scale per row (per basis direction)
             q, scale = symmetric_int8(x, axis=1)
-            nodes = [helper.make_node("Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT,
-                                      name=node.name + "_cast"),
-                     helper.make_node("Mul", [name + "_f", name + "_scale"], [name], name=node.name + "_dequant")]
-        model.graph.initializer.remove(init)
-        model.graph.initializer.extend([numpy_helper.from_array(q, name + "_int8"),
-                                        numpy_helper.from_array(scale, name + "_scale")])
-        at = list(model.graph.node).index(node)
-        for k, new in enumerate(nodes):
-            model.graph.node.insert(at + k, new)
-        done += 1
-    return done
+            shapes = []
+            nodes = [cast, helper.make_node("Mul", [name + "_f", name + "_scale"], [name], name=node.name + "_dequant")]
+        stored = [numpy_helper.from_array(q.reshape(x.shape), name + "_int8"),
+                  numpy_helper.from_array(scale, name + "_scale"), *shapes]
+        _restore_before(model, node, init, stored, nodes)
+    return len(found)
 
 
 def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False,
