@@ -19,9 +19,9 @@ name = "minilm-l6"
 [[variant]]
 name = "minilm-l6-short"
 baseline = "minilm-l6"
-factorize = { method = "pq", metric = "sensitivity", metric_sentences = 64, rank = 320, subspaces = 80, codebook_size = 256, alpha = 0.75 }
+factorize = { method = "pq", metric = "sensitivity", metric_sentences = 64, rank = 348, subspaces = 87, codebook_size = 256, alpha = 0.75 }
 recover = { steps = 8, batch_size = 32, num_sentences = 512, anchor = 0.1 }
-quantize = { b_fp16 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9 }
+quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9 }
 """
 
 
