@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,14 +32,16 @@ class Server:
                     "EMBED_PORT": str(self.port), "EMBED_THREADS": "1", **{k: str(v) for k, v in env.items()}}
         self.proc: subprocess.Popen | None = None
         self.log = b""
+        # The server's output goes to a file, not a pipe: nobody reads a pipe while the server runs,
+        # and once its 64 KiB filled (an access-log line per request) the server would block on a write.
+        self._out = tempfile.TemporaryFile()
 
     def start(self, timeout: float = 60) -> "Server":
-        self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=self._out, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.output().decode()[-2000:]}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code in (200, 503):
                     r = httpx.get(self.url + "/models", timeout=1, headers=self.auth())
@@ -58,8 +61,13 @@ class Server:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout)
-        self.log = self.proc.stdout.read()
+        self.log = self.output()
         return code
+
+    def output(self) -> bytes:
+        """Everything the server has written to stdout and stderr so far."""
+        self._out.seek(0)
+        return self._out.read()
 
     def rss(self) -> int:
         """Resident bytes of the server process."""

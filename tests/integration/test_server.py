@@ -265,7 +265,7 @@ def test_sigterm_finishes_in_flight_requests(tiny_models):
         while chunk := slow.recv(65536):
             answer += chunk
         code = s.proc.wait(30)  # one SIGTERM, as Kubernetes and Docker send it
-        log = s.proc.stdout.read()
+        log = s.output()
         for t in threads:
             t.join(30)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
