@@ -52,10 +52,14 @@ def static_table(results: dict) -> str:
 def memory_table(results: dict) -> str:
     rows = []
     for name, probes in results["memory"].items():
-        delta = [{k: (p[k] - p["rss_empty"]) / MB for k in ("rss_load", "rss_warm", "rss_peak")} for p in probes]
-        rows.append({"contender": name, "RSS after load MB": _spread(delta, "rss_load"),
-                     "after warm batch MB": _spread(delta, "rss_warm"), "peak in batch-32 runs MB":
-                     _spread(delta, "rss_peak"), "cold start s": _spread(probes, "first_answer_s", "{:.2f}")})
+        delta = [{k: (p[k] - p["rss_empty"]) / MB for k in ("rss_runtime", "rss_load", "rss_warm", "rss_peak")}
+                 for p in probes]
+        own = [{"own": (p["rss_warm"] - p["rss_runtime"]) / MB} for p in probes]
+        rows.append({"contender": name, "runtime libraries MB": _spread(delta, "rss_runtime"),
+                     "RSS after load MB": _spread(delta, "rss_load"), "after warm batch MB": _spread(delta, "rss_warm"),
+                     "model's own (warm − libraries) MB": _spread(own, "own"),
+                     "peak in batch-32 runs MB": _spread(delta, "rss_peak"),
+                     "cold start s": _spread(probes, "first_answer_s", "{:.2f}")})
     return table(list(rows[0]), rows)
 
 

@@ -37,6 +37,8 @@ def test_results_json_has_every_section_for_every_contender(run):
     for name in names:
         probe = r["memory"][name][0]
         assert probe["rss_warm"] > probe["rss_empty"] > 0 and probe["rss_peak"] >= probe["rss_warm"]
+        # the runtime libraries are resident before the model is read, and loading it adds to them
+        assert probe["rss_empty"] < probe["rss_runtime"] < probe["rss_load"]
         assert probe["first_answer_s"] > 0
         modes = r["in_process"][name]
         assert set(modes) == {"b1", "b32", "mixed8"}
@@ -58,6 +60,7 @@ def test_report_and_plots(run):
     md = (run / "report.md").read_text()
     for heading in ("## Targets", "## Static", "## Memory", "## In-process", "## Over HTTP", "## Plots"):
         assert heading in md
+    assert "runtime libraries MB" in md and "model's own (warm − libraries) MB" in md
     for png in ("throughput.png", "latency_vs_concurrency.png", "pareto.png"):
         image = matplotlib.image.imread(run / png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
