@@ -52,8 +52,8 @@ def main() -> None:
     for i in range(batches):
         encode(texts[32 * i % len(texts):][:32] or texts[:32])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    print(json.dumps({"rss_empty": rss_empty, "rss_runtime": rss_runtime, "rss_load": rss_load, "rss_warm": rss_warm, "rss_peak": peak,
-                      "first_answer_s": first_answer}), flush=True)
+    print(json.dumps({"rss_empty": rss_empty, "rss_runtime": rss_runtime, "rss_load": rss_load,
+                      "rss_warm": rss_warm, "rss_peak": peak, "first_answer_s": first_answer}), flush=True)
 
 
 if __name__ == "__main__":
