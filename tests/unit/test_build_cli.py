@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from common.manifest import Manifest, sha256_file
@@ -205,3 +206,23 @@ def test_compress_with_the_anchor_and_rare_token_augmentation(built, tiny_model_
     assert (recover["anchor"], recover["augment_share"], recover["augment_tokens"]) == (0.5, 0.5, 1)
     cached = list((tmp_path / ".cache").glob("teacher-augmented-*.npy"))
     assert len(cached) == 1 and np.load(cached[0]).shape[1] == 64  # unit vectors of the tiny model's width
+
+
+def test_compress_stores_pq_factors_in_int8(built, tiny_model_dir, tiny_data_dir, tmp_path):
+    """--factors-int8 from the command line: the manifest records it and the table holds int8 centroids and B."""
+    (tmp_path / "tiny").symlink_to(built / "tiny")
+    rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--baseline", "tiny", "--method", "pq", "--rank", "16",
+                   "--subspaces", "8", "--codebook-size", "16", "--steps", "1", "--factors-int8")
+    assert rc == 0
+    manifest = Manifest.read(tmp_path / "x")
+    assert manifest.quantization == "factors-int8" and manifest.recipe["quantize"]["factors_int8"] is True
+    int8 = [list(i.dims) for i in onnx.load(str(tmp_path / "x" / "model.onnx")).graph.initializer
+            if i.data_type == onnx.TensorProto.INT8]
+    assert sorted(int8) == [[16, 64], [8 * 16, 2]]  # B and the centroids (groups × centroids, 2 coordinates)
+
+
+def test_two_factor_storages_are_one_line_error(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
+    assert _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--rank", "8", "--b-fp16", "--factors-int8") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "choose one storage for the factors" in err
+    assert not (tmp_path / "x").exists()
