@@ -205,7 +205,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
-        smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha)
+        smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha, share_qkv=recipe.quantize.smooth_shared_qkv)
     rank = None
     losses: list[float] = []
     if recipe.factorize is not None:

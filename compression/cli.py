@@ -68,6 +68,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
                                 b_fp16=args.b_fp16, factors_int8=args.factors_int8,
                                 encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha,
+                                smooth_shared_qkv=args.smooth_shared_qkv,
                                 encoder_block=args.encoder_block, positions_fp16=args.positions_fp16),
         corpus=str(args.corpus) if args.corpus else None,
     )
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-int8", action="store_true")
     p.add_argument("--smooth-alpha", type=float, default=None,
                    help="SmoothQuant α for the int8 encoder (needs --encoder-int8)")
+    p.add_argument("--smooth-shared-qkv", action="store_true",
+                   help="one smoothing scale for each attention's query, key and value (needs --smooth-alpha)")
     p.add_argument("--encoder-block", type=int, default=None,
                    help="int8 encoder in the block scheme (MatMulNBits) with this block; default: dynamic int8")
     p.add_argument("--positions-fp16", action="store_true", help="store the position-embedding table in float16")

@@ -58,6 +58,9 @@ class QuantizeConfig:
     factors_int8: bool = False
     # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
     smooth_alpha: float | None = None
+    # one smoothing scale for the query, key and value of each attention (they read the same input):
+    # that input is then divided and quantized once, not three times
+    smooth_shared_qkv: bool = False
     # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
     # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
     encoder_block: int | None = None
@@ -72,6 +75,8 @@ class QuantizeConfig:
             raise ConfigError(f"table_block must be a power of two ≥ 16, got {self.table_block}")
         if self.smooth_alpha is not None and not (0 < self.smooth_alpha <= 1 and self.encoder_int8):
             raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
+        if self.smooth_shared_qkv and self.smooth_alpha is None:
+            raise ConfigError("smooth_shared_qkv needs smooth_alpha")
         if self.encoder_block is not None and not (
                 self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)):
             raise ConfigError(f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}")
@@ -90,7 +95,8 @@ class QuantizeConfig:
         if self.encoder_int8:
             scheme = f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
             parts.append("encoder-int8" + scheme
-                         + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else ""))
+                         + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
+                         + ("-qkv" if self.smooth_shared_qkv else ""))
         return "+".join(parts) or "fp32"
 
 
@@ -274,6 +280,30 @@ def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: b
     onnx.save(model, str(dst))
 
 
+def merge_duplicate_muls(model: onnx.ModelProto) -> int:
+    """Keep one of every set of Mul nodes with the same inputs (the exporter writes one per module call,
+    e.g. the query, key and value each multiplying the same input by a shared smoothing scale) and
+    point the others' consumers at it; returns how many were removed."""
+    first: dict[tuple[str, ...], str] = {}
+    rename: dict[str, str] = {}
+    drop = []
+    outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            node.input[k] = rename.get(name, name)
+        if node.op_type != "Mul" or node.output[0] in outputs:
+            continue
+        key = tuple(node.input)
+        if key in first:
+            rename[node.output[0]] = first[key]
+            drop.append(node)
+        else:
+            first[key] = node.output[0]
+    for node in drop:
+        model.graph.node.remove(node)
+    return len(drop)
+
+
 def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None) -> None:
     """int8 on every MatMul with a constant weight, embeddings excluded: onnxruntime's dynamic
     quantization, or with `block` its MatMulNBits (8-bit weights, int8 compute)."""
@@ -293,8 +323,9 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
         quantizer.process()
         onnx.save(quantizer.model.model, str(dst))
         return
+    merge_duplicate_muls(model)  # a Mul shared by Q, K and V (shared smoothing) is then quantized once
     quantize_dynamic(
-        str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
+        model, str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )

@@ -11,7 +11,11 @@ s_j leaves the fp32 function unchanged,
 but moves range from the activation into the weight. With
 s_j = max|x_j|^α / max_k|W_jk|^(1-α) (activation maxima from calibration
 sentences, padding included, as onnxruntime sees it), α near 1 flattens the
-activations almost completely. The division stays in the graph as a Mul
+activations almost completely. With share_qkv the query, key and value
+projections, which read the same input, get one scale (their weights'
+maxima taken together), so the graph divides and int8-quantizes that input
+once for the three instead of three times (compression.quantize merges the
+three identical Muls before quantizing). The division stays in the graph as a Mul
 before the MatMul: the input also feeds a residual connection, so it cannot be
 folded into the LayerNorm before it. Applied before recovery, so the
 distillation's int8 simulation trains against the smoothed graph.
@@ -58,19 +62,39 @@ def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list
     return maxima
 
 
+QKV = ("query", "key", "value")
+
+
+def _shared_input_groups(linears: dict[str, nn.Linear], share_qkv: bool) -> list[list[str]]:
+    """Linears that get one smoothing scale: each alone, or with share_qkv the query, key and value of
+    one attention, which read the same input (one Mul, one int8 quantization of it, for the three)."""
+    groups: dict[str, list[str]] = {}
+    for name in linears:
+        parent, _, attr = name.rpartition(".")
+        key = parent if share_qkv and attr in QKV else name
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
 @torch.no_grad()
-def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_size: int = 64) -> int:
+def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_size: int = 64,
+                   share_qkv: bool = False) -> int:
     """Replace every nn.Linear in bert.encoder (in place) by a SmoothedLinear; returns how many."""
     linears = {name: m for name, m in bert.encoder.named_modules() if isinstance(m, nn.Linear)}
     if not ids:
         raise ValueError("smoothing needs calibration sentences")
     maxima = _input_maxima(bert, linears, ids, batch_size)
-    for name, lin in linears.items():
-        w_max = lin.weight.abs().amax(dim=0)  # weight is (out, in): one maximum per input channel
-        s = maxima[name].clamp(min=1e-5) ** alpha / w_max.clamp(min=1e-5) ** (1 - alpha)
+    for group in _shared_input_groups(linears, share_qkv):
+        # weight is (out, in): one maximum per input channel, over every linear of the group
+        w_max = torch.stack([linears[name].weight.abs().amax(dim=0) for name in group]).amax(dim=0)
+        x_max = torch.stack([maxima[name] for name in group]).amax(dim=0)  # the same input: equal maxima
+        s = x_max.clamp(min=1e-5) ** alpha / w_max.clamp(min=1e-5) ** (1 - alpha)
         s = s / s.log().mean().exp()  # geometric mean 1: the overall scale stays where it was
-        lin.weight.mul_(s)
-        parent_name, _, attr = name.rpartition(".")
-        parent = bert.encoder.get_submodule(parent_name) if parent_name else bert.encoder
-        setattr(parent, attr, SmoothedLinear(lin, (1.0 / s).to(lin.weight.dtype)))
+        inv_scale = (1.0 / s).to(linears[group[0]].weight.dtype)  # one tensor: one initializer when exported
+        for name in group:
+            lin = linears[name]
+            lin.weight.mul_(s)
+            parent_name, _, attr = name.rpartition(".")
+            parent = bert.encoder.get_submodule(parent_name) if parent_name else bert.encoder
+            setattr(parent, attr, SmoothedLinear(lin, inv_scale))
     return len(linears)

@@ -174,12 +174,12 @@ def test_compress_passes_every_learning_rate_and_the_smoothing(built, tiny_model
     (tmp_path / "tiny").symlink_to(built / "tiny")  # the baseline to distil from
     rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--baseline", "tiny", "--rank", "8", "--steps", "2",
                    "--lr", "1e-3", "--b-lr", "2e-4", "--encoder-lr", "3e-5",
-                   "--encoder-int8", "--smooth-alpha", "0.8")
+                   "--encoder-int8", "--smooth-alpha", "0.8", "--smooth-shared-qkv")
     assert rc == 0
     manifest = Manifest.read(tmp_path / "x")
     recover = manifest.recipe["recover"]
     assert (recover["lr"], recover["b_lr"], recover["encoder_lr"]) == (1e-3, 2e-4, 3e-5)
-    assert manifest.recipe["quantize"]["smooth_alpha"] == 0.8 and manifest.quantization.endswith("-smooth0.8")
+    assert manifest.recipe["quantize"]["smooth_alpha"] == 0.8 and manifest.quantization.endswith("-smooth0.8-qkv")
 
 
 def test_compress_passes_the_metric_and_the_block_scheme(built, tiny_model_dir, tiny_data_dir, tmp_path):

@@ -3,13 +3,16 @@ with parity, and the int8 encoder sees flatter activations."""
 import copy
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
+from common import contract
+from common.onnx_encoder import make_session
 from compression.errors import ConfigError
 from compression.export import check_parity, export_onnx, random_batch
 from compression.model import SentenceEncoder
-from compression.quantize import QuantizeConfig
+from compression.quantize import QuantizeConfig, apply
 from compression.smooth import SmoothedLinear, smooth_encoder
 from compression.source import load_source
 
@@ -71,3 +74,39 @@ def test_alpha_one_gives_every_input_channel_the_same_range(src):
 def test_bad_smoothing_settings_are_refused(kwargs):
     with pytest.raises(ConfigError, match="smooth_alpha"):
         QuantizeConfig(**kwargs)
+
+
+def test_shared_qkv_scale_keeps_the_function_and_quantizes_that_input_once(src, tmp_path):
+    """With share_qkv each attention's query, key and value share one scale tensor; the export then has one
+    Mul for the three (merged before quantizing), so int8 quantizes that input once: 4 dynamic
+    quantizations per layer instead of 6, and the int8 graph stays close to fp32."""
+    calibration = _calibration(src.vocab_size)
+    before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
+    graphs = {}
+    for share in (False, True):
+        bert = copy.deepcopy(src.bert)
+        smooth_encoder(bert, calibration, alpha=0.9, share_qkv=share)
+        after = SentenceEncoder(bert).eval()
+        ids, mask = (torch.from_numpy(a) for a in random_batch(3, 12, src.vocab_size, np.random.default_rng(0)))
+        with torch.no_grad():
+            torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
+        attention = bert.encoder.layer[0].attention
+        q, k, v = (getattr(attention.self, n).inv_scale for n in ("query", "key", "value"))
+        assert (q is k is v) == share and attention.output.dense.inv_scale is not q
+        export_onnx(after, tmp_path / f"{share}.onnx", src.vocab_size)
+        apply(QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=share),
+              tmp_path / f"{share}.onnx", tmp_path / f"{share}-int8.onnx")
+        graphs[share] = onnx.load(str(tmp_path / f"{share}-int8.onnx"))
+    layers = src.bert.config.num_hidden_layers
+    for share, per_layer in ((False, 6), (True, 4)):
+        assert sum(n.op_type == "DynamicQuantizeLinear" for n in graphs[share].graph.node) == per_layer * layers
+    ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(1))
+    ref = before(*(torch.from_numpy(a) for a in (ids, mask))).detach().numpy()
+    got = make_session(tmp_path / "True-int8.onnx").run(
+        [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+    assert (ref * got).sum(1).min() > 0.99
+
+
+def test_shared_qkv_needs_smoothing():
+    with pytest.raises(ConfigError, match="smooth_shared_qkv needs smooth_alpha"):
+        QuantizeConfig(encoder_int8=True, smooth_shared_qkv=True)
