@@ -53,8 +53,7 @@ class QuantizeConfig:
     per_channel: bool = True  # per-output-channel weight scales (much better fidelity than per-tensor)
     # store the factor B (and pq centroids) in float16: half their bytes; B is 384² floats at full rank
     b_fp16: bool = False
-    # or in int8 with float scales: a quarter of their fp32 bytes; on MiniLM's pq factors this moved the decoded
-    # table by ~2e-4 of its squared norm, where the factorization's own error is ~5e-2
+    # or in int8 with float scales: a quarter of their fp32 bytes
     factors_int8: bool = False
     # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
     smooth_alpha: float | None = None
@@ -280,28 +279,14 @@ def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: b
     onnx.save(model, str(dst))
 
 
-def merge_duplicate_muls(model: onnx.ModelProto) -> int:
-    """Keep one of every set of Mul nodes with the same inputs (the exporter writes one per module call,
-    e.g. the query, key and value each multiplying the same input by a shared smoothing scale) and
-    point the others' consumers at it; returns how many were removed."""
-    first: dict[tuple[str, ...], str] = {}
-    rename: dict[str, str] = {}
-    drop = []
-    outputs = {o.name for o in model.graph.output}
-    for node in model.graph.node:
-        for k, name in enumerate(node.input):
-            node.input[k] = rename.get(name, name)
-        if node.op_type != "Mul" or node.output[0] in outputs:
-            continue
-        key = tuple(node.input)
-        if key in first:
-            rename[node.output[0]] = first[key]
-            drop.append(node)
-        else:
-            first[key] = node.output[0]
-    for node in drop:
-        model.graph.node.remove(node)
-    return len(drop)
+def merge_common_subexpressions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx-ir's common-subexpression elimination: the exporter writes one node per module call, so the
+    query, key and value each multiply the same input by a shared smoothing scale; merged, that input is
+    then quantized once (it also merges the exporter's repeated shape arithmetic)."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import CommonSubexpressionEliminationPass
+
+    return ir.to_proto(CommonSubexpressionEliminationPass()(ir.from_proto(model)).model)
 
 
 def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None) -> None:
@@ -323,9 +308,8 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
         quantizer.process()
         onnx.save(quantizer.model.model, str(dst))
         return
-    merge_duplicate_muls(model)  # a Mul shared by Q, K and V (shared smoothing) is then quantized once
     quantize_dynamic(
-        model, str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
+        merge_common_subexpressions(model), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )

@@ -87,7 +87,7 @@ def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_si
     for group in _shared_input_groups(linears, share_qkv):
         # weight is (out, in): one maximum per input channel, over every linear of the group
         w_max = torch.stack([linears[name].weight.abs().amax(dim=0) for name in group]).amax(dim=0)
-        x_max = torch.stack([maxima[name] for name in group]).amax(dim=0)  # the same input: equal maxima
+        x_max = maxima[group[0]]  # a group's linears read the same input
         s = x_max.clamp(min=1e-5) ** alpha / w_max.clamp(min=1e-5) ** (1 - alpha)
         s = s / s.log().mean().exp()  # geometric mean 1: the overall scale stays where it was
         inv_scale = (1.0 / s).to(linears[group[0]].weight.dtype)  # one tensor: one initializer when exported
