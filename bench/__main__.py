@@ -130,7 +130,8 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
                     print(f"  http {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s p99 {s['p99_ms']:.1f} ms",
                           flush=True)
         for name, s in servers.items():
-            memory[name] = {"after_warmup": warm[name], "after_load": s.rss()}
+            memory[name] = {"after_warmup": warm[name], "after_load": s.rss(),
+                            "model_load_delta": served.model_resident(s, name)}
     return ip, http, memory
 
 

@@ -47,6 +47,18 @@ def server_settings() -> dict:
             "max_wait_ms": s.max_wait_ms, "max_batch_size": s.max_batch_size}
 
 
+def model_resident(server: Server, model: str) -> float | None:
+    """The resident bytes the service says loading and warming `model` added (its
+    embedding_model_resident_memory_bytes gauge); the rest of its RSS is the service without a model."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "embedding_model_resident_memory_bytes":
+            return next((s.value for s in family.samples if s.labels.get("model") == model), None)
+    return None
+
+
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 
 

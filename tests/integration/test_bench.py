@@ -51,6 +51,8 @@ def test_results_json_has_every_section_for_every_contender(run):
         # The judged modes carry their in-process ceiling, sampled just before them; the others do not.
         assert modes["c1"][0]["ceiling"]["batch"] == 1 and modes["c8"][0]["ceiling"]["batch"] == 32
         assert "ceiling" not in modes["batched8x2"][0]
+    for name, mem in r["service_rss"].items():  # the service's own gauge of what its model added
+        assert 0 < mem["model_load_delta"] < mem["after_warmup"] <= mem["after_load"] * 1.5, (name, mem)
     assert len(r["targets"]) == 8, [t["target"] for t in r["targets"]]
     for t in r["targets"]:
         assert t["min"] <= t["median"] <= t["max"] and isinstance(t["met"], bool)
@@ -61,6 +63,7 @@ def test_report_and_plots(run):
     for heading in ("## Targets", "## Static", "## Memory", "## In-process", "## Over HTTP", "## Plots"):
         assert heading in md
     assert "runtime libraries MB" in md and "model's own (warm − libraries) MB" in md
+    assert "model's load delta MB" in md and "rest of the process after warm-up MB" in md
     for png in ("throughput.png", "latency_vs_concurrency.png", "pareto.png"):
         image = matplotlib.image.imread(run / png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
