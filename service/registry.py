@@ -82,6 +82,11 @@ class Registry:
         if not models_dir.is_dir():
             log.error("models folder %s does not exist", models_dir)
             return
+        # The libraries every model runs on are imported (lazily elsewhere) before the first
+        # measurement, so the first model's resident bytes are its own, not theirs as well.
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+
         proc = psutil.Process(os.getpid())
         for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             before = proc.memory_info().rss
