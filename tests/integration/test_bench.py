@@ -64,6 +64,7 @@ def test_report_and_plots(run):
         assert heading in md
     assert "runtime libraries MB" in md and "model's own (warm − libraries) MB" in md
     assert "model's load delta MB" in md and "rest of the process after warm-up MB" in md
+    assert "the ratio a model that added nothing would reach" in md
     for png in ("throughput.png", "latency_vs_concurrency.png", "pareto.png"):
         image = matplotlib.image.imread(run / png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
