@@ -112,6 +112,7 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
     memory = {}
     with served.services(onnx) as servers:
         warm = {name: s.rss() for name, s in servers.items()}
+        after_rep: dict[str, list[int]] = {name: [] for name in servers}
         for rep in range(cfg.reps):
             for mode, batch, pool in ip_modes:
                 for c in rotate(contenders, rep):
@@ -129,8 +130,10 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
                     http[c.name][mode].append(s)
                     print(f"  http {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s p99 {s['p99_ms']:.1f} ms",
                           flush=True)
+            for name, server in servers.items():
+                after_rep[name].append(server.rss())
         for name, s in servers.items():
-            memory[name] = {"after_warmup": warm[name], "after_load": s.rss(),
+            memory[name] = {"after_warmup": warm[name], "after_load": s.rss(), "after_each_rep": after_rep[name],
                             "model_load_delta": served.model_resident(s, name)}
     return ip, http, memory
 

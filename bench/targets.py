@@ -76,9 +76,10 @@ def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> l
         out.append(judge(Target(f"{compressed} service p99 at concurrency 1 minus its in-process b1 p99 (ms)",
                                 "<=", 2.0), against_ceiling(c1, b1, "p99_ms", lambda a, b: a - b)))
     rss = results.get("service_rss", {})
-    if compressed in rss and baseline in rss:  # one value: each service holds only its own model
-        out.append(judge(Target(f"service RSS holding only {compressed} / only {baseline} (after the load test)",
-                                "<=", 0.5), [rss[compressed]["after_load"] / rss[baseline]["after_load"]]))
+    if compressed in rss and baseline in rss:  # each service holds only its own model
+        c_rss, b_rss = (rss[n].get("after_each_rep") or [rss[n]["after_load"]] for n in (compressed, baseline))
+        out.append(judge(Target(f"service RSS holding only {compressed} / only {baseline} (after each "
+                                "repetition's load)", "<=", 0.5), [a / b for a, b in zip(c_rss, b_rss)]))
     c_mem = [m["rss_warm"] - m["rss_empty"] for m in mem.get(compressed, [])]
     b_mem = [m["rss_warm"] - m["rss_empty"] for m in mem.get(baseline, [])]
     if c_mem and b_mem:

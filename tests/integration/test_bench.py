@@ -53,6 +53,7 @@ def test_results_json_has_every_section_for_every_contender(run):
         assert "ceiling" not in modes["batched8x2"][0]
     for name, mem in r["service_rss"].items():  # the service's own gauge of what its model added
         assert 0 < mem["model_load_delta"] < mem["after_warmup"] <= mem["after_load"] * 1.5, (name, mem)
+        assert len(mem["after_each_rep"]) == r["config"]["reps"] and mem["after_each_rep"][-1] > 0
     assert len(r["targets"]) == 8, [t["target"] for t in r["targets"]]
     for t in r["targets"]:
         assert t["min"] <= t["median"] <= t["max"] and isinstance(t["met"], bool)

@@ -31,3 +31,14 @@ def test_latency_gap_subtracts_the_ceiling():
 
 def test_efficiency_concurrency():
     assert efficiency_concurrency((1, 8, 32, 64)) == 32 and efficiency_concurrency((1, 8)) == 8
+
+
+def test_service_memory_is_judged_after_each_repetition():
+    r = _results([], [])
+    r["service_rss"] = {"fact": {"after_load": 60, "after_each_rep": [40, 50, 60]},
+                        "base": {"after_load": 100, "after_each_rep": [100, 100, 100]}}
+    [t] = evaluate(r, "fact", "base", None)
+    assert t["values"] == [0.4, 0.5, 0.6] and t["median"] == 0.5 and t["met"]
+    del r["service_rss"]["fact"]["after_each_rep"]  # a run from before per-repetition samples
+    [t] = evaluate(r, "fact", "base", None)
+    assert t["values"] == [0.6] and not t["met"]
