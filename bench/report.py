@@ -91,13 +91,18 @@ def service_memory_table(results: dict) -> str:
     gauge): the rest is what a service pays whatever it serves, which bounds any RSS ratio."""
     rows = []
     for name, r in results["service_rss"].items():
-        delta = r.get("model_load_delta")
+        delta, rest = r.get("model_load_delta"), _service_rest(r)
         rows.append({"contender": name, "service RSS after warm-up MB": f"{r['after_warmup'] / MB:.0f}",
                      "after the load test MB": f"{r['after_load'] / MB:.0f}",
                      "model's load delta MB": None if delta is None else f"{delta / MB:.0f}",
-                     "rest of the process after warm-up MB":
-                         None if delta is None else f"{(r['after_warmup'] - delta) / MB:.0f}"})
+                     "rest of the process after warm-up MB": None if rest is None else f"{rest / MB:.0f}"})
     return table(list(rows[0]), rows)
+
+
+def _service_rest(r: dict) -> float | None:
+    """A service's RSS after warm-up less what its model's load added (None: the run has no gauge)."""
+    delta = r.get("model_load_delta")
+    return None if delta is None else r["after_warmup"] - delta
 
 
 def service_floor_line(results: dict) -> str:
@@ -105,9 +110,9 @@ def service_floor_line(results: dict) -> str:
     model's load delta (the service imports its libraries before measuring it), over the baseline's
     service after the load test."""
     rss, c, b = results["service_rss"], results.get("compressed"), results.get("baseline")
-    if c not in rss or b not in rss or rss[c].get("model_load_delta") is None:
+    rest = _service_rest(rss[c]) if c in rss and b in rss else None
+    if rest is None:
         return ""
-    rest = rss[c]["after_warmup"] - rss[c]["model_load_delta"]
     return (f"Less its model's load delta, the {c} service after warm-up holds {rest / MB:.0f} MB (interpreter, "
             f"web stack, onnxruntime, tokenizers): {rest / rss[b]['after_load']:.2f} of the {b} service after "
             f"the load test, the ratio a model that added nothing would reach.")
