@@ -18,7 +18,7 @@ from common.manifest import Manifest, sha256_file
 
 from .batcher import Batcher
 from .errors import NotReady, UnknownModel
-from .runtime import Backend, OnnxBackend
+from .runtime import Backend, OnnxBackend, SharedTokenizers
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,10 @@ class LoadedModel:
     label_cache: dict[tuple[str, str], object] = field(default_factory=dict)
 
 
-def read_model_dir(path: Path, session: SessionConfig) -> tuple[Manifest, OnnxBackend, dict[str, Head]]:
-    """Validate one directory and open its session; LoadError says what is wrong."""
+def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokenizers | None = None,
+                   ) -> tuple[Manifest, OnnxBackend, dict[str, Head]]:
+    """Validate one directory and open its session (its tokenizer from `tokenizers` when one with
+    the same file is loaded already); LoadError says what is wrong."""
     for name in (contract.MANIFEST_FILE, contract.MODEL_FILE, contract.TOKENIZER_FILE):
         if not (path / name).is_file():
             raise LoadError(f"missing {name}")
@@ -51,7 +53,7 @@ def read_model_dir(path: Path, session: SessionConfig) -> tuple[Manifest, OnnxBa
     if digest != manifest.sha256:
         raise LoadError(f"model.onnx sha256 {digest[:12]}… does not match the manifest's {manifest.sha256[:12]}…")
     try:
-        backend = OnnxBackend(path, manifest.max_seq_length, session)
+        backend = OnnxBackend(path, manifest.max_seq_length, session, tokenizers)
         backend.warm_up()
     except Exception as exc:  # onnxruntime raises several types for a broken graph
         raise LoadError(f"onnxruntime could not load it: {str(exc).splitlines()[0][:200]}") from exc
@@ -73,6 +75,7 @@ class Registry:
         self.models: dict[str, LoadedModel] = {}
         self.failed: dict[str, str] = {}
         self.ready = False
+        self.tokenizers = SharedTokenizers()
 
     def add(self, model: LoadedModel) -> None:
         self.models[model.name] = model
@@ -91,7 +94,7 @@ class Registry:
         for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             before = proc.memory_info().rss
             try:
-                manifest, backend, heads = read_model_dir(path, session)
+                manifest, backend, heads = read_model_dir(path, session, self.tokenizers)
             except LoadError as exc:
                 self.failed[path.name] = str(exc)
                 log.error("refusing model %s: %s", path.name, exc)

@@ -49,15 +49,37 @@ def _check_length(lengths: list[int], max_length: int) -> None:
 SERIAL_TOKENIZE_MAX = 4
 
 
+def serving_tokenizer(path: Path):
+    """The tokenizer a backend uses: never padding, never truncating. A text over the limit must be
+    seen whole to be refused (truncate=false), and cutting its ids by hand equals the library's own
+    truncation; so one Tokenizer serves both paths (each copy keeps ~7 MB of vocabulary resident)."""
+    tokenizer = load_tokenizer(path, max_length=1)
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+class SharedTokenizers:
+    """One serving tokenizer per distinct tokenizer.json: a model's compressed variants ship their
+    baseline's file byte for byte, so a service holding several of them keeps one vocabulary.
+    Tokenizers are stateless once configured, and encode() is safe from several threads."""
+
+    def __init__(self) -> None:
+        self._by_digest: dict[str, object] = {}
+
+    def get(self, path: Path):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in self._by_digest:
+            self._by_digest[digest] = serving_tokenizer(path)
+        return self._by_digest[digest]
+
+
 class OnnxBackend:
-    def __init__(self, model_dir: Path, max_length: int, session: SessionConfig = SessionConfig()):
+    def __init__(self, model_dir: Path, max_length: int, session: SessionConfig = SessionConfig(),
+                 tokenizers: SharedTokenizers | None = None):
         self.max_length = max_length
-        # One tokenizer, never truncating: a text over the limit must be seen whole to be refused
-        # (truncate=false), and cutting its ids here equals the library's own truncation. A second
-        # Tokenizer for the truncating path would keep another ~8 MB of vocabulary resident per model.
-        self.tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
+        path = model_dir / contract.TOKENIZER_FILE
+        self.tokenizer = tokenizers.get(path) if tokenizers is not None else serving_tokenizer(path)
         self.vocab_size = self.tokenizer.get_vocab_size()
         self.session = make_session(model_dir / contract.MODEL_FILE, session)
         self.dim = int(self.session.get_outputs()[0].shape[1])

@@ -30,3 +30,31 @@ def test_library_imports_are_not_charged_to_the_first_model(tiny_models):
     # Importing onnxruntime and tokenizers takes ~25 MB; outside every model's delta it stays.
     outside = r["grown"] - sum(r["models"].values())
     assert outside > 10 * 2**20, r
+
+
+def test_models_with_the_same_tokenizer_file_share_one_tokenizer(tiny_models, tmp_path):
+    import shutil
+
+    from common import contract
+    from common.onnx_encoder import SessionConfig
+    from service.registry import Registry
+
+    for name in ("tiny", "tiny-fact"):
+        shutil.copytree(tiny_models / name, tmp_path / name)
+    shutil.copytree(tiny_models / "tiny", tmp_path / "tiny-other-vocab")
+    # Same vocabulary, other bytes: a different file, so a tokenizer of its own.
+    other = tmp_path / "tiny-other-vocab" / contract.TOKENIZER_FILE
+    other.write_text(json.dumps(json.loads(other.read_text()), indent=1))
+    manifest = tmp_path / "tiny-other-vocab" / contract.MANIFEST_FILE
+    described = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**described, "name": "tiny-other-vocab"}))
+
+    registry = Registry("tiny")
+    registry.load_dir(tmp_path, SessionConfig(threads=1))
+    models = registry.models
+    assert set(models) == {"tiny", "tiny-fact", "tiny-other-vocab"}, registry.failed
+    assert models["tiny"].backend.tokenizer is models["tiny-fact"].backend.tokenizer
+    assert models["tiny-other-vocab"].backend.tokenizer is not models["tiny"].backend.tokenizer
+    text = ["the quick brown fox"]
+    assert ([t.ids.tolist() for t in models["tiny-other-vocab"].backend.tokenize(text, True)]
+            == [t.ids.tolist() for t in models["tiny"].backend.tokenize(text, True)])
