@@ -42,3 +42,20 @@ def test_service_memory_is_judged_after_each_repetition():
     del r["service_rss"]["fact"]["after_each_rep"]  # a run from before per-repetition samples
     [t] = evaluate(r, "fact", "base", None)
     assert t["values"] == [0.6] and not t["met"]
+
+
+def test_service_floor_line_bounds_the_memory_ratio():
+    from bench.report import service_floor_line
+
+    mb = 1e6
+    results = {"compressed": "fact", "baseline": "base",
+               "static": {"fact": {"file_bytes": 16 * mb}, "base": {"file_bytes": 90 * mb}},
+               "service_rss": {"fact": {"after_warmup": 140 * mb, "after_load": 150 * mb, "model_load_delta": 40 * mb},
+                               "base": {"after_warmup": 200 * mb, "after_load": 260 * mb,
+                                        "model_load_delta": 110 * mb}}}
+    line = service_floor_line(results)
+    # 100 MB besides the model: 0.50 of the baseline's 200; with the 16 MB file added, 0.58.
+    assert "holds 100 MB" in line and ": 0.50 of the base service after warm-up (200 MB)" in line
+    assert line.endswith("no more than its 16.0 MB file, 0.58.")
+    del results["service_rss"]["fact"]["model_load_delta"]
+    assert service_floor_line(results) == ""
