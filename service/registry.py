@@ -53,7 +53,11 @@ def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokeniz
     if digest != manifest.sha256:
         raise LoadError(f"model.onnx sha256 {digest[:12]}… does not match the manifest's {manifest.sha256[:12]}…")
     try:
-        backend = OnnxBackend(path, manifest.max_seq_length, session, tokenizers)
+        tokenizer = (tokenizers or SharedTokenizers()).get(path / contract.TOKENIZER_FILE)
+    except Exception as exc:  # the tokenizers library raises a bare Exception for a file it cannot parse
+        raise LoadError(f"bad {contract.TOKENIZER_FILE}: {str(exc).splitlines()[0][:200]}") from exc
+    try:
+        backend = OnnxBackend(path, manifest.max_seq_length, session, tokenizer)
         backend.warm_up()
     except Exception as exc:  # onnxruntime raises several types for a broken graph
         raise LoadError(f"onnxruntime could not load it: {str(exc).splitlines()[0][:200]}") from exc

@@ -75,11 +75,10 @@ class SharedTokenizers:
 
 
 class OnnxBackend:
-    def __init__(self, model_dir: Path, max_length: int, session: SessionConfig = SessionConfig(),
-                 tokenizers: SharedTokenizers | None = None):
+    def __init__(self, model_dir: Path, max_length: int, session: SessionConfig = SessionConfig(), tokenizer=None):
+        """tokenizer: a serving_tokenizer() to use (shared with other models); else the directory's own."""
         self.max_length = max_length
-        path = model_dir / contract.TOKENIZER_FILE
-        self.tokenizer = tokenizers.get(path) if tokenizers is not None else serving_tokenizer(path)
+        self.tokenizer = tokenizer or serving_tokenizer(model_dir / contract.TOKENIZER_FILE)
         self.vocab_size = self.tokenizer.get_vocab_size()
         self.session = make_session(model_dir / contract.MODEL_FILE, session)
         self.dim = int(self.session.get_outputs()[0].shape[1])

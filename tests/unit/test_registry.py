@@ -1,4 +1,5 @@
-"""Each model's resident-memory gauge counts the model, not the libraries every model runs on."""
+"""The registry: each model's resident-memory gauge counts the model, not the libraries every model runs
+on; models with the same tokenizer file share one tokenizer; a broken tokenizer file is refused by name."""
 import json
 import subprocess
 import sys
@@ -58,3 +59,18 @@ def test_models_with_the_same_tokenizer_file_share_one_tokenizer(tiny_models, tm
     text = ["the quick brown fox"]
     assert ([t.ids.tolist() for t in models["tiny-other-vocab"].backend.tokenize(text, True)]
             == [t.ids.tolist() for t in models["tiny"].backend.tokenize(text, True)])
+
+
+def test_a_broken_tokenizer_file_is_refused_by_name(tiny_models, tmp_path):
+    import shutil
+
+    import pytest
+
+    from common import contract
+    from common.onnx_encoder import SessionConfig
+    from service.registry import LoadError, read_model_dir
+
+    shutil.copytree(tiny_models / "tiny", tmp_path / "tiny")
+    (tmp_path / "tiny" / contract.TOKENIZER_FILE).write_text('{"model": ')
+    with pytest.raises(LoadError, match=f"^bad {contract.TOKENIZER_FILE}: "):
+        read_model_dir(tmp_path / "tiny", SessionConfig(threads=1))
