@@ -13,7 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from common import contract
-from common.onnx_encoder import SessionConfig, load_tokenizer, make_session, pad_ids, shrinking_run_options
+from common.manifest import sha256_file
+from common.onnx_encoder import SessionConfig, make_session, pad_ids, shrinking_run_options
 
 from .errors import InputTooLong, InvalidInput
 
@@ -50,10 +51,13 @@ SERIAL_TOKENIZE_MAX = 4
 
 
 def serving_tokenizer(path: Path):
-    """The tokenizer a backend uses: never padding, never truncating. A text over the limit must be
-    seen whole to be refused (truncate=false), and cutting its ids by hand equals the library's own
-    truncation; so one Tokenizer serves both paths (each copy keeps ~7 MB of vocabulary resident)."""
-    tokenizer = load_tokenizer(path, max_length=1)
+    """The tokenizer a backend uses: never padding, never truncating (whatever tokenizer.json says). A
+    text over the limit must be seen whole to be refused (truncate=false), and cutting its ids by hand
+    equals the library's own truncation; so one Tokenizer serves both paths (each copy keeps ~7 MB of
+    vocabulary resident)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
@@ -68,7 +72,7 @@ class SharedTokenizers:
         self._by_digest: dict[str, object] = {}
 
     def get(self, path: Path):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
         if digest not in self._by_digest:
             self._by_digest[digest] = serving_tokenizer(path)
         return self._by_digest[digest]

@@ -1,9 +1,16 @@
 """The registry: each model's resident-memory gauge counts the model, not the libraries every model runs
 on; models with the same tokenizer file share one tokenizer; a broken tokenizer file is refused by name."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from common import contract
+from common.onnx_encoder import SessionConfig
+from service.registry import LoadError, Registry, read_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,12 +41,6 @@ def test_library_imports_are_not_charged_to_the_first_model(tiny_models):
 
 
 def test_models_with_the_same_tokenizer_file_share_one_tokenizer(tiny_models, tmp_path):
-    import shutil
-
-    from common import contract
-    from common.onnx_encoder import SessionConfig
-    from service.registry import Registry
-
     for name in ("tiny", "tiny-fact"):
         shutil.copytree(tiny_models / name, tmp_path / name)
     shutil.copytree(tiny_models / "tiny", tmp_path / "tiny-other-vocab")
@@ -62,14 +63,6 @@ def test_models_with_the_same_tokenizer_file_share_one_tokenizer(tiny_models, tm
 
 
 def test_a_broken_tokenizer_file_is_refused_by_name(tiny_models, tmp_path):
-    import shutil
-
-    import pytest
-
-    from common import contract
-    from common.onnx_encoder import SessionConfig
-    from service.registry import LoadError, read_model_dir
-
     shutil.copytree(tiny_models / "tiny", tmp_path / "tiny")
     (tmp_path / "tiny" / contract.TOKENIZER_FILE).write_text('{"model": ')
     with pytest.raises(LoadError, match=f"^bad {contract.TOKENIZER_FILE}: "):
