@@ -2,7 +2,7 @@
 sentence-transformers side by side — static figures, memory and cold start in fresh
 processes, in-process throughput and latency, and the real service over HTTP — on STS-B
 test sentences, contenders interleaved. Writes bench/results/<timestamp>/ (raw JSON,
-report.md, PNG plots); `--publish` also refreshes bench/latest/ and the README block.
+report.md, PNG plots); `--publish` also refreshes bench/latest/ and the block in docs/benchmark.md.
 
     python -m bench [--quick] [--publish] [--models-dir models] [--models ...]
 """
@@ -143,7 +143,7 @@ def publish(out: Path, results: dict) -> None:
     latest.mkdir(exist_ok=True)
     for name in (*report.PLOTS, "report.md"):
         shutil.copy(out / name, latest / name)
-    replace_block(REPO / "README.md", "bench", report.readme_summary(results, "bench/latest"))
+    replace_block(REPO / "docs" / "benchmark.md", "bench", report.readme_summary(results, "../bench/latest"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", type=Path, default=REPO / "reports" / "sweep.json",
                    help="rank-sweep points for the Pareto plot (make sweep); skipped if missing")
     p.add_argument("--out", type=Path, default=None, help="default: bench/results/<timestamp>")
-    p.add_argument("--publish", action="store_true", help="copy report and plots to bench/latest/, update README")
+    p.add_argument("--publish", action="store_true", help="copy report and plots to bench/latest/, update docs/benchmark.md")
     args = p.parse_args(argv)
 
     cfg = QUICK if args.quick else FULL

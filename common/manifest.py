@@ -29,6 +29,8 @@ class Quality(BaseModel):
     fidelity_mean: float | None = None  # cosine to the baseline's embedding, mean over eval sentences
     fidelity_p1: float | None = None  # ... and its 1st percentile
     sst2_probe_accuracy: float | None = None  # logistic-regression probe, SST-2 test, ×100
+    heldout_fidelity_mean: float | None = None  # fidelity on the corpus's held-out slice (never trained on)
+    heldout_fidelity_p1: float | None = None
     heads: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
@@ -49,6 +51,11 @@ class Manifest(BaseModel):
     recipe: dict[str, Any]
     versions: dict[str, str]
     heads: list[str] = Field(default_factory=list)
+    pooling: str = "mean"  # how the graph pools token states (mean, cls, max, mean_sqrt_len)
+    normalized: bool = True  # the graph ends in L2 normalisation (a source without a Normalize module does not)
+    source: dict[str, Any] = Field(default_factory=dict)  # what was compressed: path, kind, shape
+    evaluations: dict[str, dict[str, Any]] = Field(default_factory=dict)  # which ran, on which data, how many texts
+    machine: dict[str, Any] = Field(default_factory=dict)  # CPU model and int8 features the figures were measured on
 
     @classmethod
     def read(cls, model_dir: Path) -> "Manifest":

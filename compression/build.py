@@ -1,6 +1,7 @@
 """Build one variant end to end into models/<name>/, atomically.
 
-load → (smooth) → factorize → recover → export + parity → quantize → evaluate → manifest.
+1 load → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity → 6 quantize → 7 evaluate → 8 manifest;
+the step modules' docstrings carry these numbers.
 Everything is written into a hidden temporary directory beside the target and
 renamed into place only when complete, so an interrupted or failed build
 leaves no half-written model behind.
@@ -22,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from common import contract
+from common.machine import cpu_info
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 
 from . import quantize
-from .corpus import read_text_file, token_counts, train_sentences
+from .corpus import Corpus, has_eval_data, load_corpus, read_corpus, token_counts
 from .errors import ConfigError, PipelineError
-from .evaluate import Embedded, EvalSet, embed_eval_set, quality
+from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
 from .export import check_parity, export_onnx
 from .smooth import smooth_encoder
 from .factorize import factorize
@@ -56,22 +58,34 @@ def tool_versions() -> dict[str, str]:
 
 @dataclass
 class BuildContext:
-    """What several variants share: the source model, data and cached embeddings."""
+    """What several variants share: the source model, the corpus, the evaluation data and cached
+    embeddings. data_dir may lack the shared data sets; corpus (a user's file or folder) replaces
+    their train splits as the texts training sees."""
 
     out_root: Path
-    data_dir: Path
+    data_dir: Path | None
     model_dir: Path | None = None
     progress: bool = True
     threads: int = 0
+    corpus_path: Path | None = None
+    device: str = "cpu"
+    pooling: str | None = None  # override of a plain or ONNX source's pooling mode
+    tokenizer: Path | None = None  # tokenizer.json of an ONNX source that has none beside it
+    seed: int = 0  # of the held-out slice
     _embedded: dict[str, Embedded] = field(default_factory=dict)
 
     @cached_property
     def source(self) -> SourceModel:
-        return load_source(self.model_dir)
+        return load_source(self.model_dir, pooling=self.pooling, tokenizer=self.tokenizer, scratch=self.cache_dir)
 
     @cached_property
-    def eval_set(self) -> EvalSet:
-        return EvalSet.load(self.data_dir)
+    def corpus(self) -> Corpus:
+        return load_corpus(self.corpus_path, self.data_dir, self.seed)
+
+    @cached_property
+    def eval_set(self) -> EvalSet | None:
+        """STS-B and SST-2 where their data exists; None leaves fidelity as the only figure."""
+        return EvalSet.load(self.data_dir) if has_eval_data(self.data_dir) else None
 
     @property
     def cache_dir(self) -> Path:
@@ -79,13 +93,38 @@ class BuildContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def cached(self, kind: str, key: list, compute) -> dict[str, np.ndarray]:
+        """Arrays compute() returns, kept in .cache/<kind>-<digest>.npz, the digest taken over key (strings,
+        bytes or arrays: everything the result depends on)."""
+        digest = hashlib.sha256()
+        for part in key:
+            digest.update(part.tobytes() if isinstance(part, np.ndarray) else
+                          part if isinstance(part, bytes) else str(part).encode())
+            digest.update(b"\0")
+        path = self.cache_dir / f"{kind}-{digest.hexdigest()[:16]}.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        arrays = compute()
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)  # a reader never sees half a cache file
+        return arrays
+
+    def _texts_key(self, texts: list[str]) -> bytes:
+        return hashlib.sha256("\n".join(texts).encode()).digest()
+
     def counts(self, corpus: str | None) -> np.ndarray:
-        texts = read_text_file(Path(corpus)) if corpus else train_sentences(self.data_dir)
+        texts = read_corpus(Path(corpus)) if corpus else self.corpus.train
         return token_counts(self.source.tokenizer_file, texts, self.source.vocab_size)
 
     def remember(self, name: str, emb: Embedded) -> None:
         """Keep a just-built variant's eval embeddings for the variants compared with it."""
         self._embedded[name] = emb
+
+    def embed(self, model_dir: Path) -> Embedded:
+        encoder = OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
+        return embed_eval_set(encoder, self.eval_set, self.corpus.held_out)
 
     def embedded(self, name: str) -> Embedded:
         """The eval-set embeddings of a built variant (cached on disk, keyed by its model's sha256)."""
@@ -94,22 +133,15 @@ class BuildContext:
         model_dir = self.out_root / name
         if not (model_dir / contract.MODEL_FILE).is_file():
             raise PipelineError(f"baseline {name} is not built in {self.out_root}; build it first")
-        sha = sha256_file(model_dir / contract.MODEL_FILE)
-        cache = self.cache_dir / f"eval-{name}.npz"
-        if cache.is_file():
-            data = np.load(cache)
-            if str(data["sha"]) == sha:
-                emb = Embedded(data["sts_u"], data["sts_v"], data["sst_test"], data["sst_train"])
-                self._embedded[name] = emb
-                return emb
-        emb = embed_eval_set(OnnxEncoder(model_dir, threads=self.threads), self.eval_set)
-        np.savez(cache, sha=sha, **dataclasses.asdict(emb))
+        key = [sha256_file(model_dir / contract.MODEL_FILE), self._texts_key(self.corpus.held_out),
+               self.eval_set is not None, self.source.max_seq_length]
+        emb = Embedded(**self.cached("eval", key, lambda: self.embed(model_dir).arrays()))
         self._embedded[name] = emb
         return emb
 
     def sample_train(self, num: int, max_length: int, seed: int) -> tuple[list[str], list[list[int]]]:
-        """A seeded sample of train sentences and their token ids (no padding)."""
-        sentences = train_sentences(self.data_dir)
+        """A seeded sample of the corpus's training texts and their token ids (no padding)."""
+        sentences = self.corpus.train
         pick = np.random.default_rng(seed).permutation(len(sentences))[:num]
         texts = [sentences[i] for i in pick]
         if not texts:
@@ -119,43 +151,41 @@ class BuildContext:
         return texts, [e.ids for e in tok.encode_batch(texts)]
 
     def sensitivity(self, bert, num: int, seed: int) -> np.ndarray:
-        """The encoder's sensitivity metric G from a seeded sample of train sentences (cached on disk,
-        keyed by the model's weights and the sample)."""
+        """The encoder's sensitivity metric G from a seeded sample of the corpus (cached on disk, keyed by
+        the model's weights, the pooling and the sample)."""
         from .sensitivity import estimate_metric
 
-        digest = hashlib.sha256()
-        for name, tensor in sorted(bert.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().contiguous().numpy().tobytes())
-        key = digest.hexdigest()[:16]
-        cache = self.cache_dir / f"sensitivity-{key}-{num}-{seed}.npy"
-        if cache.is_file():
-            return np.load(cache)
         _, ids = self.sample_train(num, SENSITIVITY_MAX_LENGTH, seed)
-        log.info("sensitivity: probing the encoder on %d train sentences", len(ids))
-        G_hh = estimate_metric(bert, ids, seed=seed)
-        np.save(cache, G_hh)
-        return G_hh
+        weights = [t.detach().contiguous().numpy() for _, t in sorted(bert.state_dict().items())]
+
+        def compute() -> dict[str, np.ndarray]:
+            log.info("sensitivity: probing the encoder on %d corpus texts", len(ids))
+            return {"G": estimate_metric(bert, ids, seed=seed, pooling=self.source.pooling)}
+
+        key = ["v2", *weights, self.source.pooling, np.concatenate([np.asarray(r) for r in ids]), seed]
+        return self.cached("sensitivity", key, compute)["G"]
+
+    def teacher(self, baseline: str, rows: list[list[int]], what: str) -> np.ndarray:
+        """The baseline's (teacher's) embeddings of token-id rows, cached by its model and the rows."""
+        model_dir = self.out_root / baseline
+        key = [sha256_file(model_dir / contract.MODEL_FILE),
+               np.concatenate([np.asarray(r) for r in rows]) if rows else b"", np.asarray([len(r) for r in rows])]
+
+        def compute() -> dict[str, np.ndarray]:
+            log.info("teacher: embedding %d %s with %s", len(rows), what, baseline)
+            return {"vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows)}
+
+        return self.cached("teacher", key, compute)["vecs"]
 
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids and the baseline's (teacher's) embeddings of a seeded sample of train sentences."""
-        texts, ids = self.sample_train(num, max_length, seed)
-        model_dir = self.out_root / baseline
-        sha = sha256_file(model_dir / contract.MODEL_FILE)
-        cache = self.cache_dir / f"teacher-{baseline}-{num}-{max_length}-{seed}.npz"
-        if cache.is_file():
-            cached = np.load(cache)
-            if str(cached["sha"]) == sha:
-                return ids, cached["vecs"]
-        log.info("teacher: embedding %d train sentences with %s", len(texts), baseline)
-        vecs = OnnxEncoder(model_dir, max_length=max_length, threads=self.threads).encode(texts)
-        np.savez(cache, sha=sha, vecs=vecs)
-        return ids, vecs
+        """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
+        _, ids = self.sample_train(num, max_length, seed)
+        return ids, self.teacher(baseline, ids, "corpus texts")
 
     def augmented_corpus(self, baseline: str, ids: list[list[int]], counts: np.ndarray | None,
                          rc: RecoverConfig) -> tuple[list[list[int]], np.ndarray]:
         """Rare-token copies of the distillation sentences (compression/augment.py) and the baseline's
-        embeddings of them (cached like the teacher's)."""
+        embeddings of them."""
         from tokenizers import Tokenizer
 
         from .augment import rare_tokens, replace_tokens
@@ -165,17 +195,7 @@ class BuildContext:
         vocab = Tokenizer.from_file(str(self.source.tokenizer_file)).get_vocab()
         candidates = rare_tokens(counts, vocab, rc.augment_below)
         extra = replace_tokens(ids, candidates, rc.augment_share, rc.augment_tokens, rc.seed)
-        model_dir = self.out_root / baseline
-        digest = hashlib.sha256(np.concatenate([np.asarray(r) for r in extra]).tobytes() if extra else b"")
-        digest.update(sha256_file(model_dir / contract.MODEL_FILE).encode())
-        cache = self.cache_dir / f"teacher-augmented-{baseline}-{digest.hexdigest()[:16]}.npy"
-        if cache.is_file():
-            return extra, np.load(cache)
-        log.info("teacher: embedding %d augmented sentences (%d rare tokens to draw from) with %s",
-                 len(extra), len(candidates), baseline)
-        vecs = OnnxEncoder(model_dir, threads=self.threads).encode_ids(extra)
-        np.save(cache, vecs)
-        return extra, vecs
+        return extra, self.teacher(baseline, extra, f"augmented texts ({len(candidates)} rare tokens to draw from)")
 
 
 SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metric is estimated on
@@ -193,13 +213,18 @@ def _commit_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
+def ensure_writable(out_root: Path) -> None:
+    """Create the output directory, or say in one line why it cannot be written."""
     try:
-        ctx.out_root.mkdir(parents=True, exist_ok=True)
+        out_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise PipelineError(f"output directory is not writable: {ctx.out_root} ({exc.strerror})") from exc
-    if not os.access(ctx.out_root, os.W_OK):
-        raise PipelineError(f"output directory is not writable: {ctx.out_root}")
+        raise PipelineError(f"output directory is not writable: {out_root} ({exc.strerror})") from exc
+    if not os.access(out_root, os.W_OK):
+        raise PipelineError(f"output directory is not writable: {out_root}")
+
+
+def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
+    ensure_writable(ctx.out_root)
     src = ctx.source
     bert = src.bert
     if recipe.quantize.smooth_alpha is not None:
@@ -227,10 +252,10 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             table_q = (recipe.quantize.table_bits, recipe.quantize.table_block) if recipe.quantize.table_bits else None
             anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
                       ) if rc.anchor > 0 else None
-            losses = distill(SentenceEncoder(bert), ids, teacher, rc, table_q, recipe.quantize.encoder_int8,
-                             progress=ctx.progress, encoder_block=recipe.quantize.encoder_block,
-                             anchor_target=anchor)
-    encoder = SentenceEncoder(bert)
+            losses = distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, table_q,
+                             recipe.quantize.encoder_int8, progress=ctx.progress,
+                             encoder_block=recipe.quantize.encoder_block, anchor_target=anchor, device=ctx.device)
+    encoder = SentenceEncoder(bert, src.pooling)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
     tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
@@ -242,7 +267,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         fp32.unlink()
         shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
 
-        emb = embed_eval_set(OnnxEncoder(tmp, max_length=src.max_seq_length, threads=ctx.threads), ctx.eval_set)
+        emb = ctx.embed(tmp)
         base = ctx.embedded(recipe.baseline) if recipe.baseline else None
         figures = quality(emb, ctx.eval_set, base)
         params = count_params(bert)
@@ -262,6 +287,11 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             quality=Quality(**figures),
             recipe=dataclasses.asdict(recipe) | {"final_distill_loss": float(np.mean(losses[-50:])) if losses else None},
             versions=tool_versions(),
+            machine=cpu_info(),
+            pooling=src.pooling.mode,
+            normalized=src.pooling.normalize,
+            source=src.describe(),
+            evaluations=evaluations(ctx.eval_set, ctx.data_dir, len(ctx.corpus.held_out), ctx.corpus.source),
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

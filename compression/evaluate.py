@@ -1,13 +1,16 @@
-"""Step 7 — quality of an exported model, measured through onnxruntime exactly as served.
+"""Step 7 of 8 (see build.py) — quality of an exported model, measured through onnxruntime exactly as served.
 
 - STS-B test: Spearman ×100 between cos(u, v) and the gold score.
 - Fidelity: cosine between this model's and the baseline's embedding of the
-  same sentence, over STS-B test and SST-2 test sentences (mean, 1st percentile).
+  same sentence, over STS-B test and SST-2 test sentences (mean, 1st percentile),
+  or over the corpus's held-out slice where the shared data is absent; the
+  held-out slice's figures are recorded in every case.
 - SST-2: accuracy ×100 of a logistic-regression probe trained on embeddings of
   a fixed sample of SST-2 train phrases, tested on SST-2 test.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,19 +48,36 @@ class EvalSet:
 
 @dataclass
 class Embedded:
-    sts_u: np.ndarray
-    sts_v: np.ndarray
-    sst_test: np.ndarray
-    sst_train: np.ndarray
+    """One model's embeddings of every evaluation text; the shared data's parts are None without it."""
+
+    held_out: np.ndarray
+    sts_u: np.ndarray | None = None
+    sts_v: np.ndarray | None = None
+    sst_test: np.ndarray | None = None
+    sst_train: np.ndarray | None = None
 
     def fidelity_vectors(self) -> np.ndarray:
+        """Test sentences of the shared data where it exists, else the corpus's held-out slice."""
+        if self.sts_u is None:
+            return self.held_out
         return np.concatenate([self.sts_u, self.sts_v, self.sst_test])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
-def embed_eval_set(encoder: OnnxEncoder, data: EvalSet) -> Embedded:
+
+def embed_eval_set(encoder: OnnxEncoder, data: EvalSet | None, held_out: list[str]) -> Embedded:
+    """Every text in one length-ordered pass: the corpus's held-out slice, then the shared data's."""
+    texts = list(held_out)
+    if data is not None:
+        texts += data.sts_s1 + data.sts_s2 + data.sst_test + data.sst_train
+    vecs = encoder.encode(texts)
+    n0 = len(held_out)
+    if data is None:
+        return Embedded(vecs[:n0])
     n1, n2, n3 = len(data.sts_s1), len(data.sts_s2), len(data.sst_test)
-    vecs = encoder.encode(data.sts_s1 + data.sts_s2 + data.sst_test + data.sst_train)
-    return Embedded(vecs[:n1], vecs[n1:n1 + n2], vecs[n1 + n2:n1 + n2 + n3], vecs[n1 + n2 + n3:])
+    return Embedded(vecs[:n0], vecs[n0:n0 + n1], vecs[n0 + n1:n0 + n1 + n2], vecs[n0 + n1 + n2:n0 + n1 + n2 + n3],
+                    vecs[n0 + n1 + n2 + n3:])
 
 
 def spearman_x100(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> float:
@@ -78,13 +98,28 @@ def fidelity(vecs: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     return float(cos.mean()), float(np.percentile(cos, 1))
 
 
-def quality(emb: Embedded, data: EvalSet, baseline: Embedded | None) -> dict[str, float]:
-    probe = fit_probe(emb.sst_train, data.sst_train_y)
-    acc = float(probe.classifier.score(emb.sst_test, data.sst_test_y) * 100)
-    mean, p1 = fidelity(emb.fidelity_vectors(), (baseline or emb).fidelity_vectors())
-    return {
-        "stsb_spearman": round(spearman_x100(emb.sts_u, emb.sts_v, data.sts_scores), 2),
-        "fidelity_mean": round(mean, 5),
-        "fidelity_p1": round(p1, 5),
-        "sst2_probe_accuracy": round(acc, 2),
-    }
+def quality(emb: Embedded, data: EvalSet | None, baseline: Embedded | None) -> dict[str, float]:
+    """The manifest's quality figures: fidelity always; STS-B and the SST-2 probe where their data exists."""
+    base = baseline or emb
+    mean, p1 = fidelity(emb.fidelity_vectors(), base.fidelity_vectors())
+    held_mean, held_p1 = fidelity(emb.held_out, base.held_out)
+    figures = {"fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5),
+               "heldout_fidelity_mean": round(held_mean, 5), "heldout_fidelity_p1": round(held_p1, 5)}
+    if data is not None:
+        probe = fit_probe(emb.sst_train, data.sst_train_y)
+        figures["stsb_spearman"] = round(spearman_x100(emb.sts_u, emb.sts_v, data.sts_scores), 2)
+        figures["sst2_probe_accuracy"] = round(float(probe.classifier.score(emb.sst_test, data.sst_test_y) * 100), 2)
+    return figures
+
+
+def evaluations(data: EvalSet | None, data_dir: Path | None, held_out: int, corpus_source: str) -> dict[str, dict]:
+    """Which evaluations ran, on which data and how many texts (the manifest records it)."""
+    runs = {"heldout_fidelity": {"data": f"held-out slice of {corpus_source}", "texts": held_out}}
+    if data is None:
+        runs["fidelity"] = runs["heldout_fidelity"]
+        return runs
+    runs["fidelity"] = {"data": f"STS-B test and SST-2 test of {data_dir}",
+                        "texts": len(data.sts_s1) + len(data.sts_s2) + len(data.sst_test)}
+    runs["stsb"] = {"data": f"STS-B test of {data_dir}", "pairs": len(data.sts_s1)}
+    runs["sst2_probe"] = {"data": f"SST-2 of {data_dir}", "train": len(data.sst_train), "test": len(data.sst_test)}
+    return runs

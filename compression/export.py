@@ -1,4 +1,4 @@
-"""Step 5/6 — export a SentenceEncoder to ONNX and prove parity with PyTorch.
+"""Step 5 of 8 (see build.py) — export a SentenceEncoder to ONNX and prove parity with PyTorch.
 
 Names, dynamic axes and opset are the contract's constants (common.contract).
 After export the graph is run by onnxruntime on several batch sizes and

@@ -1,4 +1,4 @@
-"""Step 2 — factorize the word-embedding matrix E (V×H) into A (V×r) · B (r×H).
+"""Step 3 of 8 (see build.py) — factorize the word-embedding matrix E (V×H) into A (V×r) · B (r×H).
 
 Methods
 -------
@@ -39,40 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import FactorizeConfig, METHODS, METRICS  # noqa: F401 (re-exported)
 from .errors import ConfigError
 
-METHODS = ("svd", "weighted", "banded", "pq")
-METRICS = ("euclidean", "sensitivity")
-
-
-@dataclass(frozen=True)
-class FactorizeConfig:
-    method: str = "weighted"
-    rank: int | None = 64
-    # If set instead of rank: the rank whose fp32 factor bytes are ≈ V·H / ratio.
-    target_ratio: float | None = None
-    # Weight w_v = (count_v + smoothing) ** alpha; alpha=0 gives plain SVD, 1 is pure frequency.
-    alpha: float = 0.5
-    # Added to every count: unseen tokens still matter on text outside the corpus.
-    smoothing: float = 10.0
-    # banded only: rows that keep the full rank (most frequent first), and the rank of all others.
-    high_rows: int = 16000
-    low_rank: int = 64
-    # pq only: groups M per row (rank must be a multiple), centroids K per group (≤ 256: one-byte codes).
-    subspaces: int = 64
-    codebook_size: int = 256
-    kmeans_iters: int = 20
-    seed: int = 0
-    # How a row's error is measured: "euclidean", or "sensitivity" (by how much it moves sentence
-    # embeddings, estimated from metric_sentences train sentences; see compression/sensitivity.py).
-    metric: str = "euclidean"
-    metric_sentences: int = 512
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ConfigError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
-        if self.metric_sentences <= 0:
-            raise ConfigError(f"metric_sentences must be positive, got {self.metric_sentences}")
 
 
 @dataclass

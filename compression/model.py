@@ -1,8 +1,9 @@
 """Torch modules the pipeline trains and exports: the factorized embedding and
-the sentence encoder (BERT → mean pooling over the mask → L2 normalisation)."""
+the sentence encoder (BERT → the source's pooling over the mask → optional L2 normalisation)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -109,6 +110,21 @@ class FactorizedEmbedding(nn.Module):
         return self.forward(torch.arange(vocab))
 
 
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How token states become the sentence embedding (sentence-transformers' Pooling + Normalize)."""
+
+    mode: str = "mean"
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in POOLING_MODES:
+            raise ValueError(f"pooling mode {self.mode!r}; supported: {', '.join(POOLING_MODES)}")
+
+
 class SentenceEncoder(nn.Module):
     """input_ids, attention_mask (int64 [batch, seq]) → embedding (float32 [batch, dim]).
 
@@ -116,23 +132,36 @@ class SentenceEncoder(nn.Module):
     the graph rather than being a model input.
     """
 
-    def __init__(self, bert: nn.Module):
+    def __init__(self, bert: nn.Module, pooling: Pooling = Pooling()):
         super().__init__()
         self.bert = bert
+        self.pooling = pooling
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state  # (batch, seq, H)
-        return mean_pool_normalize(hidden, attention_mask)
+        return pool(hidden, attention_mask, self.pooling)
+
+
+def pool(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor, pooling: Pooling = Pooling()) -> torch.Tensor:
+    """The sentence embedding from the last hidden state, as sentence-transformers' Pooling computes it."""
+    mask = attention_mask_bt.unsqueeze(-1).to(hidden_bth.dtype)
+    if pooling.mode == "cls":
+        pooled = hidden_bth[:, 0]
+    elif pooling.mode == "max":
+        # Padding positions are pushed far below any real value so they never win the max.
+        pooled = (hidden_bth + (mask - 1.0) * 1e9).max(dim=1).values
+    else:
+        total = (hidden_bth * mask).sum(dim=1)
+        count = mask.sum(dim=1).clamp(min=1e-9)  # the clamp guards an all-padding row
+        pooled = total / (count if pooling.mode == "mean" else count.sqrt())
+    return nn.functional.normalize(pooled, p=2.0, dim=-1) if pooling.normalize else pooled
 
 
 def mean_pool_normalize(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor) -> torch.Tensor:
-    """The sentence embedding from BERT's last hidden state: mean over real tokens, L2-normalised."""
-    mask = attention_mask_bt.unsqueeze(-1).to(hidden_bth.dtype)
-    # Mean over real tokens only; the clamp guards an all-padding row.
-    pooled = (hidden_bth * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return nn.functional.normalize(pooled, p=2.0, dim=-1)
+    """The default sentence embedding: mean over real tokens, L2-normalised."""
+    return pool(hidden_bth, attention_mask_bt, Pooling())
 
 
 def with_factorized_embedding(bert: nn.Module, factors: Factors) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Step 4 — quantize an exported ONNX graph with onnxruntime's own tools.
+"""Step 6 of 8 (see build.py) — quantize an exported ONNX graph with onnxruntime's own tools.
 
 Two independent switches:
 - the factor table A (V×r): int4 through onnxruntime's block-quantized
@@ -38,65 +38,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .config import TABLE_BITS, QuantizeConfig  # noqa: F401 (re-exported)
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-TABLE_BITS = (None, 8, 4)
 
 
-@dataclass(frozen=True)
-class QuantizeConfig:
-    table_bits: int | None = None  # None keeps the (factor) table fp32
-    table_block: int = 64  # int4 only: elements per scale along the row
-    encoder_int8: bool = False  # onnxruntime dynamic int8 of the encoder's MatMuls
-    per_channel: bool = True  # per-output-channel weight scales (much better fidelity than per-tensor)
-    # store the factor B (and pq centroids) in float16: half their bytes; B is 384² floats at full rank
-    b_fp16: bool = False
-    # or in int8 with float scales: a quarter of their fp32 bytes
-    factors_int8: bool = False
-    # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
-    smooth_alpha: float | None = None
-    # one smoothing scale for the query, key and value of each attention (they read the same input):
-    # that input is then divided and quantized once, not three times
-    smooth_shared_qkv: bool = False
-    # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
-    # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
-    encoder_block: int | None = None
-    positions_fp16: bool = False  # store the position-embedding table in float16
-
-    def __post_init__(self) -> None:
-        if self.b_fp16 and self.factors_int8:
-            raise ConfigError("b_fp16 and factors_int8 both set: choose one storage for the factors")
-        if self.table_bits not in TABLE_BITS:
-            raise ConfigError(f"table_bits must be one of {TABLE_BITS}, got {self.table_bits}")
-        if self.table_block < 16 or self.table_block & (self.table_block - 1):
-            raise ConfigError(f"table_block must be a power of two ≥ 16, got {self.table_block}")
-        if self.smooth_alpha is not None and not (0 < self.smooth_alpha <= 1 and self.encoder_int8):
-            raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
-        if self.smooth_shared_qkv and self.smooth_alpha is None:
-            raise ConfigError("smooth_shared_qkv needs smooth_alpha")
-        if self.encoder_block is not None and not (
-                self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)):
-            raise ConfigError(f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}")
-
-    @property
-    def label(self) -> str:
-        parts = []
-        if self.table_bits:
-            parts.append(f"table-int{self.table_bits}")
-        if self.b_fp16:
-            parts.append("B-fp16")
-        if self.factors_int8:
-            parts.append("factors-int8")
-        if self.positions_fp16:
-            parts.append("positions-fp16")
-        if self.encoder_int8:
-            scheme = f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
-            parts.append("encoder-int8" + scheme
-                         + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
-                         + ("-qkv" if self.smooth_shared_qkv else ""))
-        return "+".join(parts) or "fp32"
 
 
 def table_gathers(model: onnx.ModelProto) -> list[onnx.NodeProto]:

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .factorize import FactorizeConfig
-from .quantize import QuantizeConfig
-from .recover import RecoverConfig
+from .config import FactorizeConfig, QuantizeConfig, RecoverConfig
 
 DEFAULT_RECIPES = Path(__file__).resolve().parents[1] / "models" / "recipes.toml"
 

@@ -1,4 +1,4 @@
-"""Step 3 — recover by distillation: train the compressed student so its sentence
+"""Step 4 of 8 (see build.py) — recover by distillation: train the compressed student so its sentence
 embeddings match the original model's (the teacher's) on train-split sentences.
 
 Loss: 1 − cos(student, teacher), the quantity fidelity measures. With `qat` on,
@@ -13,45 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from common.onnx_encoder import pad_ids
 
+from .config import RecoverConfig  # noqa: F401 (re-exported)
 from .errors import ConfigError, PipelineError
 from .fake_quant import set_encoder_fake_quant
 from .model import FactorizedEmbedding, SentenceEncoder
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RecoverConfig:
-    steps: int = 0  # 0 disables recovery
-    batch_size: int = 64
-    lr: float = 2e-3  # factors start from the (weighted) SVD, so a fairly large step is safe
-    encoder_lr: float = 0.0  # > 0 also fine-tunes the encoder's weights (slower, more capacity)
-    # B is shared by every token: moving it shifts the rows of tokens the corpus never shows,
-    # whose low-rank codes A_v cannot follow. 0 keeps B at its (weighted) SVD value. With pq
-    # factors an unseen token's row is made of trained centroids, so B may move with them.
-    b_lr: float = 0.0
-    max_length: int = 64  # training truncation; nearly every train sentence is shorter
-    num_sentences: int = 40000  # size of the distillation corpus drawn from the train splits
-    qat: bool = True  # simulate the export's quantization while training
-    # Weight of the table anchor (see distill): tokens the corpus never shows get no signal from
-    # the distillation loss, so this term keeps their rows near the original's as centroids move.
-    anchor: float = 0.0
-    anchor_tokens: int = 4096  # vocabulary rows drawn (uniformly) per step for the anchor term
-    # Augmented copies (compression/augment.py): this share of the corpus again, each copy with
-    # augment_tokens positions swapped for tokens the corpus shows fewer than augment_below times.
-    augment_share: float = 0.0
-    augment_tokens: int = 2
-    augment_below: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if (self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8
-                or self.anchor < 0 or self.anchor_tokens <= 0
-                or not 0 <= self.augment_share <= 1 or self.augment_tokens < 1 or self.augment_below < 1):
-            raise ConfigError(f"recovery settings out of range: {self}")
 
 
 def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -62,7 +33,8 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 
 
 def _cosine_loss(student_bd: torch.Tensor, teacher_bd: torch.Tensor) -> torch.Tensor:
-    return 1.0 - (student_bd * teacher_bd).sum(-1).mean()  # both are unit vectors
+    # A source without a Normalize module gives vectors of any length; fidelity is their cosine.
+    return 1.0 - nn.functional.cosine_similarity(student_bd, teacher_bd, dim=-1).mean()
 
 
 def _anchor_loss(emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_hh: torch.Tensor,
@@ -75,8 +47,8 @@ def _anchor_loss(emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_
 
 def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
             table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True,
-            encoder_block: int | None = None, anchor_target: tuple[np.ndarray, np.ndarray] | None = None
-            ) -> list[float]:
+            encoder_block: int | None = None, anchor_target: tuple[np.ndarray, np.ndarray] | None = None,
+            device: str = "cpu") -> list[float]:
     """Train `student` in place; returns the loss curve (one value per step).
 
     ids: token ids per sentence (already truncated), teacher_nd: the teacher's
@@ -124,7 +96,10 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             raise ConfigError("the table anchor needs the original table and metric")
         anchor = tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in anchor_target)
     lengths = np.asarray([len(x) for x in ids])
-    teacher = torch.from_numpy(np.ascontiguousarray(teacher_nd, dtype=np.float32))
+    teacher = torch.from_numpy(np.ascontiguousarray(teacher_nd, dtype=np.float32)).to(device)
+    if anchor is not None:
+        anchor = tuple(a.to(device) for a in anchor)
+    student.to(device)
     losses: list[float] = []
     student.eval()  # no dropout: the target is deterministic, dropout noise would be the loss floor
     batches: list[np.ndarray] = []
@@ -140,11 +115,11 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             scale = warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * scale
-            out = student(torch.from_numpy(batch_ids), torch.from_numpy(mask))
-            cos_loss = _cosine_loss(out, teacher[idx])
+            out = student(torch.from_numpy(batch_ids).to(device), torch.from_numpy(mask).to(device))
+            cos_loss = _cosine_loss(out, teacher[torch.from_numpy(idx).to(device)])
             loss = cos_loss
             if anchor is not None:
-                rows = torch.from_numpy(rng.integers(0, anchor[0].shape[0], config.anchor_tokens))
+                rows = torch.from_numpy(rng.integers(0, anchor[0].shape[0], config.anchor_tokens)).to(device)
                 loss = loss + config.anchor * _anchor_loss(emb, *anchor, rows)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -156,6 +131,7 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
         raise PipelineError("recovery interrupted; nothing was written") from exc
     finally:
         bar.close()
+        student.to("cpu")  # export and evaluation run on the CPU
         student.eval()
         emb.fake_quant = None
         set_encoder_fake_quant(student.bert.encoder, False)

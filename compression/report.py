@@ -5,10 +5,11 @@ import json
 from pathlib import Path
 
 from common import contract
+from common.machine import describe
 from common.manifest import Manifest
 from common.markdown import replace_block, table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 COLUMNS = ("variant", "method", "rank", "quantization", "file MB", "× smaller", "table MB", "table × smaller",
            "params", "STS-B", "fidelity mean", "fidelity p1", "SST-2 probe", "heads")
@@ -39,13 +40,21 @@ def rows(manifests: list[Manifest]) -> list[dict]:
     return out
 
 
-def write_report(models_dir: Path, report_dir: Path, readme: Path | None = README) -> str:
-    """Write report.json and report.md; refresh the README's results block if it has the markers."""
-    data = rows(built_manifests(models_dir))
-    md = table(COLUMNS, data)
+def machines_line(manifests: list[Manifest]) -> str:
+    """Which CPUs the figures were measured on: a figure from another machine is never this one's."""
+    seen = sorted({describe(m.machine) + f", onnxruntime {m.versions.get('onnxruntime', '?')}"
+                   for m in manifests if m.machine})
+    return "Measured on " + "; ".join(seen) + "." if seen else "Measured on an unrecorded machine (built before the manifest recorded it)."
+
+
+def write_report(models_dir: Path, report_dir: Path, page: Path | None = RESULTS_PAGE) -> str:
+    """Write report.json and report.md; refresh the results page's block if it has the markers."""
+    manifests = built_manifests(models_dir)
+    data = rows(manifests)
+    md = table(COLUMNS, data) + "\n\n" + machines_line(manifests)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "report.json").write_text(json.dumps(data, indent=2) + "\n")
     (report_dir / "report.md").write_text(md + "\n")
-    if readme is not None:
-        replace_block(readme, "results", md)
+    if page is not None:
+        replace_block(page, "results", md)
     return md

@@ -25,22 +25,24 @@ from torch import nn
 
 from common.onnx_encoder import pad_ids
 
-from .model import mean_pool_normalize
+from .model import Pooling, pool
 
 # Directions the encoder all but ignores still get this share of the mean eigenvalue, so that
 # P⁻¹ stays bounded and an error there cannot grow without limit.
 EIGEN_FLOOR = 1e-3
 
 
-def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The SentenceEncoder's output from given word embeddings (so that they can take gradients)."""
+def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor,
+                                 pooling: Pooling = Pooling()) -> torch.Tensor:
+    """The SentenceEncoder's output from given word embeddings (so that they can take gradients).
+    Always normalised: fidelity is a cosine, so a change of length alone costs nothing."""
     hidden = bert(inputs_embeds=inputs_embeds, attention_mask=mask,
                   token_type_ids=torch.zeros_like(mask)).last_hidden_state
-    return mean_pool_normalize(hidden, mask)
+    return pool(hidden, mask, Pooling(pooling.mode, normalize=True))
 
 
 def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batch_size: int = 32,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0, pooling: Pooling = Pooling()) -> np.ndarray:
     """G (H×H, float64): the mean of J_tᵀ J_t over every token of the given sentences."""
     table = bert.embeddings.word_embeddings.weight.detach()
     H = table.shape[1]
@@ -55,7 +57,7 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
             real = mask.bool()
             for _ in range(probes):
                 x_bth = table[input_ids].clone().requires_grad_(True)
-                s_bh = sentence_embedding_of_inputs(bert, x_bth, mask)
+                s_bh = sentence_embedding_of_inputs(bert, x_bth, mask, pooling)
                 u_bh = torch.randn(s_bh.shape, generator=generator)
                 # gradient for the inputs only: nothing accumulates in the weights' .grad
                 (g_bth,) = torch.autograd.grad((s_bh * u_bh).sum(), x_bth)

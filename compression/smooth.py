@@ -1,4 +1,4 @@
-"""Step 4a — smooth the encoder's activations for int8 (SmoothQuant, Xiao et al. 2023).
+"""Step 2 of 8 (see build.py) — smooth the encoder's activations for int8 (SmoothQuant, Xiao et al. 2023).
 
 onnxruntime's dynamic int8 quantizes each MatMul's input activation with one
 scale per tensor, so the few channels with large activations set the step for

@@ -15,9 +15,11 @@ from .api import classify, embed, health, models, openai
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
-from .errors import ServiceError, error_body
+from .errors import ServiceError
+from .http_errors import error_body, status_of
 from .metrics import Metrics
 from .middleware import BodyLimit, Observe
+from .label_cache import LabelCache
 from .registry import LoadedModel, Registry
 from .settings import Settings
 
@@ -67,16 +69,17 @@ async def load_models(svc: AppState) -> None:
             _start_batcher(svc, model)
         publish_model_metrics(svc)
     finally:
+        reg.choose_default(svc.settings.default_model)
         reg.ready = True
-    if svc.settings.default_model not in reg.models:
-        log.error("default model %r is not loaded; loaded: %s", svc.settings.default_model, sorted(reg.models))
+    if reg.default_model not in reg.models:
+        log.error("default model %r is not loaded; loaded: %s", reg.default_model, sorted(reg.models))
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     registry = registry or Registry(settings.default_model)
-    svc = AppState(settings, registry, metrics, Embedder(registry, settings, metrics))
+    svc = AppState(settings, registry, metrics, Embedder(registry, settings, metrics), LabelCache(settings.label_cache_size))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -95,7 +98,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         model = getattr(request.state, "model", None) or "none"
         metrics.failures.labels(model, exc.type).inc()
-        return JSONResponse(error_body(exc.type, exc.message), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(error_body(exc.type, exc.message), status_code=status_of(exc), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

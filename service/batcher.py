@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InferenceFailed, NotReady, Overloaded
+from .errors import ClientGone, InferenceFailed, NotReady, Overloaded
 from .runtime import Backend, Tokenized
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class _Pending:
     done: int = 0
     failure: Exception | None = None
     stats: BatchStats = field(default_factory=BatchStats)
+    gone: threading.Event | None = None  # set when the client disconnected: dropped before batching
 
 
 class Batcher:
@@ -108,10 +109,11 @@ class Batcher:
             raise Overloaded(f"queue full ({self._queued_items} texts waiting, limit {self.queue_size}); retry shortly",
                              headers={"Retry-After": "1"})
 
-    async def submit(self, items: list[Tokenized]) -> tuple[np.ndarray, BatchStats]:
+    async def submit(self, items: list[Tokenized], gone: threading.Event | None = None) -> tuple[np.ndarray, BatchStats]:
+        """Queue the items and wait for their vectors; `gone` set before a worker takes them drops them."""
         self.admit(len(items))
         assert self._loop is not None, "start() the batcher first"
-        pending = _Pending(items, self._loop.create_future(), time.perf_counter())
+        pending = _Pending(items, self._loop.create_future(), time.perf_counter(), gone=gone)
         with self._cond:
             self._queue.append(pending)
             self._queued_items += len(items)
@@ -167,6 +169,10 @@ class Batcher:
                     count += len(p.items)
                 self._queued_items -= count
                 self._last_requests = len(taken)
+            abandoned = [p for p in taken if p.gone is not None and p.gone.is_set()]
+            if abandoned:
+                self._fail(abandoned, ClientGone("the client disconnected before its request was computed"))
+                taken = [p for p in taken if p.failure is None]
             try:
                 self._serve(taken)
             except Exception:  # noqa: BLE001 - a bug here must fail these requests, not stop the thread

@@ -5,12 +5,13 @@ import asyncio
 import base64
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import ClientGone, InvalidInput
 from .metrics import Metrics
 from .registry import LoadedModel, Registry
 from .settings import Settings
@@ -45,21 +46,51 @@ def validate_texts(inputs: object, settings: Settings) -> list[str]:
     return texts
 
 
+# Characters above which a request is tokenized off the event loop: below it the thread hop costs
+# more than the tokenizing (a few short sentences take tens of microseconds).
+OFFLOAD_CHARS = 4096
+
+
+async def _watch_disconnect(receive, gone: threading.Event) -> None:
+    """Set `gone` when the ASGI server reports the client's disconnect (the body is read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
 class Embedder:
     def __init__(self, registry: Registry, settings: Settings, metrics: Metrics):
         self.registry, self.settings, self.metrics = registry, settings, metrics
         self._shadow_tasks: set[asyncio.Task] = set()
 
     async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
-                    token_ids: list[list[int]] | None = None) -> Embedded:
+                    token_ids: list[list[int]] | None = None, receive=None) -> Embedded:
+        """receive: the request's ASGI receive; when given, a client that disconnects before its request
+        reaches a batch has it dropped (TEI's queue does the same), not computed for nobody."""
         model = self.registry.get(model_name)
         model.batcher.admit(len(token_ids if token_ids is not None else texts))  # shed before tokenizing
-        t0 = time.perf_counter()
-        items = (model.backend.from_ids(token_ids, truncate) if token_ids is not None
-                 else model.backend.tokenize(texts, truncate))
-        tokenize_s = time.perf_counter() - t0
-        self.metrics.tokenize_seconds.labels(model.name).observe(tokenize_s)
-        vectors, stats = await model.batcher.submit(items)
+        gone = threading.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone)) if receive is not None else None
+        try:
+            t0 = time.perf_counter()
+            if token_ids is not None:
+                items = model.backend.from_ids(token_ids, truncate)
+            elif sum(map(len, texts)) > OFFLOAD_CHARS:
+                # a large request is tokenized on a thread (the Rust tokenizer releases the GIL), so
+                # that it does not stall every other client on the event loop
+                items = await asyncio.to_thread(model.backend.tokenize, texts, truncate)
+            else:
+                items = model.backend.tokenize(texts, truncate)
+            tokenize_s = time.perf_counter() - t0
+            self.metrics.tokenize_seconds.labels(model.name).observe(tokenize_s)
+            if gone.is_set():
+                raise ClientGone("the client disconnected before its request was computed")
+            vectors, stats = await model.batcher.submit(items, gone)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         self.metrics.queue_seconds.labels(model.name).observe(stats.queue_seconds)
         self._maybe_shadow(model, items, vectors)
         return Embedded(model, vectors, sum(len(i.ids) for i in items), tokenize_s, stats.queue_seconds,
@@ -88,14 +119,16 @@ class Embedder:
 
 
 def postprocess(vectors: np.ndarray, normalize: bool, dimensions: int | None = None) -> np.ndarray:
-    """Optional truncation to the first `dimensions`, then re-normalised. Without it there is nothing
-    to do: the graph ends in L2 normalisation (the model contract), so `normalize` holds already, and
-    normalize=False asks for the graph's output as is."""
-    if dimensions is None:
+    """Optional truncation to the first `dimensions`, then L2 normalisation when asked for. A graph whose
+    source ends in a Normalize module is unit-length already; one without (manifest `normalized`
+    false) gives the pooled vector, which normalize=False returns as is."""
+    if dimensions is not None:
+        if dimensions > vectors.shape[1]:
+            raise InvalidInput(f"dimensions {dimensions} is more than this model's {vectors.shape[1]}")
+        vectors = vectors[:, :dimensions]
+        normalize = True  # a truncated vector is only useful re-normalised (OpenAI's dimensions)
+    if not normalize:
         return vectors
-    if dimensions > vectors.shape[1]:
-        raise InvalidInput(f"dimensions {dimensions} is more than this model's {vectors.shape[1]}")
-    vectors = vectors[:, :dimensions]
     return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 

@@ -1,14 +1,9 @@
-"""Domain errors, each with its HTTP status; one handler renders them all in the one JSON shape."""
+"""Domain errors: what went wrong, in a type name clients can branch on. They carry no HTTP status;
+the HTTP layer (service/http_errors.py) maps each to one and renders the one JSON shape."""
 from __future__ import annotations
 
 
-def error_body(type_: str, message: str) -> dict:
-    """The one error shape of every route."""
-    return {"error": {"type": type_, "message": message}}
-
-
 class ServiceError(Exception):
-    status = 400
     type = "invalid_request_error"
 
     def __init__(self, message: str, headers: dict[str, str] | None = None):
@@ -18,51 +13,46 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    status = 422
     type = "invalid_input"
 
 
 class InputTooLong(ServiceError):
-    status = 413
     type = "input_too_long"
 
 
 class PayloadTooLarge(ServiceError):
-    status = 413
     type = "payload_too_large"
 
 
 class UnknownModel(ServiceError):
-    status = 404
     type = "model_not_found"
 
 
 class UnknownHead(ServiceError):
-    status = 404
     type = "head_not_found"
 
 
 class Unauthorized(ServiceError):
-    status = 401
     type = "authentication_error"
 
 
 class Overloaded(ServiceError):
-    status = 429
     type = "overloaded"
 
 
 class NotReady(ServiceError):
-    status = 503
     type = "not_ready"
 
 
 class RequestTimeout(ServiceError):
-    status = 408
     type = "request_timeout"
 
 
 class InferenceFailed(ServiceError):
-    """onnxruntime raised for one batch: its requests get a 503, later batches run as usual."""
-    status = 503
+    """onnxruntime raised for one batch: its requests fail, later batches run as usual."""
     type = "inference_failed"
+
+
+class ClientGone(ServiceError):
+    """The client disconnected before its request reached a batch: it is dropped, not computed."""
+    type = "client_closed_request"

@@ -8,7 +8,8 @@ import time
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge, RequestTimeout, ServiceError, error_body
+from .errors import PayloadTooLarge, RequestTimeout, ServiceError
+from .http_errors import error_body, status_of
 from .metrics import Metrics
 
 UNMETERED = ("/metrics", "/healthz", "/readyz")
@@ -89,7 +90,7 @@ class BodyLimit:
 
     @staticmethod
     async def _reject(send: Send, exc: ServiceError) -> None:
-        body = JSONResponse(error_body(exc.type, exc.message), status_code=exc.status,
-                            headers={"connection": "close"})
-        await send({"type": "http.response.start", "status": exc.status, "headers": body.raw_headers})
+        status = status_of(exc)
+        body = JSONResponse(error_body(exc.type, exc.message), status_code=status, headers={"connection": "close"})
+        await send({"type": "http.response.start", "status": status, "headers": body.raw_headers})
         await send({"type": "http.response.body", "body": body.body})

@@ -35,7 +35,6 @@ class LoadedModel:
     batcher: Batcher | None = None
     resident_bytes: int = 0
     heads: dict[str, Head] = field(default_factory=dict)
-    label_cache: dict[tuple[str, str], object] = field(default_factory=dict)
 
 
 def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokenizers | None = None,
@@ -73,8 +72,12 @@ def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokeniz
     return manifest, backend, heads
 
 
+PRODUCT_DEFAULT = "minilm-l6-fact"
+UNKNOWN_MODEL_LABEL = "unknown"  # the metric label of a request naming a model that is not loaded
+
+
 class Registry:
-    def __init__(self, default_model: str):
+    def __init__(self, default_model: str | None):
         self.default_model = default_model
         self.models: dict[str, LoadedModel] = {}
         self.failed: dict[str, str] = {}
@@ -106,6 +109,24 @@ class Registry:
             rss = max(0, proc.memory_info().rss - before)
             self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads)
             log.info("loaded %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.bytes.file / 1e6, rss / 1e6)
+
+    def choose_default(self, preferred: str | None) -> str | None:
+        """The model a request that names none gets: the configured one, else the product's default
+        variant, else the first compressed variant (one with a baseline), else the first model loaded."""
+        if preferred is not None:
+            self.default_model = preferred
+        elif PRODUCT_DEFAULT in self.models:
+            self.default_model = PRODUCT_DEFAULT
+        else:
+            compressed = sorted(n for n, m in self.models.items() if m.manifest and m.manifest.baseline)
+            self.default_model = (compressed or sorted(self.models) or [None])[0]
+        return self.default_model
+
+    def metric_label(self, name: str | None) -> str:
+        """The `model` label for a request that names `name`: a loaded model's name, else one fixed value,
+        so that no string a client sends becomes a metric series."""
+        key = name or self.default_model
+        return key if key in self.models else UNKNOWN_MODEL_LABEL
 
     def get(self, name: str | None) -> LoadedModel:
         if not self.ready:

@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMBED_", frozen=True)
 
     models_dir: Path = Field(Path("models"), description="folder whose sub-folders are model directories")
-    default_model: str = Field("minilm-l6-fact", description="model used when a request names none")
+    default_model: str | None = Field(None, description="model used when a request names none (unset: minilm-l6-fact "
+                                      "if loaded, else the first compressed variant, else the first model)")
     host: str = Field("127.0.0.1", description="bind address (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=0, le=65535)
     threads: int = Field(0, ge=0, description="cores for one model's inference, shared out among its workers as "
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="if set, Bearer token required on all but health and metrics")
     shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of compressed-model requests re-run on the baseline")
     zero_shot_temperature: float = Field(0.05, gt=0, description="softmax temperature over label cosines")
+    max_labels: int = Field(64, ge=2, description="zero-shot labels per request")
+    max_label_chars: int = Field(200, ge=1, description="characters per zero-shot label and per hypothesis template")
+    label_cache_size: int = Field(4096, ge=0, description="zero-shot label vectors kept for reuse (least recently used "
+                                  "dropped first; 0: none)")
     log_level: str = Field("info", description="uvicorn and service log level")
 
     def session_config(self) -> SessionConfig:

@@ -19,12 +19,12 @@ def tiny_vocab() -> list[str]:
     return vocab
 
 
-def write_tokenizer(path: Path, vocab: list[str]) -> None:
+def write_tokenizer(path: Path, vocab: list[str], lowercase: bool = True) -> None:
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
 
     tok = Tokenizer(WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))])
@@ -78,4 +78,54 @@ def make_tiny_data(path: Path, seed: int = 0) -> Path:
             tag, word = rng.choice(tags).split()
             lines.append(f"{tag} {word} {_sentence(rng, 4)} ?")
         (path / "trec" / name).write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path
+
+
+def export_hf_onnx(bert, path: Path, token_type_ids: bool = True, pooler_output: bool = True) -> Path:
+    """An ONNX export of a BertModel as optimum / transformers.js-style repositories ship it: inputs
+    input_ids, attention_mask (and token_type_ids), outputs last_hidden_state (and pooler_output)."""
+    import torch
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, *token_types):
+            tt = token_types[0] if token_types else torch.zeros_like(input_ids)
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=tt)
+            return (out.last_hidden_state, out.pooler_output) if pooler_output else out.last_hidden_state
+
+    ids = torch.randint(1, 100, (2, 8))
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_type_ids else [])
+    outputs = ["last_hidden_state"] + (["pooler_output"] if pooler_output else [])
+    axes = {n: {0: "batch", 1: "sequence"} for n in inputs + ["last_hidden_state"]}
+    args = (ids, torch.ones_like(ids)) + ((torch.zeros_like(ids),) if token_type_ids else ())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(Wrapped().eval(), args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    return path
+
+
+def make_st_folder(path: Path, pooling: str = "mean", normalize: bool = True, lower_case: bool = False,
+                   max_seq_length: int = 40, hidden: int = 64, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+    """A sentence-transformers folder saved by sentence-transformers itself around a tiny random BERT."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    vocab = tiny_vocab()
+    bert_dir = path.parent / f".{path.name}-bert"
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=2 * hidden, max_position_embeddings=64)
+    BertModel(config).save_pretrained(str(bert_dir))
+    # A cased tokenizer, so that do_lower_case (lowercasing before it) changes the tokens.
+    write_tokenizer(bert_dir / "tokenizer.json", vocab, lowercase=not lower_case)
+    modules = [models.Transformer(str(bert_dir), max_seq_length=max_seq_length, do_lower_case=lower_case),
+               models.Pooling(hidden, pooling_mode={"mean_sqrt_len": "mean_sqrt_len_tokens"}.get(pooling, pooling))]
+    if normalize:
+        modules.append(models.Normalize())
+    SentenceTransformer(modules=modules, device="cpu").save(str(path))
     return path

@@ -1,7 +1,7 @@
 """POST /classify — trained heads (from a model's heads/) or zero-shot labels.
 
-Zero-shot: each label is embedded through the hypothesis template once per
-model and cached; an input's scores are softmax(cos(input, label) / T) with T
+Zero-shot: each label is embedded through the hypothesis template and kept in a
+bounded LRU cache (service/label_cache.py); an input's scores are softmax(cos(input, label) / T) with T
 the `zero_shot_temperature` setting (0.05 by default: cosines of related
 sentences differ by a few hundredths, so a small T is needed to separate them).
 """
@@ -20,15 +20,20 @@ from .deps import AppState, require_api_key, state, timing_headers
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
-async def _label_vectors(svc: AppState, model_name: str | None, labels: list[str], template: str) -> np.ndarray:
-    model = svc.registry.get(model_name)
-    missing = [lab for lab in labels if (template, lab) not in model.label_cache]
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a model without a Normalize module answers with longer ones)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+async def _label_vectors(svc: AppState, model_name: str, labels: list[str], template: str) -> np.ndarray:
+    found = {lab: svc.label_cache.get((model_name, template, lab)) for lab in labels}
+    missing = [lab for lab, vec in found.items() if vec is None]
     if missing:
-        hyps = [template.replace("{}", lab) for lab in missing]
-        result = await svc.embedder.embed(model.name, hyps)
-        for lab, vec in zip(missing, result.vectors):
-            model.label_cache[(template, lab)] = vec
-    return np.stack([model.label_cache[(template, lab)] for lab in labels])
+        result = await svc.embedder.embed(model_name, [template.replace("{}", lab) for lab in missing])
+        for lab, vec in zip(missing, unit(result.vectors)):
+            found[lab] = vec
+            svc.label_cache.put((model_name, template, lab), vec)
+    return np.stack([found[lab] for lab in labels])
 
 
 def _predictions(probs: np.ndarray, labels: list[str], top_k: int | None) -> list[Prediction]:
@@ -52,7 +57,7 @@ async def _with_head(body: ClassifyRequest, request: Request, response: Response
     if name not in model.heads:
         raise UnknownHead(f"head {name!r} is not available for model {model.name!r}; heads: {names}")
     head = model.heads[name]
-    result = await svc.embedder.embed(model.name, texts, body.truncate)
+    result = await svc.embedder.embed(model.name, texts, body.truncate, receive=request.receive)
     response.headers.update(timing_headers(request, result))
     predictions = _predictions(head.probabilities(result.vectors), head.labels, body.top_k)
     for p in predictions:
@@ -63,25 +68,31 @@ async def _with_head(body: ClassifyRequest, request: Request, response: Response
 @router.post("/classify", response_model=ClassifyResponse, responses=INFERENCE_ERRORS)
 async def classify(body: ClassifyRequest, request: Request, response: Response,
                    svc: AppState = Depends(state)) -> ClassifyResponse:
-    request.state.model = body.model or svc.settings.default_model
+    request.state.model = svc.registry.metric_label(body.model)
     texts = validate_texts(body.inputs, svc.settings)
     if body.head is not None and body.labels is not None:
         raise InvalidInput("give either head (a trained head) or labels (zero-shot), not both")
     if body.labels is None:
         return await _with_head(body, request, response, svc, texts)
-    labels = body.labels
+    labels, limits = body.labels, svc.settings
     if len(labels) < 2:
         raise InvalidInput("zero-shot classification needs at least two labels")
+    if len(labels) > limits.max_labels:
+        raise InvalidInput(f"{len(labels)} labels is over the limit of {limits.max_labels} per request")
+    too_long = next((lab for lab in [*labels, body.hypothesis_template] if len(lab) > limits.max_label_chars), None)
+    if too_long is not None:
+        raise InvalidInput(f"a label or the hypothesis_template has {len(too_long)} characters, over the limit of "
+                           f"{limits.max_label_chars}")
     if any(not isinstance(lab, str) or not lab.strip() for lab in labels):
         raise InvalidInput("labels must be non-empty strings")
     if len(set(labels)) != len(labels):
         raise InvalidInput("labels must be distinct")
     if "{}" not in body.hypothesis_template:
         raise InvalidInput("hypothesis_template must contain '{}' where the label goes")
-    result = await svc.embedder.embed(body.model, texts, body.truncate)
+    result = await svc.embedder.embed(body.model, texts, body.truncate, receive=request.receive)
     response.headers.update(timing_headers(request, result))
     label_vecs = await _label_vectors(svc, result.model.name, labels, body.hypothesis_template)
-    probs = softmax((result.vectors @ label_vecs.T) / svc.settings.zero_shot_temperature)
+    probs = softmax((unit(result.vectors) @ label_vecs.T) / svc.settings.zero_shot_temperature)
     predictions = _predictions(probs, labels, body.top_k)
     # User-chosen labels would make unbounded series; zero-shot predictions are counted as one.
     svc.metrics.labels.labels(result.model.name, "zero-shot", "any").inc(len(predictions))

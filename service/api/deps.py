@@ -8,6 +8,7 @@ from fastapi import Request
 
 from ..embedding import Embedder, Embedded
 from ..errors import Unauthorized
+from ..label_cache import LabelCache
 from ..metrics import Metrics
 from ..registry import Registry
 from ..settings import Settings
@@ -19,6 +20,7 @@ class AppState:
     registry: Registry
     metrics: Metrics
     embedder: Embedder
+    label_cache: LabelCache
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker

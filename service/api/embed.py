@@ -13,9 +13,9 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 @router.post("/embed", response_model=EmbedResponse, responses=INFERENCE_ERRORS)
 async def embed(body: EmbedRequest, request: Request, response: Response,
                 svc: AppState = Depends(state)) -> EmbedResponse:
-    request.state.model = body.model or svc.settings.default_model
+    request.state.model = svc.registry.metric_label(body.model)
     texts = validate_texts(body.inputs, svc.settings)
-    result = await svc.embedder.embed(body.model, texts, body.truncate)
+    result = await svc.embedder.embed(body.model, texts, body.truncate, receive=request.receive)
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result.vectors, body.normalize)
     return EmbedResponse(model=result.model.name, dim=int(vectors.shape[1]),

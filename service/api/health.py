@@ -18,12 +18,12 @@ async def healthz() -> dict:
 @router.get("/readyz")
 async def readyz(svc: AppState = Depends(state)) -> JSONResponse:
     reg = svc.registry
-    ready = reg.ready and svc.settings.default_model in reg.models
-    body = {"ready": ready, "loaded": sorted(reg.models), "failed": reg.failed, "default": svc.settings.default_model}
+    ready = reg.ready and svc.registry.default_model in reg.models
+    body = {"ready": ready, "loaded": sorted(reg.models), "failed": reg.failed, "default": svc.registry.default_model}
     if not ready:
         body["error"] = {"type": "not_ready",
                          "message": "models are still loading" if not reg.ready else
-                         f"default model {svc.settings.default_model!r} is not loaded"}
+                         f"default model {svc.registry.default_model!r} is not loaded"}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

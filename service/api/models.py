@@ -22,6 +22,6 @@ def describe(model: LoadedModel) -> dict:
 
 @router.get("/models", responses=error_responses(401))
 async def models(svc: AppState = Depends(state)) -> dict:
-    return {"default": svc.settings.default_model, "ready": svc.registry.ready,
+    return {"default": svc.registry.default_model, "ready": svc.registry.ready,
             "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},
             "failed": svc.registry.failed}

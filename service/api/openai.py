@@ -25,9 +25,9 @@ def _split_input(raw, svc: AppState) -> tuple[list[str] | None, list[list[int]] 
 @router.post("/embeddings", response_model=OpenAIEmbeddingResponse, responses=INFERENCE_ERRORS)
 async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: Response,
                      svc: AppState = Depends(state)) -> dict:
-    request.state.model = body.model or svc.settings.default_model
+    request.state.model = svc.registry.metric_label(body.model)
     texts, ids = _split_input(body.input, svc)
-    result = await svc.embedder.embed(body.model, texts, True, token_ids=ids)
+    result = await svc.embedder.embed(body.model, texts, True, token_ids=ids, receive=request.receive)
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result.vectors, True, body.dimensions)
     data = [{"object": "embedding", "index": i, "embedding": e}

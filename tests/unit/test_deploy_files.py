@@ -171,8 +171,8 @@ def test_promtool_rule_tests_can_fail(tmp_path):
     assert r.returncode != 0
 
 
-def test_readme_describes_every_dashboard_panel():
-    readme = (REPO / "README.md").read_text()
+def test_deployment_page_describes_every_dashboard_panel():
+    readme = (REPO / "docs" / "deployment.md").read_text()
     for panel in df.dashboard()["panels"]:
         title = panel["title"].split(" (")[0]
         assert f"**{title}" in readme, title

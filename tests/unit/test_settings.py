@@ -1,10 +1,10 @@
-"""Settings come from EMBED_* variables, and the README's table lists every one with its default."""
+"""Settings come from EMBED_* variables, and docs/configuration.md lists every one with its default."""
 import re
 from pathlib import Path
 
 from service.settings import Settings
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+CONFIGURATION = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 
 
 def test_environment_overrides(monkeypatch):
@@ -16,8 +16,8 @@ def test_environment_overrides(monkeypatch):
     assert "s3cr3t-value" not in repr(s)
 
 
-def test_readme_table_matches_settings():
-    rows = dict(re.findall(r"^\| `(EMBED_[A-Z_]+)` \| `?([^`|]+?)`? \|", README, flags=re.M))
+def test_configuration_page_matches_settings():
+    rows = dict(re.findall(r"^\| `(EMBED_[A-Z_]+)` \| `?([^`|]+?)`? \|", CONFIGURATION, flags=re.M))
     fields = Settings.model_fields
     assert set(rows) == {f"EMBED_{name.upper()}" for name in fields}
     for name, field in fields.items():

@@ -1,0 +1,103 @@
+"""`compress(source, out_dir)`: the product's front door, which `python -m compression compress` calls.
+
+One call builds what a user needs to serve their own encoder beside its compressed variant:
+the baseline export `<name>` (unless it is built already), `<name>-fact` with the default recipe
+sized to the model's table (compression.sizing), and the classification heads where their data
+exists. Both directories land in out_dir, which the service serves as is.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from common.manifest import Manifest
+
+from .errors import ConfigError
+from .recipes import VariantRecipe
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCE_NAME = "minilm-l6"  # the bundled all-MiniLM-L6-v2 keeps the recipe file's names
+
+
+def check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise ConfigError(f"--device {device!r}; choose cpu or cuda")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available on this machine")
+
+
+def _baseline_is_built(out_dir: Path, name: str, source_path: Path) -> bool:
+    """True when out_dir/name holds a baseline of this source; an unrelated one is an error, not overwritten."""
+    if not (out_dir / name / "manifest.json").is_file():
+        return False
+    manifest = Manifest.read(out_dir / name)
+    built_from = manifest.source.get("path")
+    if manifest.baseline is not None or (built_from and Path(built_from) != source_path):
+        raise ConfigError(f"{out_dir / name} already holds another model ({built_from or manifest.base_model}); "
+                          "pass --name or another --out")
+    return True
+
+
+def compress(source: str | Path | None = None, out_dir: str | Path = "models", *, name: str | None = None,
+             target_ratio: float | None = 16.0, max_table_mb: float | None = None,
+             corpus: str | Path | None = None, data_dir: str | Path | None = None, device: str = "cpu",
+             seed: int = 0, pooling: str | None = None, tokenizer: str | Path | None = None,
+             overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0) -> Manifest:
+    """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
+    export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
+
+    source: None for the bundled all-MiniLM-L6-v2. corpus: the texts to learn from (a file with one text
+    per line, .jsonl with a "text" field, or a folder of them); None uses the shared data's train splits
+    where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
+    where they exist). overrides: explicit settings laid over the sized recipe (compression.sizing).
+    """
+    from .build import BuildContext, build_variant, ensure_writable
+    from .corpus import default_data_dir
+    from .sizing import sized_recipe
+
+    check_device(device)
+    out_dir = Path(out_dir)
+    ensure_writable(out_dir)
+    ctx = BuildContext(out_root=out_dir, data_dir=Path(data_dir) if data_dir else default_data_dir(),
+                       model_dir=Path(source) if source is not None else None, progress=progress, threads=threads,
+                       corpus_path=Path(corpus) if corpus is not None else None, device=device, pooling=pooling,
+                       tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed)
+    src = ctx.source  # refuses an unsupported or broken source before anything is written
+    name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
+    ctx.corpus  # a missing corpus is a one-line error before the first build
+    # Sized (and every setting checked) before anything is built: a bad flag leaves nothing behind.
+    recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, target_ratio=target_ratio,
+                          max_table_mb=max_table_mb, seed=seed, overrides=overrides)
+    start = time.time()
+    if not _baseline_is_built(out_dir, name, src.path):
+        build_variant(VariantRecipe(name=name, description=f"uncompressed fp32 baseline of {src.path}"), ctx)
+        log.info("%s: baseline built in %.0fs", name, time.time() - start)
+    log.info("%s: %s", recipe.name, recipe.description)
+    manifest = build_variant(recipe, ctx)
+    if heads:
+        manifest = _add_heads(out_dir, [name, recipe.name], ctx.data_dir, threads) or manifest
+    log.info("%s: built in %.0fs (table %.2f MB, fidelity %.5f / p1 %.5f)", recipe.name, time.time() - start,
+             manifest.bytes.embedding / 1e6, manifest.quality.fidelity_mean, manifest.quality.fidelity_p1)
+    return manifest
+
+
+def _add_heads(out_dir: Path, names: list[str], data_dir: Path, threads: int) -> Manifest | None:
+    """The standard heads for each variant where their data exists; the last variant's manifest."""
+    from .heads import add_heads, question_type_task, sentiment_task
+
+    tasks = {}
+    if (data_dir / "sst2" / "train.tsv").is_file():
+        tasks["sentiment"] = sentiment_task(data_dir)
+    if (data_dir / "trec" / "train_5500.label").is_file():
+        tasks["question-type"] = question_type_task(data_dir)
+    manifest = None
+    for name in names:
+        todo = {t: d for t, d in tasks.items() if not (out_dir / name / "heads" / f"{t}.json").is_file()}
+        manifest = add_heads(out_dir / name, todo, threads=threads) if todo else Manifest.read(out_dir / name)
+    return manifest if tasks else None

@@ -1,0 +1,127 @@
+"""The three steps' settings as data (nanoGPT's GPTConfig style): frozen dataclasses, one comment on
+each field whose meaning is not obvious. Torch-free, so `python -m compression --help`, `report`
+and recipe parsing never import torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+METHODS = ("svd", "weighted", "banded", "pq")
+METRICS = ("euclidean", "sensitivity")
+TABLE_BITS = (None, 8, 4)
+
+
+@dataclass(frozen=True)
+class FactorizeConfig:
+    method: str = "weighted"
+    rank: int | None = 64
+    # If set instead of rank: the rank whose fp32 factor bytes are ≈ V·H / ratio.
+    target_ratio: float | None = None
+    # Weight w_v = (count_v + smoothing) ** alpha; alpha=0 gives plain SVD, 1 is pure frequency.
+    alpha: float = 0.5
+    # Added to every count: unseen tokens still matter on text outside the corpus.
+    smoothing: float = 10.0
+    # banded only: rows that keep the full rank (most frequent first), and the rank of all others.
+    high_rows: int = 16000
+    low_rank: int = 64
+    # pq only: groups M per row (rank must be a multiple), centroids K per group (≤ 256: one-byte codes).
+    subspaces: int = 64
+    codebook_size: int = 256
+    kmeans_iters: int = 20
+    seed: int = 0
+    # How a row's error is measured: "euclidean", or "sensitivity" (by how much it moves sentence
+    # embeddings, estimated from metric_sentences train sentences; see compression/sensitivity.py).
+    metric: str = "euclidean"
+    metric_sentences: int = 512
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        if self.metric_sentences <= 0:
+            raise ConfigError(f"metric_sentences must be positive, got {self.metric_sentences}")
+
+
+@dataclass(frozen=True)
+class RecoverConfig:
+    steps: int = 0  # 0 disables recovery
+    batch_size: int = 64
+    lr: float = 2e-3  # factors start from the (weighted) SVD, so a fairly large step is safe
+    encoder_lr: float = 0.0  # > 0 also fine-tunes the encoder's weights (slower, more capacity)
+    # B is shared by every token: moving it shifts the rows of tokens the corpus never shows,
+    # whose low-rank codes A_v cannot follow. 0 keeps B at its (weighted) SVD value. With pq
+    # factors an unseen token's row is made of trained centroids, so B may move with them.
+    b_lr: float = 0.0
+    max_length: int = 64  # training truncation; nearly every train sentence is shorter
+    num_sentences: int = 40000  # size of the distillation corpus drawn from the train splits
+    qat: bool = True  # simulate the export's quantization while training
+    # Weight of the table anchor (see distill): tokens the corpus never shows get no signal from
+    # the distillation loss, so this term keeps their rows near the original's as centroids move.
+    anchor: float = 0.0
+    anchor_tokens: int = 4096  # vocabulary rows drawn (uniformly) per step for the anchor term
+    # Augmented copies (compression/augment.py): this share of the corpus again, each copy with
+    # augment_tokens positions swapped for tokens the corpus shows fewer than augment_below times.
+    augment_share: float = 0.0
+    augment_tokens: int = 2
+    augment_below: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8
+                or self.anchor < 0 or self.anchor_tokens <= 0
+                or not 0 <= self.augment_share <= 1 or self.augment_tokens < 1 or self.augment_below < 1):
+            raise ConfigError(f"recovery settings out of range: {self}")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    table_bits: int | None = None  # None keeps the (factor) table fp32
+    table_block: int = 64  # int4 only: elements per scale along the row
+    encoder_int8: bool = False  # onnxruntime dynamic int8 of the encoder's MatMuls
+    per_channel: bool = True  # per-output-channel weight scales (much better fidelity than per-tensor)
+    # store the factor B (and pq centroids) in float16: half their bytes; B is 384² floats at full rank
+    b_fp16: bool = False
+    # or in int8 with float scales: a quarter of their fp32 bytes
+    factors_int8: bool = False
+    # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
+    smooth_alpha: float | None = None
+    # one smoothing scale for the query, key and value of each attention (they read the same input):
+    # that input is then divided and quantized once, not three times
+    smooth_shared_qkv: bool = False
+    # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
+    # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
+    encoder_block: int | None = None
+    positions_fp16: bool = False  # store the position-embedding table in float16
+
+    def __post_init__(self) -> None:
+        if self.b_fp16 and self.factors_int8:
+            raise ConfigError("b_fp16 and factors_int8 both set: choose one storage for the factors")
+        if self.table_bits not in TABLE_BITS:
+            raise ConfigError(f"table_bits must be one of {TABLE_BITS}, got {self.table_bits}")
+        if self.table_block < 16 or self.table_block & (self.table_block - 1):
+            raise ConfigError(f"table_block must be a power of two ≥ 16, got {self.table_block}")
+        if self.smooth_alpha is not None and not (0 < self.smooth_alpha <= 1 and self.encoder_int8):
+            raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
+        if self.smooth_shared_qkv and self.smooth_alpha is None:
+            raise ConfigError("smooth_shared_qkv needs smooth_alpha")
+        if self.encoder_block is not None and not (
+                self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)):
+            raise ConfigError(f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}")
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.table_bits:
+            parts.append(f"table-int{self.table_bits}")
+        if self.b_fp16:
+            parts.append("B-fp16")
+        if self.factors_int8:
+            parts.append("factors-int8")
+        if self.positions_fp16:
+            parts.append("positions-fp16")
+        if self.encoder_int8:
+            scheme = f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
+            parts.append("encoder-int8" + scheme
+                         + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
+                         + ("-qkv" if self.smooth_shared_qkv else ""))
+        return "+".join(parts) or "fp32"

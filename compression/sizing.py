@@ -1,0 +1,112 @@
+"""The default recipe, sized to the model: from a target ratio of the table's bytes (or a byte budget)
+to the number of one-byte codes per token, the rank and the rest, for any V × H table.
+
+The method is the one measured on MiniLM (docs: the pq factorization in the encoder's sensitivity
+metric, distilled with the int8 encoder simulated); what depends on the model is only how many
+codes a token gets. A token's row costs M bytes of codes; beside them the table stores, in int8,
+M·K centroids of d coordinates (with a float scale per group and coordinate) and the basis B
+(r × H, r = d·M, with a float scale per row). The largest M whose total fits the budget is taken,
+with r ≤ H (a basis never needs more directions than the table has).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .errors import ConfigError
+from .factorize import resolve_rank
+from .config import FactorizeConfig, QuantizeConfig, RecoverConfig
+from .recipes import VariantRecipe
+
+GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
+CODEBOOK = 256  # centroids per group: one byte per code
+FP32 = 4
+
+
+def pq_table_bytes(vocab: int, hidden: int, codes: int, codebook: int = CODEBOOK, group_dim: int = GROUP_DIM) -> int:
+    """Bytes of a pq table stored as the default does (uint8 codes, int8 centroids and B with float scales)."""
+    rank = codes * group_dim
+    return (vocab * codes  # one byte per code
+            + codes * codebook * group_dim + codes * group_dim * FP32  # int8 centroids and their scales
+            + rank * hidden + rank * FP32  # int8 B and a scale per row
+            + codes * 8 + 256)  # the groups' int64 offsets into the flat centroids, and slack for small tensors
+
+
+def codebook_for(vocab: int) -> int:
+    """256 centroids per group, fewer for a vocabulary too small to fill them (a toy model's)."""
+    k = CODEBOOK
+    while k > 2 and k * 4 > vocab:
+        k //= 2
+    return k
+
+
+def codes_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int) -> int:
+    """The most codes per token whose table fits the budget, with rank ≤ hidden."""
+    best = 0
+    for codes in range(1, hidden // GROUP_DIM + 1):
+        if pq_table_bytes(vocab, hidden, codes, codebook) <= budget_bytes:
+            best = codes
+    if best == 0:
+        raise ConfigError(f"a {vocab}×{hidden} table cannot be stored in {budget_bytes / 1e6:.3f} MB even with one "
+                          f"code per token ({pq_table_bytes(vocab, hidden, 1, codebook) / 1e6:.3f} MB); lower "
+                          "--target-ratio or raise --max-table-mb")
+    return best
+
+
+def table_budget(vocab: int, hidden: int, target_ratio: float | None, max_table_mb: float | None) -> float:
+    if max_table_mb is not None:
+        if max_table_mb <= 0:
+            raise ConfigError(f"--max-table-mb must be positive, got {max_table_mb}")
+        return max_table_mb * 1e6
+    if target_ratio is None or target_ratio <= 1:
+        raise ConfigError(f"--target-ratio must be more than 1, got {target_ratio}")
+    return vocab * hidden * FP32 / target_ratio
+
+
+def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ratio: float | None = 16.0,
+                 max_table_mb: float | None = None, seed: int = 0, overrides: dict | None = None) -> VariantRecipe:
+    """The default compressed variant for a vocab × hidden table, with explicit settings laid over it.
+
+    overrides: {"factorize": {...}, "recover": {...}, "quantize": {...}} of the configs' own field names;
+    a method other than pq without a rank takes the rank whose fp32 factors meet the target ratio.
+    """
+    overrides = overrides or {}
+    budget = table_budget(vocab, hidden, target_ratio, max_table_mb)
+    fz = dict(overrides.get("factorize", {}))
+    method = fz.get("method", "pq")
+    if method == "pq":
+        codebook = fz.get("codebook_size", codebook_for(vocab))
+        codes = fz.get("subspaces") or (fz["rank"] // GROUP_DIM if fz.get("rank") else
+                                        codes_for_budget(vocab, hidden, budget, codebook))
+        base_fz = FactorizeConfig(method="pq", metric="sensitivity", rank=fz.get("rank", codes * GROUP_DIM),
+                                  subspaces=codes, codebook_size=codebook, alpha=0.75, seed=seed)
+    else:
+        ratio = target_ratio if max_table_mb is None else vocab * hidden * FP32 / budget
+        base_fz = FactorizeConfig(method=method, rank=None if "rank" not in fz else fz["rank"],
+                                  target_ratio=None if "rank" in fz else ratio, seed=seed)
+    factorize = _replace(base_fz, fz, "factorize")
+    recover = _replace(RecoverConfig(steps=1000, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5, anchor=0.1,
+                                     seed=seed), overrides.get("recover", {}), "recover")
+    quantize = _replace(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
+                                       smooth_shared_qkv=True), overrides.get("quantize", {}), "quantize")
+    check_shape(factorize, vocab, hidden)
+    target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
+    return VariantRecipe(name=name, baseline=baseline, factorize=factorize, recover=recover, quantize=quantize,
+                         description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
+                                     f", rank {factorize.rank}, {factorize.subspaces} codes per token")
+
+
+def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
+    """The settings' checks that need the table's shape, run before anything is built."""
+    rank = resolve_rank(config, vocab, hidden)
+    if config.method == "pq" and (config.subspaces <= 0 or rank % config.subspaces):
+        raise ConfigError(f"pq: rank {rank} must be a positive multiple of subspaces, got {config.subspaces}")
+    if config.method == "pq" and not 2 <= config.codebook_size <= min(256, vocab):
+        raise ConfigError(f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}")
+
+
+def _replace(config, values: dict, where: str):
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    return dataclasses.replace(config, **values)

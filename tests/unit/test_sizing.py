@@ -1,0 +1,60 @@
+"""The default recipe sized to the model, and the compress flags laid over it."""
+import pytest
+
+from compression.cli import build_parser, overrides_from_args
+from compression.errors import ConfigError
+from compression.sizing import pq_table_bytes, sized_recipe
+
+
+@pytest.mark.parametrize("vocab,hidden", [(30522, 384), (30522, 768), (250002, 384), (21128, 1024)])
+def test_the_default_meets_the_target_ratio_for_any_table(vocab, hidden):
+    r = sized_recipe("x-fact", "x", vocab, hidden)
+    fz = r.factorize
+    assert fz.method == "pq" and fz.rank == 4 * fz.subspaces and fz.rank <= hidden
+    table = pq_table_bytes(vocab, hidden, fz.subspaces, fz.codebook_size)
+    assert vocab * hidden * 4 / table >= 16
+    # the largest that fits: one more code per token would miss the target (or exceed the rank)
+    more = fz.subspaces + 1
+    assert 4 * more > hidden or vocab * hidden * 4 / pq_table_bytes(vocab, hidden, more, fz.codebook_size) < 16
+
+
+def test_a_wider_table_gets_more_codes_at_the_same_ratio():
+    narrow = sized_recipe("a", "b", 30522, 384).factorize.subspaces
+    wide = sized_recipe("a", "b", 30522, 768).factorize.subspaces
+    assert narrow == 88 and 160 < wide < 192
+
+
+def test_a_byte_budget_and_an_unreachable_target():
+    r = sized_recipe("a", "b", 30522, 384, target_ratio=None, max_table_mb=1.5)
+    assert pq_table_bytes(30522, 384, r.factorize.subspaces, 256) <= 1.5e6
+    with pytest.raises(ConfigError, match="one code per token"):
+        sized_recipe("a", "b", 30522, 384, target_ratio=2000)
+
+
+def _recipe(*argv):
+    args = build_parser().parse_args(["compress", *argv])
+    return sized_recipe("m-fact", "m", 30522, 384, target_ratio=args.target_ratio, max_table_mb=args.max_table_mb,
+                        seed=args.seed, overrides=overrides_from_args(args))
+
+
+def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
+    default = _recipe()
+    assert default.recover.steps == 1000 and default.quantize.smooth_alpha == 0.9 and default.quantize.encoder_int8
+    r = _recipe("--subspaces", "48", "--steps", "10", "--encoder-lr", "0", "--no-factors-int8", "--b-fp16",
+                "--no-smoothing", "--seed", "3")
+    assert (r.factorize.subspaces, r.factorize.rank) == (48, 192)
+    assert (r.recover.steps, r.recover.encoder_lr, r.recover.seed, r.factorize.seed) == (10, 0, 3, 3)
+    assert r.quantize.b_fp16 and not r.quantize.factors_int8
+    assert r.quantize.smooth_alpha is None and not r.quantize.smooth_shared_qkv
+    assert r.recover.lr == default.recover.lr  # untouched knobs keep the default
+    svd = _recipe("--method", "svd", "--rank", "64")
+    assert (svd.factorize.method, svd.factorize.rank) == ("svd", 64)
+    weighted = _recipe("--method", "weighted", "--target-ratio", "8")
+    assert weighted.factorize.rank is None and weighted.factorize.target_ratio == 8
+
+
+def test_out_of_range_knobs_are_config_errors():
+    with pytest.raises(ConfigError):
+        _recipe("--steps", "-1")
+    with pytest.raises(ConfigError):
+        _recipe("--smooth-alpha", "2")
