@@ -21,6 +21,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from common.machine import cpu_info
 from common.markdown import replace_block
 
 from . import inprocess, plots, report, served, targets
@@ -33,9 +34,10 @@ DEFAULT_MODELS = ["minilm-l6", "minilm-l6-int8", "minilm-l6-svd", "minilm-l6-fac
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    """The CPU and its int8 features (int8 kernels, hence speed, differ by instruction set)."""
+    info = cpu_info()
+    return {"cpu": info["model"], "cpus": os.cpu_count(), "features": info["features"],
+            "platform": platform.platform(), "python": platform.python_version()}
 
 
 def versions() -> dict:

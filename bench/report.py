@@ -21,7 +21,8 @@ def _med(samples: list[dict], key: str) -> float:
 
 def machine_line(results: dict) -> str:
     m, v = results["machine"], results["versions"]
-    return (f"{m['cpu']} ({m['cpus']} cores), {m['platform']}, Python {m['python']}; "
+    features = ", ".join(m.get("features") or []) or "features not recorded"
+    return (f"{m['cpu']} ({m['cpus']} cores; {features}), {m['platform']}, Python {m['python']}; "
             + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; run {results['started']}, "
             f"{results['duration_s'] / 60:.1f} min, {results['config']['reps']} repetitions of "
             f"{results['config']['seconds']:g} s per sample, contenders interleaved, "

@@ -28,7 +28,6 @@ class Quality(BaseModel):
     stsb_spearman: float | None = None  # STS-B test Spearman ×100
     fidelity_mean: float | None = None  # cosine to the baseline's embedding, mean over eval sentences
     fidelity_p1: float | None = None  # ... and its 1st percentile
-    sst2_probe_accuracy: float | None = None  # logistic-regression probe, SST-2 test, ×100
     heldout_fidelity_mean: float | None = None  # fidelity on the corpus's held-out slice (never trained on)
     heldout_fidelity_p1: float | None = None
     heads: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -56,6 +55,7 @@ class Manifest(BaseModel):
     source: dict[str, Any] = Field(default_factory=dict)  # what was compressed: path, kind, shape
     evaluations: dict[str, dict[str, Any]] = Field(default_factory=dict)  # which ran, on which data, how many texts
     machine: dict[str, Any] = Field(default_factory=dict)  # CPU model and int8 features the figures were measured on
+    probe: dict[str, Any] = Field(default_factory=dict)  # the probe set's file, size and fidelity where it was built
 
     @classmethod
     def read(cls, model_dir: Path) -> "Manifest":

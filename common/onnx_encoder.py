@@ -99,25 +99,31 @@ class OnnxEncoder:
         self.tokenizer = load_tokenizer(self.model_dir / contract.TOKENIZER_FILE, max_length)
         self.session = make_session(model_file or self.model_dir / contract.MODEL_FILE, SessionConfig(threads))
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """(n, dim) float32 unit vectors; batches are sorted by length to cut padding."""
+    def encode(self, texts: list[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
+        """(n, dim) float32 embeddings; batches are sorted by length to cut padding. progress: a bar's
+        label (the pipeline's long passes; needs tqdm, which the service does not install)."""
         return self._in_length_order(
             [len(t) for t in texts], batch_size,
-            lambda idx: batch_arrays(self.tokenizer.encode_batch([texts[i] for i in idx])))
+            lambda idx: batch_arrays(self.tokenizer.encode_batch([texts[i] for i in idx])), progress)
 
-    def encode_ids(self, rows: list[list[int]], batch_size: int = 64) -> np.ndarray:
+    def encode_ids(self, rows: list[list[int]], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """(n, dim) unit vectors of already tokenized rows (ids with [CLS]/[SEP]), batched like encode()."""
         def feeds(idx: np.ndarray) -> dict[str, np.ndarray]:
             ids, mask = pad_ids([rows[i] for i in idx])
             return {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
 
-        return self._in_length_order([len(r) for r in rows], batch_size, feeds)
+        return self._in_length_order([len(r) for r in rows], batch_size, feeds, progress)
 
-    def _in_length_order(self, lengths: list[int], batch_size: int, feeds) -> np.ndarray:
+    def _in_length_order(self, lengths: list[int], batch_size: int, feeds, progress: str | None = None) -> np.ndarray:
         """Run batches of similar length (feeds(indices) → the graph's inputs) and put each row back."""
         order = np.argsort(lengths, kind="stable")
         out: np.ndarray | None = None
-        for start in range(0, len(lengths), batch_size):
+        starts = range(0, len(lengths), batch_size)
+        if progress is not None:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=progress, unit="batch", leave=False, disable=None)  # None: only on a tty
+        for start in starts:
             idx = order[start:start + batch_size]
             emb = self.session.run([contract.OUTPUT_EMBEDDING], feeds(idx))[0]
             if out is None:

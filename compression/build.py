@@ -24,6 +24,7 @@ import numpy as np
 
 from common import contract
 from common.machine import cpu_info
+from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet, fidelity_to
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 
@@ -34,7 +35,7 @@ from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
 from .export import check_parity, export_onnx
 from .smooth import smooth_encoder
 from .factorize import factorize
-from .sensitivity import metric_root
+from .metric import metric_root
 from .measure import embedding_bytes
 from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
 from .recipes import VariantRecipe
@@ -124,7 +125,10 @@ class BuildContext:
 
     def embed(self, model_dir: Path) -> Embedded:
         encoder = OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
-        return embed_eval_set(encoder, self.eval_set, self.corpus.held_out)
+        return embed_eval_set(encoder, self.eval_set, self.corpus.held_out, self._bar(f"evaluate {model_dir.name}"))
+
+    def _bar(self, label: str) -> str | None:
+        return label if self.progress else None
 
     def embedded(self, name: str) -> Embedded:
         """The eval-set embeddings of a built variant (cached on disk, keyed by its model's sha256)."""
@@ -160,7 +164,7 @@ class BuildContext:
 
         def compute() -> dict[str, np.ndarray]:
             log.info("sensitivity: probing the encoder on %d corpus texts", len(ids))
-            return {"G": estimate_metric(bert, ids, seed=seed, pooling=self.source.pooling)}
+            return {"G": estimate_metric(bert, ids, seed=seed, pooling=self.source.pooling, progress=self.progress)}
 
         key = ["v2", *weights, self.source.pooling, np.concatenate([np.asarray(r) for r in ids]), seed]
         return self.cached("sensitivity", key, compute)["G"]
@@ -173,7 +177,7 @@ class BuildContext:
 
         def compute() -> dict[str, np.ndarray]:
             log.info("teacher: embedding %d %s with %s", len(rows), what, baseline)
-            return {"vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows)}
+            return {"vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows, progress=self._bar("teacher"))}
 
         return self.cached("teacher", key, compute)["vecs"]
 
@@ -199,7 +203,7 @@ class BuildContext:
 
 
 SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metric is estimated on
-SMOOTH_CALIBRATION_SENTENCES = 1024  # train sentences whose activations set the smoothing scales
+SMOOTH_CALIBRATION_SENTENCES = 512  # corpus texts whose activations set the smoothing scales
 
 
 def _commit_dir(tmp: Path, final: Path) -> None:
@@ -254,7 +258,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
                       ) if rc.anchor > 0 else None
             losses = distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, table_q,
                              recipe.quantize.encoder_int8, progress=ctx.progress,
-                             encoder_block=recipe.quantize.encoder_block, anchor_target=anchor, device=ctx.device)
+                             encoder_block=recipe.quantize.encoder_block, anchor_target=anchor, device=ctx.device,
+                             weight_levels=64 if recipe.quantize.reduce_range else 127)
     encoder = SentenceEncoder(bert, src.pooling)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
@@ -270,6 +275,12 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         emb = ctx.embed(tmp)
         base = ctx.embedded(recipe.baseline) if recipe.baseline else None
         figures = quality(emb, ctx.eval_set, base)
+        # The probe set: the first held-out texts and the baseline's embeddings of them, so the
+        # service can measure this model's fidelity on whatever CPU it runs on.
+        n_probe = min(PROBE_TEXTS, len(ctx.corpus.held_out))
+        probe = ProbeSet(ctx.corpus.held_out[:n_probe], (base or emb).held_out[:n_probe])
+        probe.write(tmp)
+        probe_mean, probe_p1 = fidelity_to(emb.held_out[:n_probe], probe.reference)
         params = count_params(bert)
         manifest = Manifest(
             name=recipe.name,
@@ -288,6 +299,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             recipe=dataclasses.asdict(recipe) | {"final_distill_loss": float(np.mean(losses[-50:])) if losses else None},
             versions=tool_versions(),
             machine=cpu_info(),
+            probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
+                   "fidelity_p1": round(probe_p1, 5)},
             pooling=src.pooling.mode,
             normalized=src.pooling.normalize,
             source=src.describe(),

@@ -64,7 +64,7 @@ OVERRIDES = {
     "b_fp16": ("quantize", "b_fp16"), "factors_int8": ("quantize", "factors_int8"),
     "encoder_int8": ("quantize", "encoder_int8"), "smooth_alpha": ("quantize", "smooth_alpha"),
     "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "encoder_block": ("quantize", "encoder_block"),
-    "positions_fp16": ("quantize", "positions_fp16"),
+    "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
 }
 
 
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--smooth-shared-qkv", action=bool_flag, default=None)
     k.add_argument("--encoder-block", type=int, default=None, help="int8 encoder in the block scheme (MatMulNBits)")
     k.add_argument("--positions-fp16", action=bool_flag, default=None)
+    k.add_argument("--reduce-range", action=bool_flag, default=None,
+                   help="7-bit encoder weights: the same int8 arithmetic on AVX2 and AVX-512 VNNI CPUs")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")

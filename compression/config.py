@@ -92,6 +92,10 @@ class QuantizeConfig:
     # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
     encoder_block: int | None = None
     positions_fp16: bool = False  # store the position-embedding table in float16
+    # dynamic int8 encoder with 7-bit weights (±64): AVX2's u8×s8 kernel sums pairs of products in int16,
+    # which ±127 weights can overflow (it saturates); at ±64 no pair can, so AVX2 and AVX-512 VNNI CPUs
+    # compute the same exact int8 arithmetic that recovery simulates (docs/method.md)
+    reduce_range: bool = False
 
     def __post_init__(self) -> None:
         if self.b_fp16 and self.factors_int8:
@@ -104,6 +108,8 @@ class QuantizeConfig:
             raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
         if self.smooth_shared_qkv and self.smooth_alpha is None:
             raise ConfigError("smooth_shared_qkv needs smooth_alpha")
+        if self.reduce_range and not (self.encoder_int8 and self.encoder_block is None):
+            raise ConfigError("reduce_range needs the dynamic int8 encoder (encoder_int8, no encoder_block)")
         if self.encoder_block is not None and not (
                 self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)):
             raise ConfigError(f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}")
@@ -121,6 +127,7 @@ class QuantizeConfig:
             parts.append("positions-fp16")
         if self.encoder_int8:
             scheme = f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
+            scheme += "-7bit" if self.reduce_range else ""
             parts.append("encoder-int8" + scheme
                          + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
                          + ("-qkv" if self.smooth_shared_qkv else ""))

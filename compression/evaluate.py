@@ -5,8 +5,7 @@
   same sentence, over STS-B test and SST-2 test sentences (mean, 1st percentile),
   or over the corpus's held-out slice where the shared data is absent; the
   held-out slice's figures are recorded in every case.
-- SST-2: accuracy ×100 of a logistic-regression probe trained on embeddings of
-  a fixed sample of SST-2 train phrases, tested on SST-2 test.
+(SST-2 accuracy is the sentiment head's, compression/heads.py: one figure for one question.)
 """
 from __future__ import annotations
 
@@ -19,9 +18,7 @@ import numpy as np
 from common.onnx_encoder import OnnxEncoder
 
 from .corpus import read_sst2, read_sts
-from .probe import fit_probe
 
-PROBE_TRAIN_SIZE = 10000  # SST-2 train phrases for the probe (all 67k would dominate build time)
 
 
 @dataclass
@@ -32,18 +29,12 @@ class EvalSet:
     sts_s2: list[str]
     sts_scores: np.ndarray
     sst_test: list[str]
-    sst_test_y: np.ndarray
-    sst_train: list[str]
-    sst_train_y: np.ndarray
 
     @classmethod
-    def load(cls, data_dir: Path, probe_train_size: int = PROBE_TRAIN_SIZE, seed: int = 0) -> "EvalSet":
+    def load(cls, data_dir: Path) -> "EvalSet":
         sts = read_sts(data_dir, "test")
-        sst_test, sst_test_y = read_sst2(data_dir, "test")
-        sst_train, sst_train_y = read_sst2(data_dir, "train")
-        pick = np.random.default_rng(seed).permutation(len(sst_train))[:probe_train_size]
-        return cls(sts.s1, sts.s2, sts.scores, sst_test, sst_test_y,
-                   [sst_train[i] for i in pick], sst_train_y[pick])
+        sst_test, _ = read_sst2(data_dir, "test")
+        return cls(sts.s1, sts.s2, sts.scores, sst_test)
 
 
 @dataclass
@@ -54,7 +45,6 @@ class Embedded:
     sts_u: np.ndarray | None = None
     sts_v: np.ndarray | None = None
     sst_test: np.ndarray | None = None
-    sst_train: np.ndarray | None = None
 
     def fidelity_vectors(self) -> np.ndarray:
         """Test sentences of the shared data where it exists, else the corpus's held-out slice."""
@@ -66,18 +56,18 @@ class Embedded:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-def embed_eval_set(encoder: OnnxEncoder, data: EvalSet | None, held_out: list[str]) -> Embedded:
+def embed_eval_set(encoder: OnnxEncoder, data: EvalSet | None, held_out: list[str],
+                   progress: str | None = None) -> Embedded:
     """Every text in one length-ordered pass: the corpus's held-out slice, then the shared data's."""
     texts = list(held_out)
     if data is not None:
-        texts += data.sts_s1 + data.sts_s2 + data.sst_test + data.sst_train
-    vecs = encoder.encode(texts)
+        texts += data.sts_s1 + data.sts_s2 + data.sst_test
+    vecs = encoder.encode(texts, progress=progress)
     n0 = len(held_out)
     if data is None:
         return Embedded(vecs[:n0])
     n1, n2, n3 = len(data.sts_s1), len(data.sts_s2), len(data.sst_test)
-    return Embedded(vecs[:n0], vecs[n0:n0 + n1], vecs[n0 + n1:n0 + n1 + n2], vecs[n0 + n1 + n2:n0 + n1 + n2 + n3],
-                    vecs[n0 + n1 + n2 + n3:])
+    return Embedded(vecs[:n0], vecs[n0:n0 + n1], vecs[n0 + n1:n0 + n1 + n2], vecs[n0 + n1 + n2:n0 + n1 + n2 + n3])
 
 
 def spearman_x100(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> float:
@@ -99,16 +89,14 @@ def fidelity(vecs: np.ndarray, base: np.ndarray) -> tuple[float, float]:
 
 
 def quality(emb: Embedded, data: EvalSet | None, baseline: Embedded | None) -> dict[str, float]:
-    """The manifest's quality figures: fidelity always; STS-B and the SST-2 probe where their data exists."""
+    """The manifest's quality figures: fidelity always; STS-B where its data exists."""
     base = baseline or emb
     mean, p1 = fidelity(emb.fidelity_vectors(), base.fidelity_vectors())
     held_mean, held_p1 = fidelity(emb.held_out, base.held_out)
     figures = {"fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5),
                "heldout_fidelity_mean": round(held_mean, 5), "heldout_fidelity_p1": round(held_p1, 5)}
     if data is not None:
-        probe = fit_probe(emb.sst_train, data.sst_train_y)
         figures["stsb_spearman"] = round(spearman_x100(emb.sts_u, emb.sts_v, data.sts_scores), 2)
-        figures["sst2_probe_accuracy"] = round(float(probe.classifier.score(emb.sst_test, data.sst_test_y) * 100), 2)
     return figures
 
 
@@ -121,5 +109,4 @@ def evaluations(data: EvalSet | None, data_dir: Path | None, held_out: int, corp
     runs["fidelity"] = {"data": f"STS-B test and SST-2 test of {data_dir}",
                         "texts": len(data.sts_s1) + len(data.sts_s2) + len(data.sst_test)}
     runs["stsb"] = {"data": f"STS-B test of {data_dir}", "pairs": len(data.sts_s1)}
-    runs["sst2_probe"] = {"data": f"SST-2 of {data_dir}", "train": len(data.sst_train), "test": len(data.sst_test)}
     return runs

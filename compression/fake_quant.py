@@ -77,26 +77,29 @@ class FakeQuantLinear(nn.Module):
     blocks of `block` along the input dimension for both the weight and each input row.
     """
 
-    def __init__(self, linear: nn.Linear, block: int | None = None):
+    def __init__(self, linear: nn.Linear, block: int | None = None, weight_levels: int = 127):
         super().__init__()
         self.linear = linear
         self.block = block
+        self.weight_levels = weight_levels  # 64 for reduce_range's 7-bit weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.block is None:
-            w = fq_symmetric(self.linear.weight, dim=1)  # weight is (out, in): one scale per output channel
+            # weight is (out, in): one scale per output channel
+            w = fq_symmetric(self.linear.weight, dim=1, levels=self.weight_levels)
             return nn.functional.linear(fq_asymmetric_tensor(x), w, self.linear.bias)
         # weight (out, in): its rows are split along `in` exactly as MatMulNBits splits B's K axis
         w = fq_symmetric_blocks(self.linear.weight, self.block, weight=True)
         return nn.functional.linear(fq_symmetric_blocks(x, self.block), w, self.linear.bias)
 
 
-def set_encoder_fake_quant(encoder: nn.Module, enabled: bool, block: int | None = None) -> None:
+def set_encoder_fake_quant(encoder: nn.Module, enabled: bool, block: int | None = None,
+                           weight_levels: int = 127) -> None:
     """Swap every nn.Linear inside `encoder` (the transformer layers) for its fake-quant wrapper, or back."""
     for name, child in list(encoder.named_children()):
         if enabled and isinstance(child, nn.Linear):
-            setattr(encoder, name, FakeQuantLinear(child, block))
+            setattr(encoder, name, FakeQuantLinear(child, block, weight_levels))
         elif not enabled and isinstance(child, FakeQuantLinear):
             setattr(encoder, name, child.linear)
         else:
-            set_encoder_fake_quant(child, enabled, block)
+            set_encoder_fake_quant(child, enabled, block, weight_levels)

@@ -237,9 +237,11 @@ def merge_common_subexpressions(model: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(CommonSubexpressionEliminationPass()(ir.from_proto(model)).model)
 
 
-def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None) -> None:
+def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None,
+                     reduce_range: bool = False) -> None:
     """int8 on every MatMul with a constant weight, embeddings excluded: onnxruntime's dynamic
-    quantization, or with `block` its MatMulNBits (8-bit weights, int8 compute)."""
+    quantization (reduce_range: weights within ±64), or with `block` its MatMulNBits (8-bit weights,
+    int8 compute)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
@@ -256,11 +258,18 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
         quantizer.process()
         onnx.save(quantizer.model.model, str(dst))
         return
-    quantize_dynamic(
-        merge_common_subexpressions(model), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process is logged on the root logger, every run
+    try:
+        quantize_dynamic(
+            merge_common_subexpressions(model), str(dst), per_channel=per_channel, reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
 
 
 def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
@@ -269,7 +278,7 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
     current = src
     if config.encoder_int8:
         step = dst.with_suffix(".encoder.onnx")
-        quantize_encoder(current, step, config.per_channel, config.encoder_block)
+        quantize_encoder(current, step, config.per_channel, config.encoder_block, config.reduce_range)
         current = step
     if config.table_bits or config.b_fp16 or config.positions_fp16 or config.factors_int8:
         step = dst.with_suffix(".table.onnx")

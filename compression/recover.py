@@ -48,7 +48,7 @@ def _anchor_loss(emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_
 def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
             table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True,
             encoder_block: int | None = None, anchor_target: tuple[np.ndarray, np.ndarray] | None = None,
-            device: str = "cpu") -> list[float]:
+            device: str = "cpu", weight_levels: int = 127) -> list[float]:
     """Train `student` in place; returns the loss curve (one value per step).
 
     ids: token ids per sentence (already truncated), teacher_nd: the teacher's
@@ -89,7 +89,7 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
     if config.qat:
         emb.fake_quant = table_quant
         if encoder_int8:
-            set_encoder_fake_quant(student.bert.encoder, True, encoder_block)
+            set_encoder_fake_quant(student.bert.encoder, True, encoder_block, weight_levels)
     anchor = None
     if config.anchor > 0:
         if anchor_target is None:

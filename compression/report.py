@@ -12,7 +12,7 @@ from common.markdown import replace_block, table
 RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 COLUMNS = ("variant", "method", "rank", "quantization", "file MB", "× smaller", "table MB", "table × smaller",
-           "params", "STS-B", "fidelity mean", "fidelity p1", "SST-2 probe", "heads")
+           "params", "STS-B", "fidelity mean", "fidelity p1", "heads")
 
 
 def built_manifests(models_dir: Path) -> list[Manifest]:
@@ -34,7 +34,6 @@ def rows(manifests: list[Manifest]) -> list[dict]:
             "table × smaller": round(base.bytes.embedding / m.bytes.embedding, 2) if base else None,
             "params": m.params.total,
             "STS-B": q.stsb_spearman, "fidelity mean": q.fidelity_mean, "fidelity p1": q.fidelity_p1,
-            "SST-2 probe": q.sst2_probe_accuracy,
             "heads": ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in sorted(q.heads.items())) or "–",
         })
     return out

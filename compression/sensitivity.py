@@ -27,11 +27,6 @@ from common.onnx_encoder import pad_ids
 
 from .model import Pooling, pool
 
-# Directions the encoder all but ignores still get this share of the mean eigenvalue, so that
-# P⁻¹ stays bounded and an error there cannot grow without limit.
-EIGEN_FLOOR = 1e-3
-
-
 def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor,
                                  pooling: Pooling = Pooling()) -> torch.Tensor:
     """The SentenceEncoder's output from given word embeddings (so that they can take gradients).
@@ -42,7 +37,7 @@ def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, m
 
 
 def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batch_size: int = 32,
-                    seed: int = 0, pooling: Pooling = Pooling()) -> np.ndarray:
+                    seed: int = 0, pooling: Pooling = Pooling(), progress: bool = False) -> np.ndarray:
     """G (H×H, float64): the mean of J_tᵀ J_t over every token of the given sentences."""
     table = bert.embeddings.word_embeddings.weight.detach()
     H = table.shape[1]
@@ -52,7 +47,10 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
     was_training = bert.training
     bert.eval()
     try:
-        for start in range(0, len(ids), batch_size):
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(ids), batch_size), desc="sensitivity", unit="batch", disable=not progress,
+                          leave=False):
             input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
             real = mask.bool()
             for _ in range(probes):
@@ -69,21 +67,3 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
     if samples == 0:
         raise ValueError("no tokens to estimate the sensitivity metric from")
     return G_hh / samples
-
-
-def metric_root(G_hh: np.ndarray, floor: float = EIGEN_FLOOR) -> tuple[np.ndarray, np.ndarray]:
-    """(P, P⁻¹) with P = (G / mean eigenvalue)^{1/2} (symmetric), eigenvalues floored at floor × their mean.
-
-    The scale of G does not change what minimises the error; dividing by the mean eigenvalue keeps
-    E·P about as large as E, so the factors (centroids, codes) keep the magnitudes the recovery's
-    learning rates were chosen for.
-    """
-    eig, Q = np.linalg.eigh((G_hh + G_hh.T) / 2)
-    eig = np.maximum(eig, floor * eig.mean()) / eig.mean()
-    return (Q * np.sqrt(eig)) @ Q.T, (Q / np.sqrt(eig)) @ Q.T
-
-
-def metric_error(E_vh: np.ndarray, approx_vh: np.ndarray, weights_v: np.ndarray, G_hh: np.ndarray) -> float:
-    """Σ_v w_v (E_v − Ê_v)ᵀ G (E_v − Ê_v): the objective a factorization in the metric minimises."""
-    diff = (E_vh - approx_vh).astype(np.float64)
-    return float((weights_v * np.einsum("vh,hk,vk->v", diff, G_hh, diff)).sum())

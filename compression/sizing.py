@@ -20,6 +20,12 @@ from .recipes import VariantRecipe
 GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
 CODEBOOK = 256  # centroids per group: one byte per code
 FP32 = 4
+# Recovery's length: steps of 64 texts from a distillation set of DEFAULT_SENTENCES corpus texts, and the
+# texts the sensitivity metric is estimated on. Chosen so the default compress of MiniLM-L6 fits in
+# 12 minutes on 2 cores (docs/results.md has the time and what fewer steps cost).
+DEFAULT_STEPS = 400
+DEFAULT_SENTENCES = 12800  # two passes of the 400 × 64 texts
+DEFAULT_METRIC_SENTENCES = 256
 
 
 def pq_table_bytes(vocab: int, hidden: int, codes: int, codebook: int = CODEBOOK, group_dim: int = GROUP_DIM) -> int:
@@ -78,16 +84,21 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
         codes = fz.get("subspaces") or (fz["rank"] // GROUP_DIM if fz.get("rank") else
                                         codes_for_budget(vocab, hidden, budget, codebook))
         base_fz = FactorizeConfig(method="pq", metric="sensitivity", rank=fz.get("rank", codes * GROUP_DIM),
-                                  subspaces=codes, codebook_size=codebook, alpha=0.75, seed=seed)
+                                  subspaces=codes, codebook_size=codebook, alpha=0.75, seed=seed,
+                                  metric_sentences=DEFAULT_METRIC_SENTENCES)
     else:
         ratio = target_ratio if max_table_mb is None else vocab * hidden * FP32 / budget
         base_fz = FactorizeConfig(method=method, rank=None if "rank" not in fz else fz["rank"],
                                   target_ratio=None if "rank" in fz else ratio, seed=seed)
     factorize = _replace(base_fz, fz, "factorize")
-    recover = _replace(RecoverConfig(steps=1000, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5, anchor=0.1,
-                                     seed=seed), overrides.get("recover", {}), "recover")
+    recover = _replace(RecoverConfig(steps=DEFAULT_STEPS, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5,
+                                     anchor=0.1, num_sentences=DEFAULT_SENTENCES, seed=seed),
+                       overrides.get("recover", {}), "recover")
+    qz = dict(overrides.get("quantize", {}))
+    if qz.get("encoder_block") is not None or qz.get("encoder_int8") is False:
+        qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
     quantize = _replace(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
-                                       smooth_shared_qkv=True), overrides.get("quantize", {}), "quantize")
+                                       smooth_shared_qkv=True, reduce_range=True), qz, "quantize")
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
     return VariantRecipe(name=name, baseline=baseline, factorize=factorize, recover=recover, quantize=quantize,

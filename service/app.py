@@ -15,6 +15,8 @@ from .api import classify, embed, health, models, openai
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
+from common.machine import cpu_info
+
 from .errors import ServiceError
 from .http_errors import error_body, status_of
 from .metrics import Metrics
@@ -36,11 +38,20 @@ def _start_batcher(svc: AppState, model: LoadedModel) -> None:
 def publish_model_metrics(svc: AppState) -> None:
     """Gauges from each manifest, so dashboards can set compressed beside baseline."""
     m = svc.metrics
+    cpu = cpu_info()
+    m.host_cpu.info({"model": str(cpu["model"]), "features": ",".join(cpu["features"]) or "none",
+                     "cores": str(cpu["cores"])})
     for name in svc.registry.failed:
         m.loaded.labels(name).set(0)
     for name, model in svc.registry.models.items():
         m.loaded.labels(name).set(1)
         m.queue_capacity.labels(name).set(svc.settings.queue_size)
+        host = model.host_fidelity
+        if host is not None:
+            for stat, here, built in (("mean", host.mean, host.built_mean), ("p1", host.p1, host.built_p1)):
+                m.host_fidelity.labels(name, stat, "host").set(here)
+                if built is not None:
+                    m.host_fidelity.labels(name, stat, "build").set(built)
         m.model_memory.labels(name).set(model.resident_bytes)
         man = model.manifest
         if man is None:
@@ -64,7 +75,8 @@ async def load_models(svc: AppState) -> None:
     reg = svc.registry
     try:
         if not reg.models:  # tests may pre-register backends
-            await asyncio.to_thread(reg.load_dir, svc.settings.models_dir, svc.settings.session_config())
+            await asyncio.to_thread(reg.load_dir, svc.settings.models_dir, svc.settings.session_config(),
+                                    svc.settings.min_host_fidelity)
         for model in reg.models.values():
             _start_batcher(svc, model)
         publish_model_metrics(svc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # Geometric latency buckets from 0.5 ms to ~16 s.
 LATENCY_BUCKETS = tuple(0.0005 * 2 ** i for i in range(16))
@@ -51,6 +51,12 @@ class Metrics:
         self.shadow_fidelity = Histogram("embedding_shadow_fidelity",
                                          "cosine between a compressed model's answer and its baseline's",
                                          ["model", "baseline"], buckets=FIDELITY_BUCKETS, registry=r)
+        self.host_fidelity = Gauge("embedding_model_host_fidelity",
+                                   "cosine to the fp32 baseline over the model's probe set, measured at load on this "
+                                   "host (stat mean or p1); where: host or build (the manifest's, where it was built)",
+                                   ["model", "stat", "where"], registry=r)
+        self.host_cpu = Info("embedding_host_cpu", "this host's CPU and the int8 features its kernels depend on",
+                             registry=r)
         self.labels = Counter("embedding_classify_labels_total", "predicted labels", ["model", "head", "label"],
                               registry=r)
 

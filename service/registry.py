@@ -13,10 +13,13 @@ from pydantic import ValidationError
 
 from common import contract
 from common.heads import Head, load_heads
+from common.machine import describe
 from common.onnx_encoder import SessionConfig
 from common.manifest import Manifest, sha256_file
 
+from . import host_check
 from .batcher import Batcher
+from .host_check import HostFidelity
 from .errors import NotReady, UnknownModel
 from .runtime import Backend, OnnxBackend, SharedTokenizers
 
@@ -35,12 +38,15 @@ class LoadedModel:
     batcher: Batcher | None = None
     resident_bytes: int = 0
     heads: dict[str, Head] = field(default_factory=dict)
+    host_fidelity: HostFidelity | None = None  # measured at load on this CPU (service/host_check.py)
 
 
 def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokenizers | None = None,
-                   ) -> tuple[Manifest, OnnxBackend, dict[str, Head]]:
-    """Validate one directory and open its session (its tokenizer from `tokenizers` when one with
-    the same file is loaded already); LoadError says what is wrong."""
+                   min_host_fidelity: float | None = None,
+                   ) -> tuple[Manifest, OnnxBackend, dict[str, Head], HostFidelity | None]:
+    """Validate one directory, open its session (its tokenizer from `tokenizers` when one with the same
+    file is loaded already) and measure its fidelity on this host; LoadError says what is wrong,
+    including a host fidelity below min_host_fidelity."""
     for name in (contract.MANIFEST_FILE, contract.MODEL_FILE, contract.TOKENIZER_FILE):
         if not (path / name).is_file():
             raise LoadError(f"missing {name}")
@@ -69,7 +75,15 @@ def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokeniz
     for head in heads.values():
         if head.weights.shape[1] != manifest.dim:
             raise LoadError(f"head {head.name} expects dim {head.weights.shape[1]}, model has {manifest.dim}")
-    return manifest, backend, heads
+    try:
+        host = host_check.measure(backend, path, manifest.probe)
+    except (ValueError, KeyError, OSError) as exc:
+        raise LoadError(f"bad probe set: {str(exc).splitlines()[0][:200]}") from exc
+    if min_host_fidelity is not None and host is not None and host.mean < min_host_fidelity:
+        raise LoadError(f"fidelity on this host {host.mean:.5f} (p1 {host.p1:.5f}, {host.texts} probe texts) is below "
+                        f"EMBED_MIN_HOST_FIDELITY {min_host_fidelity}; built with {host.built_mean} on "
+                        f"{describe(manifest.machine) if manifest.machine else 'an unrecorded machine'}")
+    return manifest, backend, heads, host
 
 
 PRODUCT_DEFAULT = "minilm-l6-fact"
@@ -87,7 +101,7 @@ class Registry:
     def add(self, model: LoadedModel) -> None:
         self.models[model.name] = model
 
-    def load_dir(self, models_dir: Path, session: SessionConfig) -> None:
+    def load_dir(self, models_dir: Path, session: SessionConfig, min_host_fidelity: float | None = None) -> None:
         """Load every sub-directory (blocking: call it from a worker thread)."""
         if not models_dir.is_dir():
             log.error("models folder %s does not exist", models_dir)
@@ -101,13 +115,14 @@ class Registry:
         for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             before = proc.memory_info().rss
             try:
-                manifest, backend, heads = read_model_dir(path, session, self.tokenizers)
+                manifest, backend, heads, host = read_model_dir(path, session, self.tokenizers, min_host_fidelity)
             except LoadError as exc:
                 self.failed[path.name] = str(exc)
                 log.error("refusing model %s: %s", path.name, exc)
                 continue
             rss = max(0, proc.memory_info().rss - before)
-            self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads)
+            self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads,
+                                                     host_fidelity=host)
             log.info("loaded %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.bytes.file / 1e6, rss / 1e6)
 
     def choose_default(self, preferred: str | None) -> str | None:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="if set, Bearer token required on all but health and metrics")
     shadow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of compressed-model requests re-run on the baseline")
     zero_shot_temperature: float = Field(0.05, gt=0, description="softmax temperature over label cosines")
+    min_host_fidelity: float | None = Field(None, ge=-1, le=1, description="refuse a model whose mean fidelity on "
+                                            "this host's CPU, measured on its probe set at load, is below this")
     max_labels: int = Field(64, ge=2, description="zero-shot labels per request")
     max_label_chars: int = Field(200, ge=1, description="characters per zero-shot label and per hypothesis template")
     label_cache_size: int = Field(4096, ge=0, description="zero-shot label vectors kept for reuse (least recently used "

@@ -102,7 +102,10 @@ def export_hf_onnx(bert, path: Path, token_type_ids: bool = True, pooler_output:
     axes = {n: {0: "batch", 1: "sequence"} for n in inputs + ["last_hidden_state"]}
     args = (ids, torch.ones_like(ids)) + ((torch.zeros_like(ids),) if token_type_ids else ())
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(Wrapped().eval(), args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=17, dynamo=False)
     return path

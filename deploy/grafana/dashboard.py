@@ -80,7 +80,13 @@ PANELS: list[tuple[str, str, str, list[dict], str]] = [
      "Baseline file bytes divided by this model's."),
     ("Offline quality (manifest)", "table", "none",
      [q(f"embedding_model_quality{{{M}}}", "", instant=True)],
-     "STS-B Spearman, fidelity to the baseline and probe accuracy measured by the pipeline."),
+     "STS-B Spearman and fidelity to the baseline measured by the pipeline, on the machine that built the model."),
+    ("Fidelity on this host vs where built", "table", "none",
+     [q(f"embedding_model_host_fidelity{{{M}}}", "", instant=True),
+      q("embedding_host_cpu_info", "", instant=True)],
+     "Each model's fidelity over its probe set measured at load on this host's CPU (where=host) beside the "
+     "same figure where it was built (where=build), and this host's CPU features: int8 kernels differ by "
+     "instruction set."),
     ("Live shadow fidelity (mean)", "timeseries", "none",
      [q(mean("embedding_shadow_fidelity", "model, baseline"), "{{model}} vs {{baseline}}")],
      "Mean cosine between a compressed model's answer and its baseline's on sampled live traffic."),

@@ -1,7 +1,11 @@
 """GET /models — what is loaded, with each manifest's size and quality figures, and what was refused."""
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Depends
+
+from common.machine import cpu_info
 
 from ..registry import LoadedModel
 from ..schemas import error_responses
@@ -17,11 +21,15 @@ def describe(model: LoadedModel) -> dict:
     return {"dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
             "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
             "quality": m.quality.model_dump(),
-            "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()}, "resident_bytes": model.resident_bytes}
+            "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
+            "resident_bytes": model.resident_bytes,
+            # fidelity on this host's CPU beside the figure measured where the model was built
+            "host_fidelity": dataclasses.asdict(model.host_fidelity) if model.host_fidelity else None,
+            "built_on": m.machine or None}
 
 
 @router.get("/models", responses=error_responses(401))
 async def models(svc: AppState = Depends(state)) -> dict:
-    return {"default": svc.registry.default_model, "ready": svc.registry.ready,
+    return {"default": svc.registry.default_model, "ready": svc.registry.ready, "host": cpu_info(),
             "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},
             "failed": svc.registry.failed}

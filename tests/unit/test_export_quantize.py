@@ -7,7 +7,7 @@ import torch
 from common import contract
 from common.onnx_encoder import make_session
 from compression.errors import ConfigError, ToleranceError
-from compression.export import check_parity, export_onnx, random_batch
+from compression.export import PARITY_SHAPES, check_parity, export_onnx, random_batch
 from compression.factorize import FactorizeConfig, factorize
 from compression.measure import embedding_bytes
 from compression.model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
@@ -37,7 +37,9 @@ def test_baseline_export_parity(src, tmp_path):
     enc = SentenceEncoder(src.bert)
     export_onnx(enc, tmp_path / "m.onnx", src.vocab_size)
     results = check_parity(enc, tmp_path / "m.onnx", src.vocab_size, src.max_seq_length)
-    assert all(r.ok and r.min_cosine >= 0.9999 for r in results)
+    # every shape was checked (lengths capped at the model's), and the fp32 graph is exact, not just close
+    assert [r.shape for r in results] == [(b, min(s, src.max_seq_length)) for b, s in PARITY_SHAPES]
+    assert max(r.max_abs_diff for r in results) < 1e-5
     sess = make_session(tmp_path / "m.onnx")
     assert [i.name for i in sess.get_inputs()] == [contract.INPUT_IDS, contract.ATTENTION_MASK]
     out = sess.get_outputs()[0]

@@ -115,7 +115,7 @@ def test_one_command_on_a_plain_hf_folder_with_heads(tiny_model_dir, tiny_data_d
     base, fact = assert_served_pair(out, "tiny-bert")
     assert fact.source["kind"] == "huggingface" and fact.pooling == "mean" and fact.normalized
     assert set(fact.heads) == {"sentiment", "question-type"} and set(base.heads) == set(fact.heads)
-    assert {"stsb", "sst2_probe", "fidelity", "heldout_fidelity"} <= set(fact.evaluations)
+    assert {"stsb", "fidelity", "heldout_fidelity"} <= set(fact.evaluations)
     # Compressing again reuses the baseline, rebuilding only the variant.
     sha = base.sha256
     assert main(["compress", "--model", str(tiny_model_dir), "--out", str(out), "--data-dir", str(tiny_data_dir),

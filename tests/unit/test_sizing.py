@@ -3,7 +3,7 @@ import pytest
 
 from compression.cli import build_parser, overrides_from_args
 from compression.errors import ConfigError
-from compression.sizing import pq_table_bytes, sized_recipe
+from compression.sizing import DEFAULT_STEPS, pq_table_bytes, sized_recipe
 
 
 @pytest.mark.parametrize("vocab,hidden", [(30522, 384), (30522, 768), (250002, 384), (21128, 1024)])
@@ -39,7 +39,8 @@ def _recipe(*argv):
 
 def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
     default = _recipe()
-    assert default.recover.steps == 1000 and default.quantize.smooth_alpha == 0.9 and default.quantize.encoder_int8
+    assert default.recover.steps == DEFAULT_STEPS and default.quantize.smooth_alpha == 0.9
+    assert default.quantize.encoder_int8 and default.quantize.reduce_range  # 7-bit weights: the same on every CPU
     r = _recipe("--subspaces", "48", "--steps", "10", "--encoder-lr", "0", "--no-factors-int8", "--b-fp16",
                 "--no-smoothing", "--seed", "3")
     assert (r.factorize.subspaces, r.factorize.rank) == (48, 192)
