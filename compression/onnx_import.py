@@ -279,16 +279,22 @@ def _tokenizer_beside(graph_file: Path, tokenizer: Path | None) -> Path:
     raise ModelLayoutError(f"no tokenizer.json beside {graph_file}; pass --tokenizer FILE")
 
 
-def _root_settings(graph_file: Path) -> tuple[dict, object | None]:
-    """sentence_bert_config.json and the Pooling of a sentence-transformers folder around the graph, if any."""
+def _root_settings(graph_file: Path) -> tuple[int | None, object | None]:
+    """The max sequence length and the Pooling that the files around the graph state, if any: a
+    sentence-transformers folder's sentence_bert_config.json and modules, else tokenizer_config.json's
+    model_max_length, else the tokenizer.json's own truncation."""
     from .source import st_modules, st_pooling
 
+    length, pooling = None, None
     for folder in (graph_file.parent, graph_file.parent.parent):
         modules = st_modules(folder)
-        if modules is not None:
-            cfg = folder / "sentence_bert_config.json"
-            return (json.loads(cfg.read_text()) if cfg.is_file() else {}), st_pooling(folder, modules)
-    return {}, None
+        if pooling is None and modules is not None:
+            pooling = st_pooling(folder, modules)
+        for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+            if length is None and (folder / name).is_file():
+                value = json.loads((folder / name).read_text()).get(key)
+                length = int(value) if isinstance(value, int) and value < 100_000 else None
+    return length, pooling
 
 
 def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = None, pooling: str | None = None):
@@ -310,7 +316,7 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
     output = _outputs(model)
     weights = GraphWeights(model)
     placed = weights.place()
-    st_cfg, st_pool = _root_settings(graph_file)
+    stated_length, st_pool = _root_settings(graph_file)
     if pooling is None and st_pool is not None and not output.pooled:
         pooling = st_pool.mode
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -336,7 +342,8 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
                                f"{output.name!r} (best cosine {worst:.6f} < {MIN_COSINE})")
     if not output.pooled:
         chosen = Pooling(pooling or "mean", st_pool.normalize if st_pool is not None else True)
-    max_len = int(st_cfg.get("max_seq_length") or min(512, bert.config.max_position_embeddings))
+    truncation = json.loads(tokenizer_file.read_text()).get("truncation") or {}
+    max_len = int(stated_length or truncation.get("max_length") or min(512, bert.config.max_position_embeddings))
     log.info("onnx import: %s rebuilt (%d layers, hidden %d, %d heads, %s pooling%s), cosine %.6f to the graph",
              graph_file.name, bert.config.num_hidden_layers, bert.config.hidden_size, bert.config.num_attention_heads,
              chosen.mode, ", normalised" if chosen.normalize else "", worst)

@@ -11,11 +11,11 @@ WORDS = ("the a an movie film good bad great awful plot actor actors story fun b
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def tiny_vocab() -> list[str]:
+def tiny_vocab(size: int = 160) -> list[str]:
     letters = list("abcdefghijklmnopqrstuvwxyz0123456789?.,!'")
     subword = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
     vocab = SPECIAL + letters + subword + WORDS
-    vocab += [f"tok{i}" for i in range(160 - len(vocab))]  # pad V to 160 (> hidden 64)
+    vocab += [f"tok{i}" for i in range(size - len(vocab))]  # pad V (160 by default: > hidden 64)
     return vocab
 
 
@@ -112,14 +112,15 @@ def export_hf_onnx(bert, path: Path, token_type_ids: bool = True, pooler_output:
 
 
 def make_st_folder(path: Path, pooling: str = "mean", normalize: bool = True, lower_case: bool = False,
-                   max_seq_length: int = 40, hidden: int = 64, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+                   max_seq_length: int = 40, hidden: int = 64, layers: int = 2, heads: int = 2, seed: int = 0,
+                   vocab_size: int = 160) -> Path:
     """A sentence-transformers folder saved by sentence-transformers itself around a tiny random BERT."""
     import torch
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    vocab = tiny_vocab()
+    vocab = tiny_vocab(vocab_size)
     bert_dir = path.parent / f".{path.name}-bert"
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=2 * hidden, max_position_embeddings=64)

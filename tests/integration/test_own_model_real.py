@@ -24,7 +24,8 @@ def built(tmp_path_factory):
     repo = root / "all-MiniLM-L6-v2"
     src = load_source(default_model_dir(), scratch=root / "scratch")
     export_hf_onnx(src.bert, repo / "onnx" / "model.onnx")  # token states and pooler output, as optimum exports it
-    shutil.copy(default_model_dir() / "tokenizer.json", repo / "tokenizer.json")
+    for name in ("tokenizer.json", "sentence_bert_config.json"):  # as sentence-transformers' ONNX backend lays it out
+        shutil.copy(default_model_dir() / name, repo / name)
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(train_sentences(SHARED_DATA)[:3000]) + "\n")
     out = root / "out"

@@ -198,7 +198,7 @@ def test_metrics_carry_every_series(server):
                    'embedding_inference_seconds_count{model="tiny-fact"}',
                    'embedding_batch_size_bucket{le="1.0",model="tiny"}',
                    'embedding_batch_tokens_count{model="tiny-fact"}',
-                   'embedding_failures_total{model="nope",type="model_not_found"}',
+                   'embedding_failures_total{model="unknown",type="model_not_found"}',
                    'embedding_model_parameters{model="tiny-fact",part="embedding"}',
                    'embedding_model_file_bytes{model="tiny"}',
                    'embedding_model_embedding_bytes{model="tiny-fact"}',

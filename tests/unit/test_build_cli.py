@@ -29,8 +29,8 @@ def test_every_variant_has_a_complete_directory(built):
     for name in ("tiny", "tiny-int8", "tiny-fact"):
         d = built / name
         files = {p.name for p in d.iterdir()}
-        assert {"manifest.json", "model.onnx", "tokenizer.json"} <= files <= {"manifest.json", "model.onnx",
-                                                                           "tokenizer.json", "heads"}
+        assert {"manifest.json", "model.onnx", "tokenizer.json", "probe.npz"} <= files <= {
+            "manifest.json", "model.onnx", "tokenizer.json", "probe.npz", "heads"}
         m = Manifest.read(d)
         assert m.sha256 == sha256_file(d / "model.onnx")
         assert m.bytes.file == (d / "model.onnx").stat().st_size

@@ -16,6 +16,16 @@ from service.registry import Registry
 from service.settings import Settings
 
 
+def loaded(client: TestClient) -> TestClient:
+    """The client once the lifespan's background load has finished (ready, or everything refused)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while not client.app.state.svc.registry.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return client
+
+
 @pytest.fixture(scope="module")
 def served(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("host")
@@ -61,14 +71,14 @@ def test_a_model_whose_probe_answers_moved_is_refused_below_the_floor(served, tm
 
     settings = Settings(models_dir=bad, min_host_fidelity=0.9, max_wait_ms=0)
     with TestClient(create_app(settings)) as client:
-        ready = client.get("/readyz").json()
+        ready = loaded(client).get("/readyz").json()
         reason = client.get("/models").json()["failed"]["tiny-fact"]
     assert "below EMBED_MIN_HOST_FIDELITY 0.9" in reason and "tiny-fact" in ready["failed"]
 
 
 def test_models_and_metrics_show_the_host_figures(served):
     with TestClient(create_app(Settings(models_dir=served, max_wait_ms=0))) as client:
-        body = client.get("/models").json()
+        body = loaded(client).get("/models").json()
         metrics = client.get("/metrics").text
     assert body["host"]["features"] is not None
     fact = body["models"]["tiny-fact"]

@@ -92,7 +92,7 @@ def test_do_lower_case_is_kept_in_the_served_tokenizer(tmp_path):
 
 
 def test_one_command_on_a_sentence_transformers_folder(tmp_path, corpus, no_data):
-    folder = make_st_folder(tmp_path / "My_Encoder", pooling="cls", hidden=48, heads=4, layers=3)
+    folder = make_st_folder(tmp_path / "My_Encoder", pooling="cls", hidden=48, heads=4, layers=3, vocab_size=400)
     out = tmp_path / "out"
     assert compress_cli(folder, out, corpus, no_data) == 0
     base, fact = assert_served_pair(out, "my-encoder")
@@ -164,13 +164,17 @@ def test_onnx_round_trip_gives_identical_weights_and_outputs(tmp_path, tiny_mode
     np.testing.assert_array_equal(a, b)
 
 
-def test_pooled_onnx_export_finds_its_pooling(tmp_path):
-    folder = make_st_folder(tmp_path / "st", pooling="max", normalize=False, hidden=32, heads=4)
+def test_one_command_on_a_pooled_onnx_export_finds_its_pooling(tmp_path, corpus, no_data):
+    folder = make_st_folder(tmp_path / "st", pooling="max", normalize=False, hidden=32, heads=4, vocab_size=240)
     src = load_source(folder, scratch=tmp_path / "scratch")
     graph = tmp_path / "pooled.onnx"
     export_onnx(SentenceEncoder(src.bert, src.pooling), graph, src.vocab_size)
     back = load_source(graph, tokenizer=folder / "tokenizer.json", scratch=tmp_path / "scratch")
     assert (back.pooling.mode, back.pooling.normalize, back.bert.config.num_attention_heads) == ("max", False, 4)
+    out = tmp_path / "out"
+    assert compress_cli(graph, out, corpus, no_data, "--tokenizer", str(folder / "tokenizer.json")) == 0
+    base, fact = assert_served_pair(out, "pooled")
+    assert (fact.pooling, fact.normalized) == ("max", False) and fact.quality.fidelity_mean >= 0.95
 
 
 def test_api_and_cli_give_the_same_manifest(tmp_path, corpus, no_data, tiny_model_dir):
