@@ -299,14 +299,15 @@ def test_names_come_from_the_source(tmp_path):
     assert source_name(tmp_path / "my-encoder" / "model") == "my-encoder"
 
 
-def test_help_and_the_recipe_parsing_do_not_import_torch(tmp_path):
-    """--help and recipe parsing run with torch made unimportable."""
+def test_help_report_and_the_recipe_parsing_do_not_import_torch(tmp_path, tiny_models):
+    """--help, `report` and recipe parsing run with torch made unimportable."""
     blocker = tmp_path / "torch"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     code = ("import sys; from compression.cli import main; from compression.recipes import load_recipes; "
-            "load_recipes(); sys.argv=['x','compress','--help']; main(['compress', '--help'])")
+            f"load_recipes(); assert main(['report', '--out', '{tiny_models}', '--report-dir', '{tmp_path}', "
+            "'--no-docs']) == 0; main(['compress', '--help'])")
     env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert "--target-ratio" in done.stdout
+    assert "--target-ratio" in done.stdout and "| tiny-fact |" in (tmp_path / "report.md").read_text()
