@@ -1,4 +1,5 @@
-"""OnnxBackend's tokenization: one non-truncating tokenizer whose ids are cut by hand."""
+"""OnnxBackend's tokenization: one non-truncating tokenizer whose ids are cut by hand. On a model
+directory made with onnx.helper: the service's tests need no torch."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,13 +9,18 @@ from common import contract
 from common.onnx_encoder import SessionConfig, load_tokenizer
 from service.errors import InputTooLong
 from service.runtime import OnnxBackend
+from tests.onnx_tiny import make_model_dir
 
 LONG = "the quick brown fox jumps over the lazy dog " * 6
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("onnx-tiny") / "tiny")
+
+
 @pytest.mark.parametrize("max_length", [3, 8, 16])
-def test_truncation_equals_the_tokenizers_own(tiny_models, max_length):
-    model_dir = tiny_models / "tiny"
+def test_truncation_equals_the_tokenizers_own(model_dir, max_length):
     backend = OnnxBackend(model_dir, max_length)
     reference = load_tokenizer(model_dir / contract.TOKENIZER_FILE, max_length)
     reference.no_padding()
@@ -25,8 +31,8 @@ def test_truncation_equals_the_tokenizers_own(tiny_models, max_length):
         assert max(len(ids) for ids in got) == max_length
 
 
-def test_untruncated_long_text_is_refused_with_its_length(tiny_models):
-    backend = OnnxBackend(tiny_models / "tiny", 8)
+def test_untruncated_long_text_is_refused_with_its_length(model_dir):
+    backend = OnnxBackend(model_dir, 8)
     assert [len(t.ids) for t in backend.tokenize(["short"], truncate=False)] == [3]
     with pytest.raises(InputTooLong, match="limit of 8"):
         backend.tokenize(["short", LONG], truncate=False)
@@ -43,8 +49,8 @@ class _RecordingSession:
         return self.session.run(outputs, feeds, run_options)
 
 
-def test_only_batches_over_the_kept_size_shrink_the_arena(tiny_models):
-    backend = OnnxBackend(tiny_models / "tiny", 16, SessionConfig(arena_keep_tokens=20))
+def test_only_batches_over_the_kept_size_shrink_the_arena(model_dir):
+    backend = OnnxBackend(model_dir, 16, SessionConfig(arena_keep_tokens=20))
     backend.session = recorder = _RecordingSession(backend.session)
     small = backend.tokenize(["a b c"] * 2, truncate=True)  # 2 × 5 tokens
     large = backend.tokenize([LONG] * 4, truncate=True)  # 4 × 16 tokens
@@ -54,9 +60,9 @@ def test_only_batches_over_the_kept_size_shrink_the_arena(tiny_models):
     assert np.allclose(backend.run(large), backend.run(large))  # shrinking changes no answer
 
 
-def test_no_shrinking_without_the_arena_or_a_limit(tiny_models):
+def test_no_shrinking_without_the_arena_or_a_limit(model_dir):
     for config in (SessionConfig(arena=False, arena_keep_tokens=1), SessionConfig(arena_keep_tokens=None)):
-        backend = OnnxBackend(tiny_models / "tiny", 16, config)
+        backend = OnnxBackend(model_dir, 16, config)
         backend.session = recorder = _RecordingSession(backend.session)
         backend.run(backend.tokenize([LONG] * 4, truncate=True))
         assert recorder.options == [None]
