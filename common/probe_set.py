@@ -29,10 +29,3 @@ class ProbeSet:
             return None
         with np.load(path, allow_pickle=False) as data:
             return cls([str(t) for t in data["texts"]], data["reference"])
-
-
-def fidelity_to(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """(mean, 1st percentile) of the per-row cosine between two sets of embeddings of the same texts."""
-    ref = reference.astype(np.float32)
-    cos = (vectors * ref).sum(1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
-    return float(cos.mean()), float(np.percentile(cos, 1))

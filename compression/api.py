@@ -89,13 +89,9 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
 
 def _add_heads(out_dir: Path, names: list[str], data_dir: Path, threads: int) -> Manifest | None:
     """The standard heads for each variant where their data exists; the last variant's manifest."""
-    from .heads import add_heads, question_type_task, sentiment_task
+    from .heads import add_heads, standard_tasks
 
-    tasks = {}
-    if (data_dir / "sst2" / "train.tsv").is_file():
-        tasks["sentiment"] = sentiment_task(data_dir)
-    if (data_dir / "trec" / "train_5500.label").is_file():
-        tasks["question-type"] = question_type_task(data_dir)
+    tasks = standard_tasks(data_dir)
     manifest = None
     for name in names:
         todo = {t: d for t, d in tasks.items() if not (out_dir / name / "heads" / f"{t}.json").is_file()}

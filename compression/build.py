@@ -24,7 +24,8 @@ import numpy as np
 
 from common import contract
 from common.machine import cpu_info
-from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet, fidelity_to
+from common.fidelity import fidelity
+from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 
@@ -280,7 +281,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         n_probe = min(PROBE_TEXTS, len(ctx.corpus.held_out))
         probe = ProbeSet(ctx.corpus.held_out[:n_probe], (base or emb).held_out[:n_probe])
         probe.write(tmp)
-        probe_mean, probe_p1 = fidelity_to(emb.held_out[:n_probe], probe.reference)
+        probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
         params = count_params(bert)
         manifest = Manifest(
             name=recipe.name,

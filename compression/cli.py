@@ -94,7 +94,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 def cmd_heads(args: argparse.Namespace) -> None:
     """Train heads for every built variant (or --only some): the standard tasks, or a user's file."""
-    from .heads import add_heads, question_type_task, sentiment_task, user_task
+    from .heads import add_heads, standard_tasks, user_task
     from .report import built_manifests
 
     data_dir = args.data_dir or default_data_dir()
@@ -103,8 +103,7 @@ def cmd_heads(args: argparse.Namespace) -> None:
             raise PipelineError("--train-file needs --name for the head")
         tasks = {args.name: user_task(args.train_file, text_column=args.text_column, label_column=args.label_column)}
     else:
-        makers = {"sentiment": lambda: sentiment_task(data_dir), "question-type": lambda: question_type_task(data_dir)}
-        tasks = {name: makers[name]() for name in args.task}
+        tasks = standard_tasks(data_dir, args.task)
     variants = [m.name for m in built_manifests(args.out)]
     unknown = set(args.only or []) - set(variants)
     if unknown:

@@ -3,7 +3,9 @@ each field whose meaning is not obvious. Torch-free, so `python -m compression -
 and recipe parsing never import torch."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
 
@@ -132,3 +134,13 @@ class QuantizeConfig:
                          + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
                          + ("-qkv" if self.smooth_shared_qkv else ""))
         return "+".join(parts) or "fp32"
+
+
+def with_settings(config: Any, values: dict[str, Any], where: str) -> Any:
+    """`config` (a settings dataclass instance) with `values` laid over it; a key it does not have is a
+    ConfigError that lists the known ones (recipe files and command lines share this check)."""
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return dataclasses.replace(config, **values)

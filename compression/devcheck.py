@@ -16,7 +16,9 @@ from common.onnx_encoder import OnnxEncoder
 
 from .corpus import read_sst2, read_sts, token_counts, train_sentences
 from .errors import ModelLayoutError
-from .evaluate import cosines, fidelity, spearman_x100
+from common.fidelity import cosines, fidelity
+
+from .evaluate import spearman_x100
 
 COLUMNS = ("model", "stsb_dev_spearman", "fidelity_dev_mean", "fidelity_dev_p1")
 

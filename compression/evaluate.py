@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fidelity import fidelity
 from common.onnx_encoder import OnnxEncoder
 
 from .corpus import read_sst2, read_sts
@@ -75,17 +76,6 @@ def spearman_x100(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> float:
 
     cos = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
     return float(spearmanr(cos, gold).statistic * 100)
-
-
-def cosines(vecs: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Per-sentence cosine between two models' embeddings of the same sentences."""
-    return (vecs * base).sum(1) / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(base, axis=1))
-
-
-def fidelity(vecs: np.ndarray, base: np.ndarray) -> tuple[float, float]:
-    """(mean, 1st percentile) of the per-sentence cosine between two models' embeddings."""
-    cos = cosines(vecs, base)
-    return float(cos.mean()), float(np.percentile(cos, 1))
 
 
 def quality(emb: Embedded, data: EvalSet | None, baseline: Embedded | None) -> dict[str, float]:

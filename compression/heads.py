@@ -53,6 +53,19 @@ def question_type_task(data_dir: Path) -> LabelledData:
                         {"dataset": "TREC coarse", "train": "trec/train_5500.label", "test": "trec/TREC_10.label"})
 
 
+# The standard heads: the task's data, and the file whose presence says that data exists.
+STANDARD_TASKS = {"sentiment": (sentiment_task, "sst2/train.tsv"),
+                  "question-type": (question_type_task, "trec/train_5500.label")}
+
+
+def standard_tasks(data_dir: Path, names: list[str] | None = None) -> dict[str, LabelledData]:
+    """The named standard tasks (a missing file is a CorpusError), or with names None every task whose
+    data exists in data_dir."""
+    if names is None:
+        names = [n for n, (_, marker) in STANDARD_TASKS.items() if (Path(data_dir) / marker).is_file()]
+    return {name: STANDARD_TASKS[name][0](data_dir) for name in names}
+
+
 def read_labelled_file(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
     """A user's CSV (with a header) or JSONL file of text and label."""
     path = Path(path)

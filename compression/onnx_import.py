@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fidelity import cosines
+
 from .errors import ModelLayoutError
 
 log = logging.getLogger(__name__)
@@ -234,10 +236,6 @@ def _feeds(session, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
-
-
 def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | None):
     """(worst cosine, Pooling) of the rebuilt model against the graph on CHECK_SHAPES."""
     import torch
@@ -257,12 +255,12 @@ def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | N
                           token_type_ids=torch.zeros_like(torch.from_numpy(ids))).last_hidden_state
         if not output.pooled:
             real = mask.astype(bool)
-            worst = {m: min(worst[m], float(_cosine(states.numpy()[real], ref[real]).min())) for m in modes}
+            worst = {m: min(worst[m], float(cosines(states.numpy()[real], ref[real]).min())) for m in modes}
             continue
         norms.append(np.linalg.norm(ref, axis=-1))
         for m in modes:
             got = pool(states, torch.from_numpy(mask), Pooling(m, normalize=False)).numpy()
-            worst[m] = min(worst[m], float(_cosine(got, ref).min()))
+            worst[m] = min(worst[m], float(cosines(got, ref).min()))
     best = max(worst, key=worst.get)
     normalize = bool(np.allclose(np.concatenate(norms), 1.0, atol=1e-3)) if output.pooled else True
     return worst[best], Pooling(best, normalize)

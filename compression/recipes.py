@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .config import FactorizeConfig, QuantizeConfig, RecoverConfig
+from .config import FactorizeConfig, QuantizeConfig, RecoverConfig, with_settings
 
 DEFAULT_RECIPES = Path(__file__).resolve().parents[1] / "models" / "recipes.toml"
 
@@ -32,13 +32,7 @@ class VariantRecipe:
 
 
 def _make(cls: type, table: dict[str, Any] | None, where: str):
-    if table is None:
-        return None
-    known = {f.name for f in fields(cls)}
-    unknown = set(table) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**table)
+    return None if table is None else with_settings(cls(), table, where)
 
 
 def parse_variant(table: dict[str, Any]) -> VariantRecipe:

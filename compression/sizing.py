@@ -10,11 +10,9 @@ with r ≤ H (a basis never needs more directions than the table has).
 """
 from __future__ import annotations
 
-import dataclasses
-
 from .errors import ConfigError
 from .factorize import resolve_rank
-from .config import FactorizeConfig, QuantizeConfig, RecoverConfig
+from .config import FactorizeConfig, QuantizeConfig, RecoverConfig, with_settings
 from .recipes import VariantRecipe
 
 GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
@@ -90,14 +88,14 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
         ratio = target_ratio if max_table_mb is None else vocab * hidden * FP32 / budget
         base_fz = FactorizeConfig(method=method, rank=None if "rank" not in fz else fz["rank"],
                                   target_ratio=None if "rank" in fz else ratio, seed=seed)
-    factorize = _replace(base_fz, fz, "factorize")
-    recover = _replace(RecoverConfig(steps=DEFAULT_STEPS, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5,
+    factorize = with_settings(base_fz, fz, "factorize")
+    recover = with_settings(RecoverConfig(steps=DEFAULT_STEPS, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5,
                                      anchor=0.1, num_sentences=DEFAULT_SENTENCES, seed=seed),
                        overrides.get("recover", {}), "recover")
     qz = dict(overrides.get("quantize", {}))
     if qz.get("encoder_block") is not None or qz.get("encoder_int8") is False:
         qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
-    quantize = _replace(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
+    quantize = with_settings(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
                                        smooth_shared_qkv=True, reduce_range=True), qz, "quantize")
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
@@ -113,11 +111,3 @@ def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
         raise ConfigError(f"pq: rank {rank} must be a positive multiple of subspaces, got {config.subspaces}")
     if config.method == "pq" and not 2 <= config.codebook_size <= min(256, vocab):
         raise ConfigError(f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}")
-
-
-def _replace(config, values: dict, where: str):
-    known = {f.name for f in dataclasses.fields(config)}
-    unknown = set(values) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
-    return dataclasses.replace(config, **values)

@@ -182,7 +182,7 @@ def _max_seq_length(path: Path, st_cfg: dict, max_positions: int) -> int:
     return min(int(length or max_positions), max_positions)
 
 
-def prepare_tokenizer(path: Path, lowercase: bool, scratch: Path) -> Path:
+def prepare_tokenizer(path: Path, lowercase: bool, scratch: Path | None) -> Path:
     """The tokenizer.json to serve: the folder's own, one built from vocab.txt, and with a lowercasing
     normalizer in front when sentence-transformers lowercases before tokenizing (do_lower_case)."""
     from tokenizers import Tokenizer, normalizers
@@ -201,6 +201,10 @@ def prepare_tokenizer(path: Path, lowercase: bool, scratch: Path) -> Path:
     if lowercase:
         tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), tok.normalizer] if tok.normalizer
                                               else [normalizers.Lowercase()])
+    if scratch is None:  # only a derived tokenizer needs a place to live
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="compression-source-"))
     scratch.mkdir(parents=True, exist_ok=True)
     out = scratch / f"tokenizer-{source_name(path)}.json"
     tok.save(str(out))
@@ -215,14 +219,11 @@ def load_source(path: Path | None = None, *, pooling: str | None = None, tokeniz
     tokenizer.json of an ONNX export that has none beside it; scratch: where a derived tokenizer.json
     is written.
     """
-    import tempfile
-
     from .model import POOLING_MODES, Pooling
 
     if pooling is not None and pooling not in POOLING_MODES:
         raise ModelLayoutError(f"--pooling {pooling!r}; supported: {', '.join(POOLING_MODES)}")
     path = Path(path) if path is not None else default_model_dir()
-    scratch = scratch or Path(tempfile.mkdtemp(prefix="compression-source-"))
     graph = onnx_file_of(path)
     if graph is not None:
         from .onnx_import import load_onnx_source

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fidelity import fidelity
 from common.onnx_encoder import OnnxEncoder
 
-from .evaluate import fidelity, spearman_x100
+from .evaluate import spearman_x100
 from .export import export_onnx
 from .factorize import FactorizeConfig, factorize
 from .measure import embedding_bytes

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.probe_set import ProbeSet, fidelity_to
+from common.fidelity import fidelity
+from common.probe_set import ProbeSet
 
 from .runtime import Backend
 
@@ -34,6 +35,6 @@ def measure(backend: Backend, model_dir: Path, built: dict) -> HostFidelity | No
     for start in range(0, len(order), BATCH):
         idx = order[start:start + BATCH]
         out[idx] = backend.run(backend.tokenize([probe.texts[i] for i in idx], True))
-    mean, p1 = fidelity_to(out, probe.reference)
+    mean, p1 = fidelity(out, probe.reference)
     return HostFidelity(round(mean, 5), round(p1, 5), len(probe.texts), built.get("fidelity_mean"),
                         built.get("fidelity_p1"))
