@@ -118,7 +118,7 @@ def _quantize_tables_int4(model: onnx.ModelProto, block: int) -> onnx.ModelProto
 
 def _factor_operand(node: onnx.NodeProto) -> int | None:
     """Which input of an embedding-block node is a factor to store in fp16: B of a MatMul, or the
-    table of the pq centroids' Gather (named after FactorizedEmbedding.centroids)."""
+    table of the pq centroids' Gather (named after ProductQuantizedEmbedding.centroids)."""
     if "/embeddings/" not in node.name:
         return None
     if node.op_type == "MatMul":

@@ -20,7 +20,8 @@ from common.onnx_encoder import pad_ids
 from .config import RecoverConfig  # noqa: F401 (re-exported)
 from .errors import ConfigError, PipelineError
 from .fake_quant import set_encoder_fake_quant
-from .model import FactorizedEmbedding, SentenceEncoder
+from .model import SentenceEncoder
+from .tables import FactorizedEmbedding
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import torch
 
 from compression.errors import ConfigError
 from compression.factorize import FactorizeConfig, factorize
-from compression.model import FactorizedEmbedding, SentenceEncoder, with_factorized_embedding, word_embedding_matrix
+from compression.model import SentenceEncoder, with_factorized_embedding, word_embedding_matrix
+from compression.tables import FactorizedEmbedding
 from compression.recover import RecoverConfig, distill
 from compression.source import load_source
 
