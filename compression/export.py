@@ -28,9 +28,27 @@ PARITY_SHAPES = ((1, 7), (3, 16), (8, 33), (2, 128))
 MIN_COSINE = 0.9999
 
 
+class _WithPooled(torch.nn.Module):
+    """The graph's outputs: the embedding, then (when the source normalises) the pooled vector before it."""
+
+    def __init__(self, encoder: SentenceEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled, embedding = self.encoder.pooled_and_embedding(input_ids, attention_mask)
+        return embedding, pooled
+
+
+def output_names(encoder: SentenceEncoder) -> list[str]:
+    return [contract.OUTPUT_EMBEDDING] + ([contract.OUTPUT_POOLED] if encoder.pooling.normalize else [])
+
+
 def export_onnx(encoder: SentenceEncoder, path: Path, vocab_size: int) -> None:
     """TorchScript-based export (stable op patterns that onnxruntime's BERT fusions recognise)."""
     encoder.eval()
+    names = output_names(encoder)
+    module = _WithPooled(encoder).eval() if len(names) == 2 else encoder  # a new Module starts in training mode
     ids = torch.randint(1, vocab_size, (2, 16), dtype=torch.long)
     mask = torch.ones_like(ids)
     # The tracer warns about Python-bool conversions in transformers' masking code and about advanced
@@ -38,12 +56,12 @@ def export_onnx(encoder: SentenceEncoder, path: Path, vocab_size: int) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            encoder,
+            module,
             (ids, mask),
             str(path),
             input_names=[contract.INPUT_IDS, contract.ATTENTION_MASK],
-            output_names=[contract.OUTPUT_EMBEDDING],
-            dynamic_axes=contract.DYNAMIC_AXES,
+            output_names=names,
+            dynamic_axes={k: v for k, v in contract.DYNAMIC_AXES.items() if k not in contract.OUTPUTS or k in names},
             opset_version=contract.OPSET,
             do_constant_folding=True,
             dynamo=False,
@@ -79,12 +97,22 @@ def check_parity(encoder: SentenceEncoder, onnx_path: Path, vocab_size: int, max
         seq = min(seq, max_length)
         ids, mask = random_batch(batch, seq, vocab_size, rng)
         with torch.no_grad():
-            ref = encoder(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-        got = session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
-        if got.shape != ref.shape:
-            raise ShapeError(f"{onnx_path.name}: output shape {got.shape} != torch {ref.shape} for input {(batch, seq)}")
-        cos = (got * ref).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1) + 1e-12)
-        res = ParityResult((batch, seq), float(cos.min()), float(np.abs(got - ref).max()), bool(cos.min() >= min_cosine))
+            pooled, embedding = encoder.pooled_and_embedding(torch.from_numpy(ids), torch.from_numpy(mask))
+        refs = {contract.OUTPUT_EMBEDDING: embedding.numpy(), contract.OUTPUT_POOLED: pooled.numpy()}
+        names = [o.name for o in session.get_outputs()]
+        outs = session.run(names, {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})
+        cos_min, diff_max = 1.0, 0.0
+        for name, got in zip(names, outs):
+            ref = refs[name]
+            if got.shape != ref.shape:
+                raise ShapeError(f"{onnx_path.name}: output {name!r} shape {got.shape} != torch {ref.shape} "
+                                 f"for input {(batch, seq)}")
+            cos = (got * ref).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1) + 1e-12)
+            # the pooled vector's length must match too: it is what normalize=false returns
+            scale = np.abs(np.linalg.norm(got, axis=-1) / (np.linalg.norm(ref, axis=-1) + 1e-12) - 1.0)
+            cos_min = min(cos_min, float(cos.min()), 1.0 - float(scale.max()))
+            diff_max = max(diff_max, float(np.abs(got - ref).max()))
+        res = ParityResult((batch, seq), cos_min, diff_max, bool(cos_min >= min_cosine))
         log.info("parity %s %s: min cosine %.6f, max |diff| %.2e", "✓" if res.ok else "✗", res.shape,
                  res.min_cosine, res.max_abs_diff)
         results.append(res)

@@ -42,24 +42,34 @@ class SentenceEncoder(nn.Module):
         self.pooling = pooling
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.pooled_and_embedding(input_ids, attention_mask)[1]
+
+    def pooled_and_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled, embedding): the vector before the optional L2 normalisation, and the source's output."""
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
         ).last_hidden_state  # (batch, seq, H)
-        return pool(hidden, attention_mask, self.pooling)
+        pooled = pool_tokens(hidden, attention_mask, self.pooling.mode)
+        return pooled, (nn.functional.normalize(pooled, p=2.0, dim=-1) if self.pooling.normalize else pooled)
+
+
+def pool_tokens(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+    """The pooled vector over the real tokens, as sentence-transformers' Pooling computes it."""
+    mask = attention_mask_bt.unsqueeze(-1).to(hidden_bth.dtype)
+    if mode == "cls":
+        return hidden_bth[:, 0]
+    if mode == "max":
+        # Padding positions are pushed far below any real value so they never win the max.
+        return (hidden_bth + (mask - 1.0) * 1e9).max(dim=1).values
+    total = (hidden_bth * mask).sum(dim=1)
+    count = mask.sum(dim=1).clamp(min=1e-9)  # the clamp guards an all-padding row
+    return total / (count if mode == "mean" else count.sqrt())
 
 
 def pool(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor, pooling: Pooling = Pooling()) -> torch.Tensor:
-    """The sentence embedding from the last hidden state, as sentence-transformers' Pooling computes it."""
-    mask = attention_mask_bt.unsqueeze(-1).to(hidden_bth.dtype)
-    if pooling.mode == "cls":
-        pooled = hidden_bth[:, 0]
-    elif pooling.mode == "max":
-        # Padding positions are pushed far below any real value so they never win the max.
-        pooled = (hidden_bth + (mask - 1.0) * 1e9).max(dim=1).values
-    else:
-        total = (hidden_bth * mask).sum(dim=1)
-        count = mask.sum(dim=1).clamp(min=1e-9)  # the clamp guards an all-padding row
-        pooled = total / (count if pooling.mode == "mean" else count.sqrt())
+    """The sentence embedding from the last hidden state: pooled, then L2-normalised if the source does."""
+    pooled = pool_tokens(hidden_bth, attention_mask_bt, pooling.mode)
     return nn.functional.normalize(pooled, p=2.0, dim=-1) if pooling.normalize else pooled
 
 

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Embedded:
     model: LoadedModel
-    vectors: np.ndarray  # (n, dim) float32
+    vectors: np.ndarray  # (n, dim) float32: the model's embedding (unit length when its source normalises)
+    pooled: np.ndarray | None  # the same before L2 normalisation; None when the graph only gives unit vectors
     tokens: int
     tokenize_s: float
     queue_s: float
@@ -92,8 +93,11 @@ class Embedder:
             if watcher is not None:
                 watcher.cancel()
         self.metrics.queue_seconds.labels(model.name).observe(stats.queue_seconds)
+        pooled = vectors if model.has_pooled else None
+        if model.backend.returns_pooled:
+            vectors = unit(vectors)
         self._maybe_shadow(model, items, vectors)
-        return Embedded(model, vectors, sum(len(i.ids) for i in items), tokenize_s, stats.queue_seconds,
+        return Embedded(model, vectors, pooled, sum(len(i.ids) for i in items), tokenize_s, stats.queue_seconds,
                         stats.inference_seconds)
 
     def _maybe_shadow(self, model: LoadedModel, items, vectors: np.ndarray) -> None:
@@ -118,18 +122,26 @@ class Embedder:
         task.add_done_callback(self._shadow_tasks.discard)
 
 
-def postprocess(vectors: np.ndarray, normalize: bool, dimensions: int | None = None) -> np.ndarray:
-    """Optional truncation to the first `dimensions`, then L2 normalisation when asked for. A graph whose
-    source ends in a Normalize module is unit-length already; one without (manifest `normalized`
-    false) gives the pooled vector, which normalize=False returns as is."""
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1."""
+    return (vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def postprocess(result: Embedded, normalize: bool, dimensions: int | None = None) -> np.ndarray:
+    """The vectors a client asked for. normalize=True: unit length, optionally truncated to the first
+    `dimensions` and re-normalised (OpenAI's `dimensions`). normalize=False: the pooled vector before
+    L2 normalisation (TEI's meaning), which a graph exported without its `pooled` output cannot give."""
+    vectors = result.vectors
     if dimensions is not None:
         if dimensions > vectors.shape[1]:
             raise InvalidInput(f"dimensions {dimensions} is more than this model's {vectors.shape[1]}")
-        vectors = vectors[:, :dimensions]
-        normalize = True  # a truncated vector is only useful re-normalised (OpenAI's dimensions)
-    if not normalize:
-        return vectors
-    return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return unit(vectors[:, :dimensions])  # a truncated vector is only useful re-normalised
+    if normalize:
+        return unit(vectors)
+    if result.pooled is None:
+        raise InvalidInput(f"model {result.model.name!r} gives only unit-length vectors (its graph has no "
+                           f"'pooled' output; rebuild it with this version); send normalize=true")
+    return result.pooled
 
 
 def encode_vectors(vectors: np.ndarray, encoding_format: str) -> list:

@@ -40,6 +40,12 @@ class LoadedModel:
     heads: dict[str, Head] = field(default_factory=dict)
     host_fidelity: HostFidelity | None = None  # measured at load on this CPU (service/host_check.py)
 
+    @property
+    def has_pooled(self) -> bool:
+        """Whether normalize=false can be answered: the graph gives its pooled vector, or its embedding
+        is that vector already (a source without Normalize)."""
+        return self.backend.returns_pooled or (self.manifest is not None and not self.manifest.normalized)
+
 
 def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokenizers | None = None,
                    min_host_fidelity: float | None = None,

@@ -29,6 +29,9 @@ class Tokenized:
 class Backend(Protocol):
     dim: int
     max_length: int
+    # True: run() returns the pooled vector before the graph's L2 normalisation (its `pooled` output),
+    # which the caller normalises for the embedding and returns as is for normalize=false.
+    returns_pooled: bool
 
     def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]: ...
 
@@ -86,6 +89,8 @@ class OnnxBackend:
         self.vocab_size = self.tokenizer.get_vocab_size()
         self.session = make_session(model_dir / contract.MODEL_FILE, session)
         self.dim = int(self.session.get_outputs()[0].shape[1])
+        self.returns_pooled = contract.OUTPUT_POOLED in {o.name for o in self.session.get_outputs()}
+        self._output = contract.OUTPUT_POOLED if self.returns_pooled else contract.OUTPUT_EMBEDDING
         self._shrink = shrinking_run_options(session)
         self._keep_tokens = session.arena_keep_tokens
 
@@ -123,8 +128,7 @@ class OnnxBackend:
     def run(self, batch: list[Tokenized]) -> np.ndarray:
         ids, mask = pad_ids([t.ids for t in batch])
         shrink = self._shrink if self._shrink is not None and ids.size > self._keep_tokens else None
-        return self.session.run([contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask},
-                                shrink)[0]
+        return self.session.run([self._output], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}, shrink)[0]
 
     def warm_up(self) -> None:
         """Run a few shapes so the first real request does not pay for allocation."""
@@ -134,6 +138,8 @@ class OnnxBackend:
 
 class FixedBackend:
     """A model-free backend: each text maps to a fixed unit vector derived from its hash."""
+
+    returns_pooled = False
 
     def __init__(self, dim: int = 8, max_length: int = 32):
         self.dim, self.max_length = dim, max_length

@@ -39,6 +39,14 @@ quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, sm
 
 
 @pytest.fixture(scope="session")
+def served_models(tmp_path_factory) -> Path:
+    """Torch-free model directories for service tests (tests/onnx_tiny.py): `tiny` and `tiny-fact`."""
+    from tests.onnx_tiny import make_served
+
+    return make_served(tmp_path_factory.mktemp("onnx-served"))
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
     """Model directories built by the real pipeline (`build` on a recipe file) from the tiny BERT."""
     from compression.cli import main

@@ -12,17 +12,12 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from common.heads import softmax
 
-from ..embedding import validate_texts
+from ..embedding import unit, validate_texts
 from ..errors import InvalidInput, UnknownHead
 from ..schemas import INFERENCE_ERRORS, ClassifyRequest, ClassifyResponse, LabelScore, Prediction, Usage
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (a model without a Normalize module answers with longer ones)."""
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
 async def _label_vectors(svc: AppState, model_name: str, labels: list[str], template: str) -> np.ndarray:

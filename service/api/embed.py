@@ -17,6 +17,6 @@ async def embed(body: EmbedRequest, request: Request, response: Response,
     texts = validate_texts(body.inputs, svc.settings)
     result = await svc.embedder.embed(body.model, texts, body.truncate, receive=request.receive)
     response.headers.update(timing_headers(request, result))
-    vectors = postprocess(result.vectors, body.normalize)
+    vectors = postprocess(result, body.normalize)
     return EmbedResponse(model=result.model.name, dim=int(vectors.shape[1]),
                          embeddings=encode_vectors(vectors, body.encoding_format), usage=Usage(tokens=result.tokens))

@@ -29,7 +29,7 @@ async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: R
     texts, ids = _split_input(body.input, svc)
     result = await svc.embedder.embed(body.model, texts, True, token_ids=ids, receive=request.receive)
     response.headers.update(timing_headers(request, result))
-    vectors = postprocess(result.vectors, True, body.dimensions)
+    vectors = postprocess(result, True, body.dimensions)
     data = [{"object": "embedding", "index": i, "embedding": e}
             for i, e in enumerate(encode_vectors(vectors, body.encoding_format))]
     return {"object": "list", "data": data, "model": result.model.name,

@@ -30,13 +30,13 @@ SENTENCES = ["the movie was good", "a dog runs in the city", "what is the capita
 
 
 @pytest.fixture(scope="module")
-def service(tiny_models):
+def service(served_models):
     env = {**df.runtime_env(), "EMBED_HOST": "127.0.0.1", "EMBED_DEFAULT_MODEL": "tiny-fact",
            "EMBED_SHADOW_RATE": "1.0", "EMBED_LOG_LEVEL": "warning"}
     env.pop("EMBED_MODELS_DIR"), env.pop("EMBED_PORT")
     command = df.runtime_command()
     command[0] = sys.executable if command[0] == "python" else command[0]
-    with Server(tiny_models, command=command, **env) as s:
+    with Server(served_models, command=command, **env) as s:
         yield s
 
 

@@ -20,10 +20,10 @@ SENTENCES = ["the movie was good", "a dog runs in the city", "what is the best s
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models, tmp_path_factory):
+def models(served_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("robust")
     for name in MODELS:
-        shutil.copytree(tiny_models / name, root / name)
+        shutil.copytree(served_models / name, root / name)
     return root
 
 

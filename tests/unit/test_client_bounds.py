@@ -114,12 +114,3 @@ def test_without_a_configured_default_a_compressed_variant_is_chosen():
     registry.add(LoadedModel("minilm-l6-fact", manifest("minilm-l6-fact", "minilm-l6"), FixedBackend()))
     assert registry.choose_default(None) == "minilm-l6-fact"
     assert registry.choose_default("zz") == "zz"
-
-
-def test_normalize_false_returns_the_graph_output_as_is():
-    from service.embedding import postprocess
-
-    raw = np.array([[3.0, 4.0]], dtype=np.float32)
-    np.testing.assert_allclose(postprocess(raw, True), [[0.6, 0.8]])
-    np.testing.assert_array_equal(postprocess(raw, False), raw)
-    np.testing.assert_allclose(postprocess(raw, False, dimensions=1), [[1.0]])

@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 from fastapi.testclient import TestClient
 
+from common import contract
 from common.manifest import Manifest
 from common.onnx_encoder import SERVING
 from common.probe_set import PROBE_FILE, ProbeSet
@@ -27,27 +29,38 @@ def loaded(client: TestClient) -> TestClient:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_models, tmp_path_factory):
+def built(tiny_models, tmp_path_factory):
+    """What the pipeline wrote (the round trip's first half)."""
     out = tmp_path_factory.mktemp("host")
     for name in ("tiny", "tiny-fact"):
         shutil.copytree(tiny_models / name, out / name)
     return out
 
 
-def test_the_pipeline_writes_a_probe_set_and_records_the_machine(served):
+@pytest.fixture
+def served(served_models):
+    """Service-side checks run on the torch-free directories."""
+    return served_models
+
+
+def test_the_pipeline_writes_a_probe_set_and_records_the_machine(built):
+    served = built
     for name in ("tiny", "tiny-fact"):
         m = Manifest.read(served / name)
         probe = ProbeSet.read(served / name)
         assert probe is not None and len(probe.texts) == m.probe["texts"] > 0
         assert probe.reference.dtype == np.float16 and probe.reference.shape == (len(probe.texts), m.dim)
         assert isinstance(m.machine["features"], list) and m.machine["cores"] >= 1
+        outputs = [o.name for o in onnx.load(str(served / name / contract.MODEL_FILE)).graph.output]
+        assert outputs == [contract.OUTPUT_EMBEDDING, contract.OUTPUT_POOLED]  # int8 graphs keep it too
     # both directories carry the *baseline's* embeddings of the same texts
     a, b = ProbeSet.read(served / "tiny"), ProbeSet.read(served / "tiny-fact")
     assert a.texts == b.texts
     np.testing.assert_array_equal(a.reference, b.reference)
 
 
-def test_the_service_measures_what_the_pipeline_measured_on_the_same_host(served):
+def test_the_service_measures_what_the_pipeline_measured_on_the_same_host(built):
+    served = built
     registry = Registry(None)
     registry.load_dir(served, SERVING)
     assert not registry.failed

@@ -30,8 +30,8 @@ print(json.dumps({"grown": proc.memory_info().rss - before,
 """
 
 
-def test_library_imports_are_not_charged_to_the_first_model(tiny_models):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tiny_models)], cwd=REPO, capture_output=True, text=True,
+def test_library_imports_are_not_charged_to_the_first_model(served_models):
+    out = subprocess.run([sys.executable, "-c", PROBE, str(served_models)], cwd=REPO, capture_output=True, text=True,
                          timeout=300, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(r["models"]) >= 2 and all(v > 0 for v in r["models"].values()), r
@@ -40,10 +40,10 @@ def test_library_imports_are_not_charged_to_the_first_model(tiny_models):
     assert outside > 10 * 2**20, r
 
 
-def test_models_with_the_same_tokenizer_file_share_one_tokenizer(tiny_models, tmp_path):
+def test_models_with_the_same_tokenizer_file_share_one_tokenizer(served_models, tmp_path):
     for name in ("tiny", "tiny-fact"):
-        shutil.copytree(tiny_models / name, tmp_path / name)
-    shutil.copytree(tiny_models / "tiny", tmp_path / "tiny-other-vocab")
+        shutil.copytree(served_models / name, tmp_path / name)
+    shutil.copytree(served_models / "tiny", tmp_path / "tiny-other-vocab")
     # Same vocabulary, other bytes: a different file, so a tokenizer of its own.
     other = tmp_path / "tiny-other-vocab" / contract.TOKENIZER_FILE
     other.write_text(json.dumps(json.loads(other.read_text()), indent=1))
@@ -62,8 +62,8 @@ def test_models_with_the_same_tokenizer_file_share_one_tokenizer(tiny_models, tm
             == [t.ids.tolist() for t in models["tiny"].backend.tokenize(text, True)])
 
 
-def test_a_broken_tokenizer_file_is_refused_by_name(tiny_models, tmp_path):
-    shutil.copytree(tiny_models / "tiny", tmp_path / "tiny")
+def test_a_broken_tokenizer_file_is_refused_by_name(served_models, tmp_path):
+    shutil.copytree(served_models / "tiny", tmp_path / "tiny")
     (tmp_path / "tiny" / contract.TOKENIZER_FILE).write_text('{"model": ')
     with pytest.raises(LoadError, match=f"^bad {contract.TOKENIZER_FILE}: "):
         read_model_dir(tmp_path / "tiny", SessionConfig(threads=1))
