@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api import classify, embed, health, models, openai
+from .api import admin, classify, embed, health, models, openai
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
@@ -23,6 +24,7 @@ from .metrics import Metrics
 from .middleware import BodyLimit, Observe
 from .label_cache import LabelCache
 from .registry import LoadedModel, Registry
+from .reload import Reloader
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ def _start_batcher(svc: AppState, model: LoadedModel) -> None:
 def publish_model_metrics(svc: AppState) -> None:
     """Gauges from each manifest, so dashboards can set compressed beside baseline."""
     m = svc.metrics
+    for gauge in m.model_gauges():  # a reload may have removed or replaced models
+        gauge.clear()
     cpu = cpu_info()
     m.host_cpu.info({"model": str(cpu["model"]), "features": ",".join(cpu["features"]) or "none",
                      "cores": str(cpu["cores"])})
@@ -45,6 +49,7 @@ def publish_model_metrics(svc: AppState) -> None:
         m.loaded.labels(name).set(0)
     for name, model in svc.registry.models.items():
         m.loaded.labels(name).set(1)
+        m.version.labels(name, model.version).set(1)
         m.queue_capacity.labels(name).set(svc.settings.queue_size)
         host = model.host_fidelity
         if host is not None:
@@ -68,6 +73,8 @@ def publish_model_metrics(svc: AppState) -> None:
         for metric, value in man.quality.model_dump().items():
             if isinstance(value, (int, float)):
                 m.quality.labels(name, metric).set(value)
+    for rule in svc.embedder.canary.values():
+        m.canary_share.labels(rule.name, rule.candidate).set(rule.share)
 
 
 async def load_models(svc: AppState) -> None:
@@ -87,18 +94,34 @@ async def load_models(svc: AppState) -> None:
         log.error("default model %r is not loaded; loaded: %s", reg.default_model, sorted(reg.models))
 
 
+def _reload_on_sighup(svc: AppState) -> bool:
+    """SIGHUP rescans the models folder, as POST /admin/reload does (only where the loop runs on the main
+    thread, as under uvicorn; an in-process test client has none)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, svc.reloader.reload_in_background)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        return False
+    return True
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     registry = registry or Registry(settings.default_model)
     svc = AppState(settings, registry, metrics, Embedder(registry, settings, metrics), LabelCache(settings.label_cache_size))
+    svc.reloader = Reloader(svc, lambda model: _start_batcher(svc, model), lambda: publish_model_metrics(svc))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loader = asyncio.create_task(load_models(svc))
+        hup = _reload_on_sighup(svc)
         yield
+        if hup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await loader
         # Graceful stop: uvicorn has stopped accepting and drained in-flight requests; finish queued batches.
+        await svc.reloader.wait_drained()
         for model in registry.models.values():
             if model.batcher is not None:
                 await model.batcher.close()
@@ -133,7 +156,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         metrics.failures.labels(getattr(request.state, "model", None) or "none", "internal").inc()
         return JSONResponse(error_body("internal_error", "internal error; see the service log"), status_code=500)
 
-    for router in (health.router, embed.router, openai.router, classify.router, models.router):
+    for router in (health.router, embed.router, openai.router, classify.router, models.router, admin.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(Observe, metrics=metrics)  # outermost: it also counts what BodyLimit refuses

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.fidelity import cosines
+
+from .canary import CanaryRule, parse_canary
 from .errors import ClientGone, InvalidInput
 from .metrics import Metrics
+from .recent_texts import RecentTexts
 from .registry import LoadedModel, Registry
 from .settings import Settings
 
@@ -28,6 +32,7 @@ class Embedded:
     tokenize_s: float
     queue_s: float
     inference_s: float
+    canary_of: str | None = None  # the model the request named, when a canary candidate answered it
 
 
 def validate_texts(inputs: object, settings: Settings) -> list[str]:
@@ -65,12 +70,38 @@ class Embedder:
     def __init__(self, registry: Registry, settings: Settings, metrics: Metrics):
         self.registry, self.settings, self.metrics = registry, settings, metrics
         self._shadow_tasks: set[asyncio.Task] = set()
+        self.canary: dict[str, CanaryRule] = parse_canary(settings.canary or "")
+        self.recent = RecentTexts(settings.swap_live_texts)
+        self._rng = random.Random()
+
+    def _route(self, model_name: str | None) -> tuple[LoadedModel, LoadedModel | None]:
+        """(the model that answers, the one the request named if a canary candidate answers instead)."""
+        named = self.registry.get(model_name)
+        rule = self.canary.get(named.name)
+        if rule is None or rule.candidate not in self.registry.models or not rule.picks_candidate(self._rng):
+            return named, None
+        return self.registry.models[rule.candidate], named
 
     async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
                     token_ids: list[list[int]] | None = None, receive=None) -> Embedded:
         """receive: the request's ASGI receive; when given, a client that disconnects before its request
         reaches a batch has it dropped (TEI's queue does the same), not computed for nobody."""
-        model = self.registry.get(model_name)
+        model, named = self._route(model_name)
+        # Held until the answer is computed: a reload replacing this model waits for it (service/reload.py).
+        model.inflight += 1
+        try:
+            result = await self._embed(model, texts, truncate, token_ids, receive)
+        finally:
+            model.inflight -= 1
+        if texts is not None:
+            self.recent.add(model.name, texts)
+        if named is not None:
+            result.canary_of = named.name
+            self.metrics.canary_requests.labels(named.name, model.name).inc()
+        return result
+
+    async def _embed(self, model: LoadedModel, texts: list[str] | None, truncate: bool,
+                     token_ids: list[list[int]] | None, receive) -> Embedded:
         model.batcher.admit(len(token_ids if token_ids is not None else texts))  # shed before tokenizing
         gone = threading.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone)) if receive is not None else None
@@ -97,6 +128,7 @@ class Embedder:
         if model.backend.returns_pooled:
             vectors = unit(vectors)
         self._maybe_shadow(model, items, vectors)
+        self._compare_canary(model, items, vectors)
         return Embedded(model, vectors, pooled, sum(len(i.ids) for i in items), tokenize_s, stats.queue_seconds,
                         stats.inference_seconds)
 
@@ -104,18 +136,29 @@ class Embedder:
         """With probability shadow_rate, re-run a compressed model's request on its baseline, off the request path."""
         rate = self.settings.shadow_rate
         baseline = self.registry.baseline_of(model)
-        if rate <= 0 or baseline is None or random.random() >= rate:
+        if rate <= 0 or baseline is None or self._rng.random() >= rate:
             return
+        self._in_background(baseline, items, vectors, self.metrics.shadow_fidelity.labels(model.name, baseline.name))
+
+    def _compare_canary(self, model: LoadedModel, items, vectors: np.ndarray) -> None:
+        """A candidate's answer is compared with the named model's own on the same tokens."""
+        for rule in self.canary.values():
+            named = self.registry.models.get(rule.name)
+            if rule.candidate == model.name and named is not None and named.backend.dim == model.backend.dim:
+                self._in_background(named, items, vectors,
+                                    self.metrics.canary_fidelity.labels(rule.name, model.name))
+
+    def _in_background(self, reference: LoadedModel, items, vectors: np.ndarray, histogram) -> None:
+        """Run the same items on `reference` off the request path and observe each cosine."""
 
         async def compare() -> None:
             try:
-                ref, _ = await baseline.batcher.submit(items)
-            except Exception as exc:  # noqa: BLE001 - shadow traffic must never hurt the real request
-                log.debug("shadow request skipped: %s", exc)
+                ref, _ = await reference.batcher.submit(items)
+            except Exception as exc:  # noqa: BLE001 - background traffic must never hurt the real request
+                log.debug("background comparison skipped: %s", exc)
                 return
-            cos = (ref * vectors).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(vectors, axis=1) + 1e-12)
-            for c in cos:
-                self.metrics.shadow_fidelity.labels(model.name, baseline.name).observe(float(c))
+            for c in cosines(ref, vectors):
+                histogram.observe(float(c))
 
         task = asyncio.get_running_loop().create_task(compare())
         self._shadow_tasks.add(task)

@@ -28,6 +28,11 @@ class UnknownModel(ServiceError):
     type = "model_not_found"
 
 
+class UnknownRoute(ServiceError):
+    """A route that exists only when a setting enables it."""
+    type = "not_found"
+
+
 class UnknownHead(ServiceError):
     type = "head_not_found"
 

@@ -9,6 +9,7 @@ STATUS: dict[type[errors.ServiceError], int] = {
     errors.PayloadTooLarge: 413,
     errors.UnknownModel: 404,
     errors.UnknownHead: 404,
+    errors.UnknownRoute: 404,
     errors.Unauthorized: 401,
     errors.Overloaded: 429,
     errors.NotReady: 503,

@@ -59,6 +59,27 @@ class Metrics:
                              registry=r)
         self.labels = Counter("embedding_classify_labels_total", "predicted labels", ["model", "head", "label"],
                               registry=r)
+        self.version = Gauge("embedding_model_version_info", "1 for the version (short sha256 of model.onnx) each "
+                             "model serves", ["model", "version"], registry=r)
+        self.swap_fidelity = Gauge("embedding_swap_fidelity", "cosine between a replacing version's vectors and the "
+                                   "serving one's at the last reload that replaced the model (stat mean or p1)",
+                                   ["model", "stat"], registry=r)
+        self.swaps = Counter("embedding_swaps_total", "reload decisions per model: added, replaced, forced, refused "
+                             "(the fidelity gate), failed (the new version did not load), removed",
+                             ["model", "outcome"], registry=r)
+        self.canary_requests = Counter("embedding_canary_requests_total", "requests for model answered by candidate",
+                                       ["model", "candidate"], registry=r)
+        self.canary_share = Gauge("embedding_canary_share", "configured share of model's requests sent to candidate",
+                                  ["model", "candidate"], registry=r)
+        self.canary_fidelity = Histogram("embedding_canary_fidelity", "cosine between candidate's answer and model's "
+                                         "own on the canary share", ["model", "candidate"], buckets=FIDELITY_BUCKETS,
+                                         registry=r)
+
+    def model_gauges(self) -> list[Gauge]:
+        """The gauges published from the loaded models' manifests, cleared and set again after a reload."""
+        return [self.loaded, self.params, self.file_bytes, self.embedding_bytes, self.ratio, self.quality,
+                self.model_memory, self.host_fidelity, self.queue_capacity, self.queue_depth, self.version,
+                self.canary_share]
 
     def batch_observer(self, model: str):
         def observe(size: int, tokens: int, seconds: float) -> None:

@@ -1,8 +1,13 @@
 """Which models serve: every model directory under the models folder, loaded
 from its manifest (no torch), verified against the manifest's sha256, warmed up.
-A directory that fails is refused with its reason; the others still serve."""
+A directory that fails is refused with its reason; the others still serve.
+
+The registry is the name → model map that requests read; service/reload.py changes it while the
+service runs (each change one dict assignment on the event loop, so a request sees the old model
+or the new one, never half of one)."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -39,6 +44,14 @@ class LoadedModel:
     resident_bytes: int = 0
     heads: dict[str, Head] = field(default_factory=dict)
     host_fidelity: HostFidelity | None = None  # measured at load on this CPU (service/host_check.py)
+    path: Path | None = None  # the directory it was loaded from
+    fingerprint: str | None = None  # dir_fingerprint() of that directory when it was loaded
+    inflight: int = 0  # requests holding this model (event loop only): a replaced model drains to 0
+
+    @property
+    def version(self) -> str:
+        """Short sha256 of model.onnx: which build answered (header, /models, an info metric)."""
+        return self.manifest.sha256[:12] if self.manifest is not None else "none"
 
     @property
     def has_pooled(self) -> bool:
@@ -92,6 +105,21 @@ def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokeniz
     return manifest, backend, heads, host
 
 
+def dir_fingerprint(path: Path) -> str:
+    """A cheap identity of a directory's contents (every file's name, size and mtime): a reload loads
+    again only what changed; the sha256 check at load then proves the new model file."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        st = f.stat()
+        digest.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def model_dirs(models_dir: Path) -> list[Path]:
+    """The candidate model directories, in name order (hidden ones, e.g. a copy in progress, skipped)."""
+    return sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 PRODUCT_DEFAULT = "minilm-l6-fact"
 UNKNOWN_MODEL_LABEL = "unknown"  # the metric label of a request naming a model that is not loaded
 
@@ -100,7 +128,9 @@ class Registry:
     def __init__(self, default_model: str | None):
         self.default_model = default_model
         self.models: dict[str, LoadedModel] = {}
-        self.failed: dict[str, str] = {}
+        self.failed: dict[str, str] = {}  # directory name → why it is not served
+        self.failed_fingerprints: dict[str, str] = {}  # ... and its contents then: a reload retries it once changed
+        self.refused_updates: dict[str, str] = {}  # model → why a reload kept its serving version
         self.ready = False
         self.tokenizers = SharedTokenizers()
 
@@ -117,19 +147,32 @@ class Registry:
         import onnxruntime  # noqa: F401
         import tokenizers  # noqa: F401
 
-        proc = psutil.Process(os.getpid())
-        for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            before = proc.memory_info().rss
+        for path in model_dirs(models_dir):
             try:
-                manifest, backend, heads, host = read_model_dir(path, session, self.tokenizers, min_host_fidelity)
+                model = self.open(path, session, min_host_fidelity)
             except LoadError as exc:
                 self.failed[path.name] = str(exc)
+                self.failed_fingerprints[path.name] = dir_fingerprint(path)
                 log.error("refusing model %s: %s", path.name, exc)
                 continue
-            rss = max(0, proc.memory_info().rss - before)
-            self.models[manifest.name] = LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads,
-                                                     host_fidelity=host)
-            log.info("loaded %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.bytes.file / 1e6, rss / 1e6)
+            if model.name in self.models:
+                self.failed[path.name] = f"name {model.name!r} is already served from {self.models[model.name].path.name}/"
+                log.error("refusing model %s: %s", path.name, self.failed[path.name])
+                continue
+            self.models[model.name] = model
+
+    def open(self, path: Path, session: SessionConfig, min_host_fidelity: float | None = None) -> LoadedModel:
+        """One directory loaded, verified, warmed and measured, but not published (no batcher yet);
+        blocking. Raises LoadError."""
+        proc = psutil.Process(os.getpid())
+        fingerprint = dir_fingerprint(path)
+        before = proc.memory_info().rss
+        manifest, backend, heads, host = read_model_dir(path, session, self.tokenizers, min_host_fidelity)
+        rss = max(0, proc.memory_info().rss - before)
+        log.info("loaded %s %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.sha256[:12],
+                 manifest.bytes.file / 1e6, rss / 1e6)
+        return LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads, host_fidelity=host,
+                           path=path, fingerprint=fingerprint)
 
     def choose_default(self, preferred: str | None) -> str | None:
         """The model a request that names none gets: the configured one, else the product's default

@@ -86,6 +86,12 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: OpenAIUsage
 
 
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: bool = False  # swap even a version the fidelity gate refuses (stored vectors need re-indexing)
+    canary: str | None = None  # replaces the canary rules: 'name=candidate:share[,...]'; "" clears them
+
+
 class ErrorDetail(BaseModel):
     type: str
     message: str

@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.onnx_encoder import SERVING, SessionConfig
+
+from .canary import parse_canary
 
 
 class Settings(BaseSettings):
@@ -54,7 +56,27 @@ class Settings(BaseSettings):
     max_label_chars: int = Field(200, ge=1, description="characters per zero-shot label and per hypothesis template")
     label_cache_size: int = Field(4096, ge=0, description="zero-shot label vectors kept for reuse (least recently used "
                                   "dropped first; 0: none)")
+    admin_routes: bool = Field(True, description="serve POST /admin/reload (behind the API key when one is set); "
+                               "false: 404, and SIGHUP still reloads")
+    swap_min_fidelity: float = Field(0.99, ge=-1, le=1, description="a reload replaces a model under the same name "
+                                     "only if the new version's vectors agree with the old one's at this mean cosine "
+                                     "(probe set and recent live texts); below it stored vectors would need re-indexing")
+    swap_min_fidelity_p1: float = Field(0.97, ge=-1, le=1, description="... and at this 1st-percentile cosine")
+    swap_live_texts: int = Field(256, ge=0, le=10000, description="recent request texts kept per model (in memory "
+                                 "only, each cut to 1,000 characters) to check a swap on live traffic too (0: probe "
+                                 "set only)")
+    drain_timeout_s: float = Field(30.0, gt=0, description="longest a replaced or removed model waits for the "
+                                   "requests holding it before it is unloaded")
+    canary: str | None = Field(None, description="'name=candidate:share[,...]': that share of requests for name "
+                               "are answered by candidate, and compared with name in the background")
     log_level: str = Field("info", description="uvicorn and service log level")
+
+    @field_validator("canary")
+    @classmethod
+    def _canary_parses(cls, value: str | None) -> str | None:
+        if value:
+            parse_canary(value)  # a ValueError here is pydantic's one-line validation error
+        return value
 
     def session_config(self) -> SessionConfig:
         threads = self.threads

@@ -11,6 +11,7 @@ from ..errors import Unauthorized
 from ..label_cache import LabelCache
 from ..metrics import Metrics
 from ..registry import Registry
+from ..reload import Reloader
 from ..settings import Settings
 
 
@@ -21,6 +22,7 @@ class AppState:
     metrics: Metrics
     embedder: Embedder
     label_cache: LabelCache
+    reloader: "Reloader | None" = None  # set by create_app
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
@@ -44,8 +46,11 @@ async def require_api_key(request: Request) -> None:
 def timing_headers(request: Request, result: Embedded) -> dict[str, str]:
     """TEI-style per-request timings, in milliseconds."""
     request.state.model = result.model.name
+    canary = {"x-canary-of": result.canary_of} if result.canary_of else {}
     return {
+        **canary,
         "x-model": result.model.name,
+        "x-model-version": result.model.version,
         "x-tokenization-time": f"{result.tokenize_s * 1000:.3f}",
         "x-queue-time": f"{result.queue_s * 1000:.3f}",
         "x-inference-time": f"{result.inference_s * 1000:.3f}",

@@ -17,8 +17,8 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 def describe(model: LoadedModel) -> dict:
     m = model.manifest
     if m is None:
-        return {"dim": model.backend.dim}
-    return {"dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
+        return {"dim": model.backend.dim, "version": model.version}
+    return {"version": model.version, "dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
             "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
             "quality": m.quality.model_dump(),
             "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
@@ -32,4 +32,7 @@ def describe(model: LoadedModel) -> dict:
 async def models(svc: AppState = Depends(state)) -> dict:
     return {"default": svc.registry.default_model, "ready": svc.registry.ready, "host": cpu_info(),
             "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},
-            "failed": svc.registry.failed}
+            "failed": svc.registry.failed,
+            # a reload that kept a model's serving version says why (the fidelity gate, or a failed load)
+            "refused_updates": svc.registry.refused_updates,
+            "canary": {r.name: {"candidate": r.candidate, "share": r.share} for r in svc.embedder.canary.values()}}

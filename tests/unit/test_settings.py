@@ -17,7 +17,7 @@ def test_environment_overrides(monkeypatch):
 
 
 def test_configuration_page_matches_settings():
-    rows = dict(re.findall(r"^\| `(EMBED_[A-Z_]+)` \| `?([^`|]+?)`? \|", CONFIGURATION, flags=re.M))
+    rows = dict(re.findall(r"^\| `(EMBED_[A-Z0-9_]+)` \| `?([^`|]+?)`? \|", CONFIGURATION, flags=re.M))
     fields = Settings.model_fields
     assert set(rows) == {f"EMBED_{name.upper()}" for name in fields}
     for name, field in fields.items():

@@ -1,0 +1,186 @@
+"""Hot reload's state machine in-process, on torch-free model directories (tests/onnx_tiny.py): add,
+replace through the fidelity gate (an identical re-export passes, a scrambled one is refused unless
+forced), remove with drain, failed loads that leave the old version serving, the admin route's
+switches, versions in /models, headers and metrics, and canary routing."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.onnx_tiny import make_model_dir
+
+TEXTS = ["the plot of this film", "two dogs in a river"]  # not among the probe texts
+
+
+def _ready(client: TestClient) -> TestClient:
+    deadline = time.monotonic() + 60
+    while not client.app.state.svc.registry.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return client
+
+
+@pytest.fixture()
+def root(tmp_path) -> Path:
+    make_model_dir(tmp_path / "models" / "tiny", "tiny")
+    return tmp_path / "models"
+
+
+def _client(root: Path, **settings) -> TestClient:
+    return TestClient(create_app(Settings(models_dir=root, default_model="tiny", max_wait_ms=0, **settings)))
+
+
+def _embed(client, model="tiny"):
+    r = client.post("/embed", json={"inputs": TEXTS, "model": model})
+    return r, (np.asarray(r.json()["embeddings"]) if r.status_code == 200 else None)
+
+
+def _reload(client, **body):
+    r = client.post("/admin/reload", json=body or None)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_new_directory_is_added_and_an_unchanged_one_left_alone(root):
+    with _client(root) as c:
+        _ready(c)
+        first = _reload(c)
+        assert first["unchanged"] == ["tiny"] and not first["added"]
+        make_model_dir(root / "other", "other", seed=3)
+        report = _reload(c)
+        assert report["added"] == ["other"] and report["versions"]["other"] == c.get("/models").json()[
+            "models"]["other"]["version"]
+        r, _ = _embed(c, "other")
+        assert r.status_code == 200 and r.headers["x-model-version"] == report["versions"]["other"]
+        assert f'embedding_model_version_info{{model="other",version="{report["versions"]["other"]}"}} 1.0' in \
+            c.get("/metrics").text
+
+
+def test_an_identical_re_export_passes_the_gate_and_is_swapped(root):
+    with _client(root) as c:
+        _ready(c)
+        r0, before = _embed(c)
+        old_version = r0.headers["x-model-version"]
+        make_model_dir(root / "tiny", "tiny", noise=1e-4)  # the same model, exported again: other bytes
+        report = _reload(c)
+        assert report["replaced"] == ["tiny"], report
+        gate = report["gate"]["tiny"]
+        assert gate["passed"] and gate["mean"] > 0.9999 and gate["probe_texts"] > 0
+        r1, after = _embed(c)
+        assert r1.headers["x-model-version"] == report["versions"]["tiny"] != old_version
+        np.testing.assert_allclose(after, before, atol=1e-3)
+        metrics = c.get("/metrics").text
+        assert 'embedding_swaps_total{model="tiny",outcome="replaced"} 1.0' in metrics
+        assert 'embedding_swap_fidelity{model="tiny",stat="mean"}' in metrics
+        assert f'version="{old_version}"' not in metrics  # the replaced version's info series is gone
+
+
+def test_a_different_model_under_the_same_name_is_refused_then_forced(root):
+    with _client(root) as c:
+        _ready(c)
+        _embed(c)  # a live text for the gate too
+        old_version = c.get("/models").json()["models"]["tiny"]["version"]
+        make_model_dir(root / "tiny", "tiny", seed=99)  # scrambled weights: other vectors
+        refused = _reload(c)
+        assert refused["refused"] and not refused["replaced"], refused
+        gate = refused["gate"]["tiny"]
+        assert not gate["passed"] and gate["mean"] < 0.99 and gate["live_texts"] == len(TEXTS)
+        assert "re-indexing" in refused["refused"]["tiny"]
+        models = c.get("/models").json()
+        assert models["models"]["tiny"]["version"] == old_version and "re-indexing" in models["refused_updates"]["tiny"]
+        assert _embed(c)[0].headers["x-model-version"] == old_version  # still the old one answering
+        assert 'embedding_swaps_total{model="tiny",outcome="refused"} 1.0' in c.get("/metrics").text
+
+        forced = _reload(c, force=True)
+        assert forced["replaced"] == ["tiny"] and forced["versions"]["tiny"] != old_version
+        assert _embed(c)[0].headers["x-model-version"] == forced["versions"]["tiny"]
+        assert "tiny" not in c.get("/models").json()["refused_updates"]
+
+
+def test_a_dimension_change_is_refused_by_name(root):
+    with _client(root) as c:
+        _ready(c)
+        make_model_dir(root / "tiny", "tiny", dim=24)
+        report = _reload(c)
+        assert "dimension 16 → 24" in report["refused"]["tiny"]
+
+
+def test_a_removed_directory_is_drained_and_unloaded(root):
+    make_model_dir(root / "gone", "gone", seed=5)
+    with _client(root) as c:
+        _ready(c)
+        svc = c.app.state.svc
+        old = svc.registry.models["gone"]
+        assert _embed(c, "gone")[0].status_code == 200
+        shutil.rmtree(root / "gone")
+        report = _reload(c)
+        assert report["removed"] == ["gone"]
+        assert _embed(c, "gone")[0].status_code == 404
+        deadline = time.monotonic() + 10
+        while not old.batcher._closed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert old.batcher._closed and all(not t.is_alive() for t in old.batcher._threads)
+        assert 'model="gone"' not in "\n".join(l for l in c.get("/metrics").text.splitlines()
+                                              if l.startswith("embedding_model_loaded"))
+
+
+def test_failed_loads_say_why_and_leave_the_old_version_serving(root):
+    with _client(root) as c:
+        _ready(c)
+        version = c.get("/models").json()["models"]["tiny"]["version"]
+        make_model_dir(root / "broken", "broken", seed=4)
+        (root / "broken" / "model.onnx").write_bytes(b"not a graph")
+        make_model_dir(root / "tiny", "tiny", noise=1e-4)
+        (root / "tiny" / "model.onnx").write_bytes((root / "tiny" / "model.onnx").read_bytes()[:-10])  # half copied
+        report = _reload(c)
+        assert "sha256" in report["failed"]["broken"] and "sha256" in report["failed"]["tiny"]
+        models = c.get("/models").json()
+        assert "broken" in models["failed"] and "did not load" in models["refused_updates"]["tiny"]
+        r, _ = _embed(c)
+        assert r.status_code == 200 and r.headers["x-model-version"] == version
+
+
+def test_admin_route_switches(root):
+    with _client(root, admin_routes=False) as c:
+        _ready(c)
+        r = c.post("/admin/reload")
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    with _client(root, api_key="k") as c:
+        _ready(c)
+        assert c.post("/admin/reload").status_code == 401
+        assert c.post("/admin/reload", headers={"Authorization": "Bearer k"}).status_code == 200
+    with _client(root) as c:
+        _ready(c)
+        bad = c.post("/admin/reload", json={"canary": "tiny=other"})
+        assert bad.status_code == 422 and "name=candidate:share" in bad.json()["error"]["message"]
+        assert c.post("/admin/reload", json={"forse": True}).status_code == 422
+
+
+def test_canary_share_is_within_statistical_bounds_and_observed(root):
+    make_model_dir(root / "tiny-next", "tiny-next", noise=0.05)
+    with _client(root, canary="tiny=tiny-next:0.25") as c:
+        _ready(c)
+        n, hits = 400, 0
+        for i in range(n):
+            r = c.post("/embed", json={"inputs": f"text number {i}", "model": "tiny"})
+            assert r.status_code == 200
+            if r.headers.get("x-canary-of") == "tiny":
+                assert r.headers["x-model"] == "tiny-next" and r.json()["model"] == "tiny-next"
+                hits += 1
+        # binomial(400, 0.25): mean 100, sd 8.7; ±5 sd fails by chance about once in 3.5 million runs
+        assert 56 <= hits <= 144, hits
+        time.sleep(0.3)  # the background comparisons finish
+        metrics = c.get("/metrics").text
+        assert f'embedding_canary_requests_total{{candidate="tiny-next",model="tiny"}} {float(hits)}' in metrics
+        assert 'embedding_canary_fidelity_count{candidate="tiny-next",model="tiny"}' in metrics
+        assert 'embedding_canary_share{candidate="tiny-next",model="tiny"} 0.25' in metrics
+        assert c.get("/models").json()["canary"] == {"tiny": {"candidate": "tiny-next", "share": 0.25}}
+        cleared = _reload(c, canary="")
+        assert cleared["canary"] == {}
+        assert all("x-canary-of" not in c.post("/embed", json={"inputs": "x"}).headers for _ in range(40))
