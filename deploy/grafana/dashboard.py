@@ -100,6 +100,25 @@ PANELS: list[tuple[str, str, str, list[dict], str]] = [
      "Share of each predicted label per head: drift in the mix shows a change in traffic or in the model."),
     ("Models loaded", "stat", "none", [q("embedding_model_loaded", "{{model}}", instant=True)],
      "1 for each model that serves, 0 for one refused at start."),
+    ("Versions serving and reload decisions", "table", "none",
+     [q(f"embedding_model_version_info{{{M}}}", "", instant=True),
+      q(f"sum by (model, outcome) (increase(embedding_swaps_total{{{M}}}[$__range]))", "", instant=True),
+      q(f"embedding_swap_fidelity{{{M}}}", "", instant=True)],
+     "The version (short sha256 of model.onnx) each model serves; what reloads did in the range (added, replaced, "
+     "forced, refused by the fidelity gate, failed, removed); the gate's cosine between the new and the serving "
+     "version at the last swap check."),
+    ("Canary: share and fidelity to the model it stands in for", "timeseries", "percentunit",
+     # a canary answer is counted under the candidate's name in embedding_requests_total, so the model's
+     # requests are its own answers plus its candidate's (one candidate per model)
+     [q("sum by (model) (rate(embedding_canary_requests_total[$__rate_interval])) / (sum by (model) "
+        "(rate(embedding_requests_total[$__rate_interval])) + sum by (model) "
+        "(rate(embedding_canary_requests_total[$__rate_interval])))", "canary share of {{model}}"),
+      q("sum by (model, candidate) (rate(embedding_canary_fidelity_sum[$__rate_interval])) / sum by (model, candidate) "
+        "(rate(embedding_canary_fidelity_count[$__rate_interval]))", "{{candidate}} vs {{model}} mean cosine"),
+      q("histogram_quantile(0.05, sum by (model, candidate, le) (rate(embedding_canary_fidelity_bucket"
+        "[$__rate_interval])))", "{{candidate}} vs {{model}} p5 cosine")],
+     "Share of a model's requests its canary candidate answered (EMBED_CANARY), and the cosine between the "
+     "candidate's answers and the model's own on those requests, mean and 5th percentile."),
 ]
 
 

@@ -22,6 +22,7 @@ import yaml
 from bench.loadgen import drive, mixed_traffic
 from tests import deploy_files as df
 from bench.server import Server, free_port
+from tests.onnx_tiny import make_served
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +31,18 @@ SENTENCES = ["the movie was good", "a dog runs in the city", "what is the capita
 
 
 @pytest.fixture(scope="module")
-def service(served_models):
+def models_root(tmp_path_factory):
+    return make_served(tmp_path_factory.mktemp("prometheus-models"))
+
+
+@pytest.fixture(scope="module")
+def service(models_root):
     env = {**df.runtime_env(), "EMBED_HOST": "127.0.0.1", "EMBED_DEFAULT_MODEL": "tiny-fact",
-           "EMBED_SHADOW_RATE": "1.0", "EMBED_LOG_LEVEL": "warning"}
+           "EMBED_SHADOW_RATE": "1.0", "EMBED_LOG_LEVEL": "warning", "EMBED_CANARY": "tiny=tiny-fact:0.3"}
     env.pop("EMBED_MODELS_DIR"), env.pop("EMBED_PORT")
     command = df.runtime_command()
     command[0] = sys.executable if command[0] == "python" else command[0]
-    with Server(served_models, command=command, **env) as s:
+    with Server(models_root, command=command, **env) as s:
         yield s
 
 
@@ -76,8 +82,12 @@ def query(prom: str, expr: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def scraped(service, prometheus):
-    """Traffic at both models through every route, then enough scrapes for rate() windows."""
+def scraped(service, prometheus, models_root):
+    """A reload that re-exports both models (the swap panels), traffic at both models through every
+    route (a share of tiny's answered by its canary), then enough scrapes for rate() windows."""
+    make_served(models_root)
+    report = httpx.post(service.url + "/admin/reload", timeout=60).json()
+    assert sorted(report["replaced"]) == ["tiny", "tiny-fact"], report
     make = mixed_traffic(SENTENCES, ["tiny-fact", "tiny"], seed=1)
     result = asyncio.run(drive(service.url, make, concurrency=4, seconds=6))
     assert result.statuses[200] > 50
@@ -103,7 +113,7 @@ def test_target_is_up_and_rules_load(scraped):
 
 @pytest.mark.parametrize("title,expr", df.dashboard_exprs())
 def test_every_dashboard_expression_returns_data(scraped, title, expr):
-    concrete = expr.replace("$__rate_interval", "1m").replace("$model", ".*")
+    concrete = expr.replace("$__rate_interval", "1m").replace("$__range", "5m").replace("$model", ".*")
     answer = query(scraped, concrete)
     assert answer["status"] == "success", f"{title}: {answer}"
     series = answer["data"]["result"]
