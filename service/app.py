@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api import admin, classify, embed, health, models, openai
+from .api import admin, classify, embed, health, models, openai, playground
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
@@ -156,8 +156,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         metrics.failures.labels(getattr(request.state, "model", None) or "none", "internal").inc()
         return JSONResponse(error_body("internal_error", "internal error; see the service log"), status_code=500)
 
-    for router in (health.router, embed.router, openai.router, classify.router, models.router, admin.router):
+    for router in (health.router, embed.router, openai.router, classify.router, models.router, admin.router,
+                   playground.router):
         app.include_router(router)
+    app.mount("/static", playground.static_files(), name="static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(Observe, metrics=metrics)  # outermost: it also counts what BodyLimit refuses
     return app
