@@ -28,18 +28,6 @@ PARITY_SHAPES = ((1, 7), (3, 16), (8, 33), (2, 128))
 MIN_COSINE = 0.9999
 
 
-class _WithPooled(torch.nn.Module):
-    """The graph's outputs: the embedding, then (when the source normalises) the pooled vector before it."""
-
-    def __init__(self, encoder: SentenceEncoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled, embedding = self.encoder.pooled_and_embedding(input_ids, attention_mask)
-        return embedding, pooled
-
-
 def output_names(encoder: SentenceEncoder) -> list[str]:
     return [contract.OUTPUT_EMBEDDING] + ([contract.OUTPUT_POOLED] if encoder.pooling.normalize else [])
 
@@ -48,24 +36,27 @@ def export_onnx(encoder: SentenceEncoder, path: Path, vocab_size: int) -> None:
     """TorchScript-based export (stable op patterns that onnxruntime's BERT fusions recognise)."""
     encoder.eval()
     names = output_names(encoder)
-    module = _WithPooled(encoder).eval() if len(names) == 2 else encoder  # a new Module starts in training mode
     ids = torch.randint(1, vocab_size, (2, 16), dtype=torch.long)
     mask = torch.ones_like(ids)
     # The tracer warns about Python-bool conversions in transformers' masking code and about advanced
     # indexing; the parity check after export is what proves the graph, so keep the user's terminal clean.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (ids, mask),
-            str(path),
-            input_names=[contract.INPUT_IDS, contract.ATTENTION_MASK],
-            output_names=names,
-            dynamic_axes={k: v for k, v in contract.DYNAMIC_AXES.items() if k not in contract.OUTPUTS or k in names},
-            opset_version=contract.OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        encoder.export_pooled = len(names) == 2
+        try:
+            torch.onnx.export(
+                encoder,
+                (ids, mask),
+                str(path),
+                input_names=[contract.INPUT_IDS, contract.ATTENTION_MASK],
+                output_names=names,
+                dynamic_axes={k: v for k, v in contract.DYNAMIC_AXES.items() if k not in contract.OUTPUTS or k in names},
+                opset_version=contract.OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        finally:
+            encoder.export_pooled = False
 
 
 @dataclass(frozen=True)

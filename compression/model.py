@@ -41,8 +41,14 @@ class SentenceEncoder(nn.Module):
         self.bert = bert
         self.pooling = pooling
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.pooled_and_embedding(input_ids, attention_mask)[1]
+    # Set by the ONNX export: forward also returns the pooled vector (the graph's `pooled` output). A
+    # flag rather than a wrapper module, so the graph's tensor and node names stay `bert.…`, which the
+    # ONNX importer and the quantizer read.
+    export_pooled: bool = False
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        pooled, embedding = self.pooled_and_embedding(input_ids, attention_mask)
+        return (embedding, pooled) if self.export_pooled else embedding
 
     def pooled_and_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                              ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,7 +31,6 @@ Two independent switches:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

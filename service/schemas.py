@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class EmbedRequest(BaseModel):
@@ -88,7 +88,7 @@ class OpenAIEmbeddingResponse(BaseModel):
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    force: bool = False  # swap even a version the fidelity gate refuses (stored vectors need re-indexing)
+    force: StrictBool = False  # swap even a version the fidelity gate refuses (stored vectors need re-indexing)
     canary: str | None = None  # replaces the canary rules: 'name=candidate:share[,...]'; "" clears them
 
 

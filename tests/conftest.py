@@ -47,6 +47,21 @@ def served_models(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def models_with_corrupt(served_models, tmp_path_factory) -> Path:
+    """`tiny`, `tiny-fact` and `broken` (a copy of tiny whose model.onnx has one byte flipped)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mixed")
+    for name in ("tiny", "tiny-fact"):
+        shutil.copytree(served_models / name, root / name)
+    shutil.copytree(served_models / "tiny", root / "broken")
+    data = bytearray((root / "broken" / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (root / "broken" / "model.onnx").write_bytes(bytes(data))
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
     """Model directories built by the real pipeline (`build` on a recipe file) from the tiny BERT."""
     from compression.cli import main

@@ -18,7 +18,7 @@ async def admin_enabled(svc: AppState = Depends(state)) -> None:
         raise UnknownRoute("admin routes are disabled (EMBED_ADMIN_ROUTES=false)")
 
 
-@router.post("/admin/reload", dependencies=[Depends(admin_enabled)], responses=error_responses(401, 404, 422, 503))
+@router.post("/admin/reload", dependencies=[Depends(admin_enabled)], responses=error_responses(400, 401, 404, 422, 503))
 async def reload(body: ReloadRequest | None = Body(None), svc: AppState = Depends(state)) -> dict:
     body = body or ReloadRequest()
     if not svc.registry.ready:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import signal
 import socket
 import threading
@@ -20,18 +19,6 @@ from bench.server import Server
 pytestmark = pytest.mark.slow
 
 LIMITS = {"EMBED_MAX_INPUTS": "16", "EMBED_MAX_CHARS": "2000", "EMBED_MAX_BODY_BYTES": "60000"}
-
-
-@pytest.fixture(scope="module")
-def models_with_corrupt(served_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("mixed")
-    for name in ("tiny", "tiny-fact"):
-        shutil.copytree(served_models / name, root / name)
-    shutil.copytree(served_models / "tiny", root / "broken")
-    data = bytearray((root / "broken" / "model.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (root / "broken" / "model.onnx").write_bytes(bytes(data))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -3,41 +3,20 @@ directories (tests/onnx_tiny.py) plus a corrupt copy. Every client mistake gets 
 and its own status; the real server's behaviour under load is in tests/integration/."""
 from __future__ import annotations
 
-import shutil
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.inprocess import loaded
 
 LIMITS = dict(max_inputs=16, max_chars=2000, max_body_bytes=60000)
 
 
-def _ready(client: TestClient) -> TestClient:
-    deadline = time.monotonic() + 60
-    while not client.app.state.svc.registry.ready and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture(scope="module")
-def models(served_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("validation")
-    for name in ("tiny", "tiny-fact"):
-        shutil.copytree(served_models / name, root / name)
-    shutil.copytree(served_models / "tiny", root / "broken")
-    data = bytearray((root / "broken" / "model.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (root / "broken" / "model.onnx").write_bytes(bytes(data))
-    return root
-
-
-@pytest.fixture(scope="module")
-def client(models):
-    with TestClient(create_app(Settings(models_dir=models, default_model="tiny-fact", max_wait_ms=0, **LIMITS))) as c:
-        yield _ready(c)
+def client(models_with_corrupt):
+    with TestClient(create_app(Settings(models_dir=models_with_corrupt, default_model="tiny-fact", max_wait_ms=0, **LIMITS))) as c:
+        yield loaded(c)
 
 
 @pytest.mark.parametrize("body,status,fragment", [
@@ -70,10 +49,10 @@ def test_broken_json_oversized_body_and_unknown_route(client):
     assert client.get("/healthz").status_code == 200
 
 
-def test_api_key(models):
-    settings = Settings(models_dir=models, default_model="tiny", max_wait_ms=0, api_key="s3cret")
+def test_api_key(models_with_corrupt):
+    settings = Settings(models_dir=models_with_corrupt, default_model="tiny", max_wait_ms=0, api_key="s3cret")
     with TestClient(create_app(settings)) as c:
-        _ready(c)
+        loaded(c)
         assert c.post("/embed", json={"inputs": "x"}).status_code == 401
         wrong = c.post("/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"

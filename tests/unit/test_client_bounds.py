@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 

@@ -16,16 +16,7 @@ from common.probe_set import PROBE_FILE, ProbeSet
 from service.app import create_app
 from service.registry import Registry
 from service.settings import Settings
-
-
-def loaded(client: TestClient) -> TestClient:
-    """The client once the lifespan's background load has finished (ready, or everything refused)."""
-    import time
-
-    deadline = time.monotonic() + 60
-    while not client.app.state.svc.registry.ready and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return client
+from tests.inprocess import loaded
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@ TEI does; normalize=true (and the OpenAI route) unit vectors; a graph without th
 a 422 instead of silently answering with unit vectors. Torch-free model directories (tests/onnx_tiny.py)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.inprocess import loaded
 from tests.onnx_tiny import make_model_dir
 
 
@@ -21,10 +20,7 @@ def client(tmp_path_factory):
     make_model_dir(root / "unit-only", "unit-only", pooled=False)
     make_model_dir(root / "raw", "raw", normalize=False)  # a source without a Normalize module
     with TestClient(create_app(Settings(models_dir=root, default_model="pooled", max_wait_ms=0))) as c:
-        deadline = time.monotonic() + 60
-        while not c.app.state.svc.registry.ready and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield c
+        yield loaded(c)
 
 
 def _embed(client, **body):

@@ -19,7 +19,7 @@ from compression.export import export_onnx
 from compression.model import SentenceEncoder
 from compression.source import load_source, source_name
 from tests.conftest import REPO
-from tests.tiny import WORDS, export_hf_onnx, make_st_folder, make_tiny_model
+from tests.tiny import WORDS, export_hf_onnx, make_st_folder
 
 TEXTS = ["The movie was GREAT", "who is the man", "a", "Ünïcode Café plays", "the dog plays music in the city " * 9]
 # A recovery short enough for a unit test; the ratio a 160×H toy table can reach.

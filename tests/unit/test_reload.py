@@ -14,16 +14,10 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.inprocess import loaded
 from tests.onnx_tiny import make_model_dir
 
 TEXTS = ["the plot of this film", "two dogs in a river"]  # not among the probe texts
-
-
-def _ready(client: TestClient) -> TestClient:
-    deadline = time.monotonic() + 60
-    while not client.app.state.svc.registry.ready and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return client
 
 
 @pytest.fixture()
@@ -49,7 +43,7 @@ def _reload(client, **body):
 
 def test_a_new_directory_is_added_and_an_unchanged_one_left_alone(root):
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         first = _reload(c)
         assert first["unchanged"] == ["tiny"] and not first["added"]
         make_model_dir(root / "other", "other", seed=3)
@@ -64,7 +58,7 @@ def test_a_new_directory_is_added_and_an_unchanged_one_left_alone(root):
 
 def test_an_identical_re_export_passes_the_gate_and_is_swapped(root):
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         r0, before = _embed(c)
         old_version = r0.headers["x-model-version"]
         make_model_dir(root / "tiny", "tiny", noise=1e-4)  # the same model, exported again: other bytes
@@ -83,7 +77,7 @@ def test_an_identical_re_export_passes_the_gate_and_is_swapped(root):
 
 def test_a_different_model_under_the_same_name_is_refused_then_forced(root):
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         _embed(c)  # a live text for the gate too
         old_version = c.get("/models").json()["models"]["tiny"]["version"]
         make_model_dir(root / "tiny", "tiny", seed=99)  # scrambled weights: other vectors
@@ -105,7 +99,7 @@ def test_a_different_model_under_the_same_name_is_refused_then_forced(root):
 
 def test_a_dimension_change_is_refused_by_name(root):
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         make_model_dir(root / "tiny", "tiny", dim=24)
         report = _reload(c)
         assert "dimension 16 → 24" in report["refused"]["tiny"]
@@ -114,7 +108,7 @@ def test_a_dimension_change_is_refused_by_name(root):
 def test_a_removed_directory_is_drained_and_unloaded(root):
     make_model_dir(root / "gone", "gone", seed=5)
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         svc = c.app.state.svc
         old = svc.registry.models["gone"]
         assert _embed(c, "gone")[0].status_code == 200
@@ -132,7 +126,7 @@ def test_a_removed_directory_is_drained_and_unloaded(root):
 
 def test_failed_loads_say_why_and_leave_the_old_version_serving(root):
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         version = c.get("/models").json()["models"]["tiny"]["version"]
         make_model_dir(root / "broken", "broken", seed=4)
         (root / "broken" / "model.onnx").write_bytes(b"not a graph")
@@ -148,15 +142,15 @@ def test_failed_loads_say_why_and_leave_the_old_version_serving(root):
 
 def test_admin_route_switches(root):
     with _client(root, admin_routes=False) as c:
-        _ready(c)
+        loaded(c)
         r = c.post("/admin/reload")
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
     with _client(root, api_key="k") as c:
-        _ready(c)
+        loaded(c)
         assert c.post("/admin/reload").status_code == 401
         assert c.post("/admin/reload", headers={"Authorization": "Bearer k"}).status_code == 200
     with _client(root) as c:
-        _ready(c)
+        loaded(c)
         bad = c.post("/admin/reload", json={"canary": "tiny=other"})
         assert bad.status_code == 422 and "name=candidate:share" in bad.json()["error"]["message"]
         assert c.post("/admin/reload", json={"forse": True}).status_code == 422
@@ -165,7 +159,7 @@ def test_admin_route_switches(root):
 def test_canary_share_is_within_statistical_bounds_and_observed(root):
     make_model_dir(root / "tiny-next", "tiny-next", noise=0.05)
     with _client(root, canary="tiny=tiny-next:0.25") as c:
-        _ready(c)
+        loaded(c)
         n, hits = 400, 0
         for i in range(n):
             r = c.post("/embed", json={"inputs": f"text number {i}", "model": "tiny"})

@@ -5,7 +5,7 @@ import torch
 
 from compression.errors import ConfigError
 from compression.factorize import FactorizeConfig, factorize, token_weights
-from compression.model import SentenceEncoder, word_embedding_matrix
+from compression.model import word_embedding_matrix
 from compression.metric import metric_error, metric_root
 from compression.sensitivity import estimate_metric
 from compression.source import load_source
