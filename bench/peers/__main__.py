@@ -1,0 +1,165 @@
+"""`python -m bench.peers`: our models beside what users deploy instead — sentence-transformers'
+ONNX backend (fp32 and its dynamic int8 export for this CPU), fastembed on the same ONNX file, and a
+model2vec static model distilled from the same model — one fresh process each, one after another,
+measured by the same runner: in-process throughput at batch 1 and 32, resident memory, STS-B test
+Spearman, fidelity (cosine to the fp32 model). Writes results.json and report.md under
+bench/results/peers-<timestamp>/; --publish puts the table into docs/benchmark.md.
+
+--quick (about two minutes once the environments exist): 64 texts, half-second samples, and the
+peers that need no model2vec environment; the test suite runs it on the tiny models."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.fidelity import fidelity
+from common.machine import cpu_info
+from common.markdown import replace_block, table
+
+from . import OURS, REFERENCE, Peer
+from .venvs import ROOT, python_of
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).resolve().parent / "runner.py"
+BLOCK = "peers"
+
+
+def peer_list(compressed: str, int8: str, baseline: str, quick: bool) -> list[Peer]:
+    ours = [Peer(compressed, "ours", None, compressed), Peer(baseline, "ours", None, baseline)]
+    if int8:
+        ours.insert(1, Peer(int8, "ours", None, int8))
+    others = [Peer("st-onnx-fp32", "st-onnx-fp32", "st-onnx", "source"),
+              Peer("st-onnx-int8", "st-onnx-int8", "st-onnx", "source"),
+              Peer("fastembed", "fastembed", "fastembed", "source")]  # on st-onnx-fp32's export
+    if not quick:
+        others.append(Peer("model2vec", "model2vec", "model2vec", "source"))
+    return ours + others
+
+
+def run_peer(peer: Peer, model: Path, work: Path, texts_file: Path, out: Path, seconds: float, venvs: Path) -> dict:
+    python = Path(sys.executable) if peer.venv is None else python_of(peer.venv, venvs)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true",
+           "PYTHONPATH": str(REPO) if peer.venv is None else ""}
+    cmd = [str(python), str(RUNNER), "--peer", peer.runner, "--model", str(model), "--work", str(work),
+           "--texts", str(texts_file), "--out", str(out), "--seconds", str(seconds)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"peer {peer.name} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    result = json.loads(out.read_text())
+    result["vectors"] = np.load(out.with_suffix(".npy"))
+    return result
+
+
+def sts_spearman(vectors: np.ndarray, index: dict[str, int], pairs) -> float:
+    from scipy.stats import spearmanr
+
+    u = vectors[[index[s] for s in pairs.s1]]
+    v = vectors[[index[s] for s in pairs.s2]]
+    cos = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
+    return round(float(spearmanr(cos, pairs.scores).statistic * 100), 2)
+
+
+def report_rows(results: dict[str, dict], ours: str) -> list[dict]:
+    rows = []
+    for name, r in results.items():
+        rows.append({"contender": name, "b1 texts/s": r["b1"]["texts_per_s"], "b1 median ms": r["b1"]["median_ms"],
+                     "b32 texts/s": r["b32"]["texts_per_s"], "STS-B": r.get("stsb"),
+                     "fidelity mean": r.get("fidelity_mean"), "fidelity p1": r.get("fidelity_p1"),
+                     "RSS MB": round(r["rss_after_use"] / 2**20), "configured": r["configured"]})
+    return rows
+
+
+def targets(results: dict[str, dict], ours: str) -> list[str]:
+    """The issue's targets, as ratios within this one run."""
+    lines = []
+    me = results.get(ours)
+    for other, need in (("st-onnx-fp32", 2.0), ("st-onnx-int8", 1.0)):
+        if me is None or other not in results:
+            continue
+        for b in ("b1", "b32"):
+            ratio = me[b]["texts_per_s"] / results[other][b]["texts_per_s"]
+            lines.append(f"- {ours} {b} throughput {ratio:.2f}× {other} (target ≥ {need}×) "
+                         f"{'✓' if ratio >= need else '✗'}")
+    if me is not None and "st-onnx-int8" in results and me.get("fidelity_mean") is not None:
+        a, b = me["fidelity_mean"], results["st-onnx-int8"]["fidelity_mean"]
+        lines.append(f"- {ours} fidelity {a} vs st-onnx-int8 {b} (target: better) {'✓' if a > b else '✗'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compression.corpus import read_sts
+    from compression.source import default_model_dir
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--models-dir", type=Path, default=REPO / "models")
+    p.add_argument("--compressed", default=OURS)
+    p.add_argument("--int8", default="minilm-l6-int8", help="our plain int8 variant ('' to leave it out)")
+    p.add_argument("--baseline", default=REFERENCE, help="the fp32 model fidelity is measured against")
+    p.add_argument("--source", type=Path, default=None, help="the sentence-transformers folder the peers load "
+                   "(default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--only", nargs="+", default=None, help="run only these contenders (the baseline always runs)")
+    p.add_argument("--venvs", type=Path, default=ROOT, help="where the peers' environments live")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--publish", action="store_true", help="write the table into docs/benchmark.md")
+    a = p.parse_args(argv)
+    source = a.source or default_model_dir()
+    for name in filter(None, (a.compressed, a.int8, a.baseline)):
+        if not (a.models_dir / name / "manifest.json").is_file():
+            raise SystemExit(f"model {name!r} is not built in {a.models_dir} (run: make models)")
+    pairs = read_sts(a.data_dir, "test")
+    texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
+    if a.quick:  # a subset of pairs, and all their sentences
+        keep = 64
+        pairs = type(pairs)(pairs.s1[:keep], pairs.s2[:keep], pairs.scores[:keep])
+        texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
+    seconds = 0.5 if a.quick else 8.0
+    out = a.out or REPO / "bench" / "results" / f"peers-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    texts_file = out / "texts.json"
+    texts_file.write_text(json.dumps(texts))
+    index = {t: i for i, t in enumerate(texts)}
+    peers = [q for q in peer_list(a.compressed, a.int8, a.baseline, a.quick)
+             if a.only is None or q.name in a.only or q.name == a.baseline]
+    results: dict[str, dict] = {}
+    for peer in peers:
+        model = source if peer.model == "source" else a.models_dir / peer.model
+        print(f"peers: {peer.name} …", file=sys.stderr, flush=True)
+        results[peer.name] = run_peer(peer, model, out / "work", texts_file, out / f"{peer.name}.json", seconds,
+                                      a.venvs)
+    reference = results[a.baseline]["vectors"]
+    for name, r in results.items():
+        vectors = r.pop("vectors")
+        r["stsb"] = sts_spearman(vectors, index, pairs)
+        if vectors.shape == reference.shape:  # model2vec's PCA dims are another space: no fidelity
+            mean, p1 = fidelity(vectors, reference)
+            r["fidelity_mean"], r["fidelity_p1"] = round(mean, 5), round(p1, 5)
+    summary = {"machine": cpu_info(), "quick": a.quick, "seconds_per_sample": seconds, "texts": len(texts),
+               "sts_pairs": len(pairs.s1), "reference": a.baseline, "results": results,
+               "targets": targets(results, a.compressed)}
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    cpu = summary["machine"]
+    body = "\n".join([
+        f"Measured by `python -m bench.peers{' --quick' if a.quick else ''}` on {cpu['model']}, {cpu['cores']} "
+        f"cores, int8 features: {' '.join(cpu['features']) or 'none'}; {len(texts)} STS-B test sentences, "
+        f"{seconds:g} s per throughput sample, every contender in its own process, one after another.", "",
+        table(["contender", "b1 texts/s", "b1 median ms", "b32 texts/s", "STS-B", "fidelity mean", "fidelity p1",
+               "RSS MB", "configured"], report_rows(results, a.compressed)), "",
+        *summary["targets"]])
+    (out / "report.md").write_text(body + "\n")
+    print(body)
+    if a.publish and not replace_block(REPO / "docs" / "benchmark.md", BLOCK, body):
+        raise SystemExit(f"docs/benchmark.md has no <!-- {BLOCK}:start --> block")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The peer benchmark's --quick mode on the tiny models, so the harness cannot rot: it builds the
+peers' own environments (sentence-transformers' ONNX backend, fastembed), runs every contender in its
+own process through the same runner, and reports throughput, STS-B and fidelity for each."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.peers.__main__ import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_mode_measures_ours_and_the_peers(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path):
+    out = tmp_path / "peers"
+    rc = main(["--quick", "--models-dir", str(tiny_models), "--compressed", "tiny-fact", "--int8", "tiny-int8",
+               "--baseline", "tiny", "--source", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
+               "--out", str(out)])
+    assert rc == 0
+    r = json.loads((out / "results.json").read_text())
+    assert set(r["results"]) == {"tiny-fact", "tiny-int8", "tiny", "st-onnx-fp32", "st-onnx-int8", "fastembed"}
+    for name, res in r["results"].items():
+        assert res["b1"]["texts_per_s"] > 0 and res["b32"]["texts_per_s"] > 0, name
+        assert res["rss_after_use"] > res["rss_start"] > 0, name
+        assert -100 <= res["stsb"] <= 100 and res["configured"], name
+    assert r["results"]["tiny"]["fidelity_mean"] == pytest.approx(1.0, abs=1e-6)
+    # the peers run the same fp32 weights (sentence-transformers' and fastembed's own export): they
+    # agree with our fp32 graph to rounding, and the int8 export only approximately
+    for peer in ("st-onnx-fp32", "fastembed"):
+        assert r["results"][peer]["fidelity_mean"] > 0.9999, (peer, r["results"][peer])
+    assert 0.5 < r["results"]["st-onnx-int8"]["fidelity_mean"] < 0.99999
+    assert "avx" in r["results"]["st-onnx-int8"]["configured"] or "arm" in r["results"]["st-onnx-int8"]["configured"]
+    report = (out / "report.md").read_text()
+    assert "python -m bench.peers --quick" in report and "export_dynamic_quantized_onnx_model" in report
+    assert any("st-onnx-fp32" in line for line in r["targets"])
