@@ -83,10 +83,11 @@ class Embedder:
         return self.registry.models[rule.candidate], named
 
     async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
-                    token_ids: list[list[int]] | None = None, receive=None) -> Embedded:
+                    token_ids: list[list[int]] | None = None, receive=None, route: bool = True) -> Embedded:
         """receive: the request's ASGI receive; when given, a client that disconnects before its request
-        reaches a batch has it dropped (TEI's queue does the same), not computed for nobody."""
-        model, named = self._route(model_name)
+        reaches a batch has it dropped (TEI's queue does the same), not computed for nobody.
+        route=False: the named model answers even when a canary rule would send the request elsewhere."""
+        model, named = self._route(model_name) if route else (self.registry.get(model_name), None)
         # Held until the answer is computed: a reload replacing this model waits for it (service/reload.py).
         model.inflight += 1
         try:

@@ -30,3 +30,8 @@ class LabelCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+
+    def forget(self, model: str) -> None:
+        """Drop a model's vectors: a reload replaced or removed it, so they are another version's."""
+        for key in [k for k in self._entries if k[0] == model]:
+            del self._entries[key]

@@ -152,6 +152,7 @@ class Reloader:
         self._publish(new)
         reg.models[new.name] = new  # the swap: requests from here on get the new version
         reg.refused_updates.pop(old.name, None)
+        self.svc.label_cache.forget(old.name)
         report.replaced.append(new.name)
         self.svc.metrics.swaps.labels(new.name, "forced" if not gate.passed else "replaced").inc()
         log.info("reload: %s %s → %s (fidelity %s)", new.name, old.version, new.version, gate.summary)
@@ -163,6 +164,7 @@ class Reloader:
             del reg.models[old.name]
         reg.refused_updates.pop(old.name, None)
         self.svc.embedder.recent.forget(old.name)
+        self.svc.label_cache.forget(old.name)
         report.removed.append(old.name)
         self.svc.metrics.swaps.labels(old.name, "removed").inc()
         self._drain_later(old)

@@ -24,7 +24,8 @@ async def _label_vectors(svc: AppState, model_name: str, labels: list[str], temp
     found = {lab: svc.label_cache.get((model_name, template, lab)) for lab in labels}
     missing = [lab for lab, vec in found.items() if vec is None]
     if missing:
-        result = await svc.embedder.embed(model_name, [template.replace("{}", lab) for lab in missing])
+        # the model that embedded the inputs, not a canary stand-in: both sides must be one model's vectors
+        result = await svc.embedder.embed(model_name, [template.replace("{}", lab) for lab in missing], route=False)
         for lab, vec in zip(missing, unit(result.vectors)):
             found[lab] = vec
             svc.label_cache.put((model_name, template, lab), vec)
@@ -51,9 +52,10 @@ async def _with_head(body: ClassifyRequest, request: Request, response: Response
         raise InvalidInput(f"model {model.name!r} has no trained heads; send zero-shot labels")
     if name not in model.heads:
         raise UnknownHead(f"head {name!r} is not available for model {model.name!r}; heads: {names}")
-    head = model.heads[name]
     result = await svc.embedder.embed(model.name, texts, body.truncate, receive=request.receive)
     response.headers.update(timing_headers(request, result))
+    # a canary candidate that answered applies its own head of that name where it has one
+    head = result.model.heads.get(name, model.heads[name])
     predictions = _predictions(head.probabilities(result.vectors), head.labels, body.top_k)
     for p in predictions:
         svc.metrics.labels.labels(model.name, name, p.label).inc()

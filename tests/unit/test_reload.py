@@ -178,3 +178,32 @@ def test_canary_share_is_within_statistical_bounds_and_observed(root):
         cleared = _reload(c, canary="")
         assert cleared["canary"] == {}
         assert all("x-canary-of" not in c.post("/embed", json={"inputs": "x"}).headers for _ in range(40))
+
+
+def test_a_swap_drops_the_replaced_versions_zero_shot_label_vectors(root):
+    with _client(root) as c:
+        loaded(c)
+        body = {"inputs": "the movie", "labels": ["films", "dogs"], "model": "tiny"}
+        assert c.post("/classify", json=body).status_code == 200
+        cache = c.app.state.svc.label_cache
+        assert len(cache) == 2
+        make_model_dir(root / "tiny", "tiny", seed=99)
+        assert _reload(c, force=True)["replaced"] == ["tiny"]
+        assert len(cache) == 0  # the old version's label vectors would not match the new one's inputs
+
+
+def test_under_a_canary_zero_shot_labels_come_from_the_model_that_embedded_the_inputs(root):
+    from common.heads import softmax
+    from tests.onnx_tiny import encode
+
+    make_model_dir(root / "tiny-next", "tiny-next", seed=8)
+    # chained rules: the candidate's own requests would be sent back to tiny; label vectors must not be
+    with _client(root, canary="tiny=tiny-next:1.0,tiny-next=tiny:1.0") as c:
+        loaded(c)
+        labels, template = ["films", "dogs"], "This text is about {}."
+        r = c.post("/classify", json={"inputs": "the movie", "labels": labels, "model": "tiny"})
+        assert r.status_code == 200 and r.json()["model"] == "tiny-next"
+        vecs = encode(root / "tiny-next", ["the movie"] + [template.replace("{}", lab) for lab in labels])
+        want = softmax((vecs[:1] @ vecs[1:].T) / c.app.state.svc.settings.zero_shot_temperature)[0]
+        got = {s["label"]: s["score"] for s in r.json()["predictions"][0]["scores"]}
+        np.testing.assert_allclose([got[lab] for lab in labels], want, atol=1e-4)
