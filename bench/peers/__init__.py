@@ -2,7 +2,9 @@
 
 Each peer runs in its own virtual environment, created by the benchmark from the pins below (their
 pins conflict with ours and with each other), and every contender — ours included — is measured by
-the same runner (bench/peers/runner.py) in a fresh process, on the same local all-MiniLM-L6-v2."""
+the same runner (bench/peers/runner.py) in a fresh process, on the same local all-MiniLM-L6-v2.
+The runner runs as a script, so its folder is first on sys.path: no module here may take a standard
+library name (an `http.py` here broke every peer's `import http`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +27,9 @@ VENVS: dict[str, tuple[tuple[str, ...], ...]] = {
     "st-onnx": ((TORCH,), ("sentence-transformers[onnx]==5.1.2", "optimum-onnx==0.1.0", "optimum==2.1.0",
                            "transformers==4.57.6")),
     "fastembed": (("fastembed==0.9.1",),),
-    "model2vec": ((TORCH,), ("model2vec[distill]==0.10.0",)),
+    "model2vec": ((TORCH,), ("model2vec[distill,quantization]==0.10.0",)),
+    # infinity-emb pins numpy < 2 and its own optimum; torch is pinned again so pip keeps the CPU build
+    "infinity": ((TORCH,), ("infinity-emb[server,optimum]==0.0.78", TORCH)),
 }
 
 REFERENCE = "minilm-l6"  # fidelity is cosine to the fp32 model's embedding

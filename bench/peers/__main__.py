@@ -93,6 +93,20 @@ def targets(results: dict[str, dict], ours: str) -> list[str]:
     return lines
 
 
+def http_rows(http: dict) -> list[dict]:
+    return [{"server": name, "c1 p50 ms": round(r["c1"]["p50_ms"], 2), "c1 p99 ms": round(r["c1"]["p99_ms"], 2),
+             "c32 texts/s": round(r["c32"]["sentences_per_s"], 1), "c32 p99 ms": round(r["c32"]["p99_ms"], 1),
+             "configured": r["configured"]} for name, r in http.items()]
+
+
+def http_targets(http: dict) -> list[str]:
+    ours = next((r for n, r in http.items() if n.startswith("ours")), None)
+    if ours is None or "infinity" not in http:
+        return []
+    ratio = ours["c32"]["sentences_per_s"] / http["infinity"]["c32"]["sentences_per_s"]
+    return [f"- our service c32 throughput {ratio:.2f}× Infinity's (target ≥ 1.2×) {'✓' if ratio >= 1.2 else '✗'}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     from compression.corpus import read_sts
     from compression.source import default_model_dir
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", default=None, help="run only these contenders (the baseline always runs)")
     p.add_argument("--venvs", type=Path, default=ROOT, help="where the peers' environments live")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--no-http", action="store_true", help="leave out the servers (ours vs Infinity over HTTP)")
     p.add_argument("--publish", action="store_true", help="write the table into docs/benchmark.md")
     a = p.parse_args(argv)
     source = a.source or default_model_dir()
@@ -142,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         if vectors.shape == reference.shape:  # model2vec's PCA dims are another space: no fidelity
             mean, p1 = fidelity(vectors, reference)
             r["fidelity_mean"], r["fidelity_p1"] = round(mean, 5), round(p1, 5)
+    http = {}
+    if not (a.quick or a.no_http):
+        from .servers import compare
+
+        print("peers: servers over HTTP …", file=sys.stderr, flush=True)
+        http = compare(a.models_dir, a.compressed, source, texts, seconds, a.venvs, out / "work")
     summary = {"machine": cpu_info(), "quick": a.quick, "seconds_per_sample": seconds, "texts": len(texts),
-               "sts_pairs": len(pairs.s1), "reference": a.baseline, "results": results,
-               "targets": targets(results, a.compressed)}
+               "sts_pairs": len(pairs.s1), "reference": a.baseline, "results": results, "http": http,
+               "targets": targets(results, a.compressed) + http_targets(http)}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     cpu = summary["machine"]
     body = "\n".join([
@@ -153,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{seconds:g} s per throughput sample, every contender in its own process, one after another.", "",
         table(["contender", "b1 texts/s", "b1 median ms", "b32 texts/s", "STS-B", "fidelity mean", "fidelity p1",
                "RSS MB", "configured"], report_rows(results, a.compressed)), "",
-        *summary["targets"]])
+        *(["", "Servers over HTTP (one sentence per request, each server's OpenAI-compatible route, one "
+             "server at a time):", "", table(["server", "c1 p50 ms", "c1 p99 ms", "c32 texts/s", "c32 p99 ms",
+                                              "configured"], http_rows(http))] if http else []),
+        "", *summary["targets"]])
     (out / "report.md").write_text(body + "\n")
     print(body)
     if a.publish and not replace_block(REPO / "docs" / "benchmark.md", BLOCK, body):

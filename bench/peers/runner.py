@@ -101,10 +101,13 @@ def load(peer: str, model: Path, work: Path, threads: int):
         from model2vec import StaticModel
 
         folder = work / "model2vec"
-        if not (folder / "config.json").is_file():
-            from model2vec.distill import distill
+        if not (folder / "config.json").is_file():  # distilled in a process of its own: it runs torch,
+            import subprocess                        # which the static model does not need
+            import sys
 
-            distill(model_name=str(model), pca_dims=256).save_pretrained(str(folder))
+            subprocess.run([sys.executable, "-c", "import sys; from model2vec.distill import distill; "
+                            "distill(model_name=sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])",
+                            str(model), str(folder)], check=True)
         static = StaticModel.from_pretrained(str(folder))
         return (lambda texts: static.encode(texts, batch_size=len(texts)).astype(np.float32),
                 "model2vec.distill(pca_dims=256) of the same model, StaticModel.encode")

@@ -1,7 +1,8 @@
 """Hot reload on a real server under steady load: one reload adds a model, replaces one (through the
 fidelity gate) and removes one while clients keep sending mixed requests; every answer is the
 vector of the version its header names, or a 404 for a model not (or no longer) served — never a
-5xx or a lost request. Then SIGHUP reloads the same way."""
+5xx or a lost request. A second reload under load meets a half-copied and a scrambled replacement:
+both are refused and the serving versions keep answering. Then SIGHUP reloads the same way."""
 from __future__ import annotations
 
 import shutil
@@ -99,6 +100,32 @@ def test_reload_under_load_adds_replaces_and_removes_without_a_wrong_answer(root
         before = [a for a in answers if a[0] < changed]  # the old set served
         assert any(a[1] == "gone" and a[3] == 200 for a in before)
         assert {a[4] for a in before if a[1] == "swap"} == {old_swap_version}
+
+        # under the same load: a half-copied replacement of `keep` and a scrambled one of `swap` are
+        # refused, and both keep answering with the versions they had
+        stop, answers = threading.Event(), []
+        clients = [threading.Thread(target=_load, args=(s.url, stop, ["keep", "swap"], answers, 10 + i))
+                   for i in range(4)]
+        for t in clients:
+            t.start()
+        time.sleep(0.5)
+        keep_version = Manifest.read(root / "keep").sha256[:12]
+        make_model_dir(staging / "keep", "keep", seed=1, noise=1e-3)
+        (staging / "keep" / "model.onnx").write_bytes((staging / "keep" / "model.onnx").read_bytes()[:-100])
+        make_model_dir(staging / "swap2", "swap", seed=77)
+        for name, src in (("keep", "keep"), ("swap", "swap2")):
+            shutil.rmtree(root / name)
+            shutil.move(str(staging / src), str(root / name))
+        second = httpx.post(s.url + "/admin/reload", timeout=60).json()
+        time.sleep(1.0)
+        stop.set()
+        for t in clients:
+            t.join()
+        assert "sha256" in second["failed"]["keep"] and "re-indexing" in second["refused"]["swap"], second
+        assert second["versions"] == {"keep": keep_version, "swap": new_swap_version, "new": report["versions"]["new"]}
+        _check(answers, expected, may_404=set())
+        assert {a[4] for a in answers if a[1] == "keep"} == {keep_version}
+        assert {a[4] for a in answers if a[1] == "swap"} == {new_swap_version}
 
         # SIGHUP: the same rescan, answered in the log; here it removes `new` again
         shutil.rmtree(root / "new")

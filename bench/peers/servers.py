@@ -1,0 +1,84 @@
+"""The servers side by side: our service and Infinity (`infinity-emb`, its optimum/ONNX engine) on
+loopback, one at a time, driven by the same keep-alive load generator (bench/loadgen.py) through each
+one's OpenAI-compatible embeddings route with one sentence per request: c1 p50/p99 latency and
+c32 throughput."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from bench.loadgen import drive
+from bench.server import Server, free_port
+
+from .venvs import python_of
+
+SERVED_NAME = "minilm"  # the name each server is asked for
+
+
+def _load(url: str, path: str, model: str, texts: list[str], seconds: float) -> dict:
+    def make(i: int):
+        return path, {"input": texts[i % len(texts)], "model": model}
+
+    out = {}
+    for concurrency in (1, 32):
+        asyncio.run(drive(url, make, concurrency, 1.0))  # warm connections and batch shapes
+        out[f"c{concurrency}"] = asyncio.run(drive(url, make, concurrency, seconds)).summary()
+    return out
+
+
+@contextmanager
+def infinity(source: Path, venvs: Path, work: Path) -> Iterator[tuple[str, str]]:
+    """Infinity serving `source` with its optimum engine on the CPU; yields (url, how it was configured)."""
+    python = python_of("infinity", venvs)
+    port = free_port()
+    cmd = [str(python.parent / "infinity_emb"), "v2", "--model-id", str(source), "--served-model-name", SERVED_NAME,
+           "--engine", "optimum", "--device", "cpu", "--port", str(port), "--host", "127.0.0.1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+           "DO_NOT_TRACK": "1", "HF_HOME": str(work / "hf-home")}
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 600  # the optimum engine exports the model to ONNX at start
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise SystemExit(f"infinity exited: {log.read().decode(errors='replace')[-1500:]}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise SystemExit("infinity did not become ready in 10 minutes")
+        yield url, " ".join(cmd[1:]).replace(str(source), source.name)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def compare(models_dir: Path, ours: str, source: Path, texts: list[str], seconds: float, venvs: Path,
+            work: Path) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.symlink((models_dir / ours).resolve(), root / ours)
+        with Server(root, EMBED_DEFAULT_MODEL=ours, EMBED_THREADS="0", EMBED_LOG_LEVEL="warning",
+                    EMBED_QUEUE_SIZE="4096") as s:
+            results[f"ours ({ours})"] = {"configured": f"python -m service, {ours}, default settings",
+                                         **_load(s.url, "/v1/embeddings", ours, texts, seconds)}
+    with infinity(source, venvs, work) as (url, how):
+        results["infinity"] = {"configured": how, **_load(url, "/embeddings", SERVED_NAME, texts, seconds)}
+    return results
