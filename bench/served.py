@@ -68,26 +68,30 @@ def load_generator() -> str:
     return "wrk" if shutil.which("wrk") else "httpx"
 
 
-def sample(server: Server, texts: list[str], concurrency: int, seconds: float, batch: int = 1) -> dict:
-    """`concurrency` clients for `seconds`; each request carries `batch` texts (1: a bare string)."""
+def sample(server: Server, texts: list[str], concurrency: int, seconds: float, batch: int = 1,
+           openai: tuple[str, str] | None = None) -> dict:
+    """`concurrency` clients for `seconds`; each request carries `batch` texts (1: a bare string).
+    openai: (path, model) to send OpenAI-style bodies there instead of /embed (any server's route)."""
     if load_generator() == "wrk":
-        return _wrk(server, texts, concurrency, seconds, batch)
+        return _wrk(server, texts, concurrency, seconds, batch, openai)
 
     def make(i: int) -> tuple[str, dict]:
-        if batch == 1:
-            return "/embed", {"inputs": texts[i % len(texts)]}
-        return "/embed", {"inputs": [texts[(i * batch + k) % len(texts)] for k in range(batch)]}
+        chunk = texts[i % len(texts)] if batch == 1 else [texts[(i * batch + k) % len(texts)] for k in range(batch)]
+        if openai is not None:
+            return openai[0], {"input": chunk, "model": openai[1]}
+        return "/embed", {"inputs": chunk}
 
     result = asyncio.run(drive(server.url, make, concurrency, seconds)).summary()
     return {**result, "batch": batch, "generator": "httpx"}
 
 
-def _wrk(server: Server, texts: list[str], concurrency: int, seconds: float, batch: int) -> dict:
+def _wrk(server: Server, texts: list[str], concurrency: int, seconds: float, batch: int,
+         openai: tuple[str, str] | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         f.write("\n".join(t.replace("\n", " ") for t in texts) + "\n")
         f.flush()
         cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-               "-s", str(WRK_SCRIPT), server.url, "--", f.name, str(batch)]
+               "-s", str(WRK_SCRIPT), server.url, "--", f.name, str(batch), *(openai or ())]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:

@@ -1,7 +1,9 @@
 -- wrk script for the benchmark: POST /embed with STS-B sentences, `batch` per request.
 --   wrk -t1 -c32 -d5s -s bench/wrk.lua http://127.0.0.1:8000 -- sentences.txt 1
 -- (sentences.txt: one sentence per line). Prints one JSON line when done.
-local sentences, batch, i = {}, 1, 0
+-- Optional 3rd and 4th arguments: a path and a model name, for an OpenAI-style embeddings route
+-- ({"input": ..., "model": ...}); used to drive other servers the same way.
+local sentences, batch, i, path, model = {}, 1, 0, "/embed", nil
 
 local function json_string(s)
   return '"' .. s:gsub('\\', '\\\\'):gsub('"', '\\"'):gsub('%c', ' ') .. '"'
@@ -12,6 +14,8 @@ init = function(args)
     if #line > 0 then table.insert(sentences, json_string(line)) end
   end
   batch = tonumber(args[2] or "1")
+  path = args[3] or path
+  model = args[4]
 end
 
 request = function()
@@ -27,7 +31,10 @@ request = function()
     i = i + batch
     body = '{"inputs": [' .. table.concat(items, ", ") .. ']}'
   end
-  return wrk.format("POST", "/embed", {["Content-Type"] = "application/json"}, body)
+  if model then  -- the OpenAI shape: same texts, other field names
+    body = body:gsub('^{"inputs": ', '{"model": "' .. model .. '", "input": ')
+  end
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 
 done = function(summary, latency, requests)

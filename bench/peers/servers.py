@@ -1,21 +1,22 @@
 """The servers side by side: our service and Infinity (`infinity-emb`, its optimum/ONNX engine) on
-loopback, one at a time, driven by the same keep-alive load generator (bench/loadgen.py) through each
+loopback, one at a time, driven by the benchmark's load generator (wrk, else bench/loadgen.py) through each
 one's OpenAI-compatible embeddings route with one sentence per request: c1 p50/p99 latency and
 c32 throughput."""
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import httpx
 
-from bench.loadgen import drive
+from bench.served import sample
 from bench.server import Server, free_port
 
 from .venvs import python_of
@@ -24,27 +25,29 @@ SERVED_NAME = "minilm"  # the name each server is asked for
 
 
 def _load(url: str, path: str, model: str, texts: list[str], seconds: float) -> dict:
-    def make(i: int):
-        return path, {"input": texts[i % len(texts)], "model": model}
-
+    """c1 and c32 with the benchmark's load generator (wrk where installed: a Python client would take
+    a core of its own on this 2-core machine), after a warm-up at each."""
+    target = SimpleNamespace(url=url)
     out = {}
     for concurrency in (1, 32):
-        asyncio.run(drive(url, make, concurrency, 1.0))  # warm connections and batch shapes
-        out[f"c{concurrency}"] = asyncio.run(drive(url, make, concurrency, seconds)).summary()
+        sample(target, texts, concurrency, 1.0, openai=(path, model))  # warm connections and batch shapes
+        out[f"c{concurrency}"] = sample(target, texts, concurrency, seconds, openai=(path, model))
     return out
 
 
 @contextmanager
 def infinity(source: Path, venvs: Path, work: Path) -> Iterator[tuple[str, str]]:
     """Infinity serving `source` with its optimum engine on the CPU; yields (url, how it was configured)."""
-    python = python_of("infinity", venvs)
+    python = python_of("infinity", venvs.resolve())
     port = free_port()
-    cmd = [str(python.parent / "infinity_emb"), "v2", "--model-id", str(source), "--served-model-name", SERVED_NAME,
+    # run from inside the folder with --model-id "." : infinity-emb 0.0.78 hands optimum an absolute file
+    # name, which optimum 2.1 compares with the folder's relative ones and refuses
+    cmd = [str(python.parent / "infinity_emb"), "v2", "--model-id", ".", "--served-model-name", SERVED_NAME,
            "--engine", "optimum", "--device", "cpu", "--port", str(port), "--host", "127.0.0.1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
            "DO_NOT_TRACK": "1", "HF_HOME": str(work / "hf-home")}
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=source)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 600  # the optimum engine exports the model to ONNX at start
@@ -60,7 +63,7 @@ def infinity(source: Path, venvs: Path, work: Path) -> Iterator[tuple[str, str]]
             time.sleep(1)
         else:
             raise SystemExit("infinity did not become ready in 10 minutes")
-        yield url, " ".join(cmd[1:]).replace(str(source), source.name)
+        yield url, " ".join(cmd[1:]) + f" (in {source.name}/: sentence-transformers' fp32 export)"
     finally:
         proc.terminate()
         try:
@@ -79,6 +82,15 @@ def compare(models_dir: Path, ours: str, source: Path, texts: list[str], seconds
                     EMBED_QUEUE_SIZE="4096") as s:
             results[f"ours ({ours})"] = {"configured": f"python -m service, {ours}, default settings",
                                          **_load(s.url, "/v1/embeddings", ours, texts, seconds)}
-    with infinity(source, venvs, work) as (url, how):
+    # Infinity's optimum engine reads an ONNX export from the folder: sentence-transformers' fp32 one
+    # (made by the st-onnx-fp32 peer in this run), alone, so it cannot pick another file by glob order
+    export = work / "st-onnx"
+    if not (export / "onnx" / "model.onnx").is_file():
+        raise SystemExit("the servers' comparison needs st-onnx-fp32's export: run that peer in the same run")
+    folder = work / "infinity-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(export, folder, ignore=lambda d, names: [n for n in names if n == "onnx"])
+    shutil.copy(export / "onnx" / "model.onnx", folder / "model.onnx")
+    with infinity(folder, venvs, work) as (url, how):
         results["infinity"] = {"configured": how, **_load(url, "/embeddings", SERVED_NAME, texts, seconds)}
     return results
