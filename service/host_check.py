@@ -25,16 +25,22 @@ class HostFidelity:
     built_p1: float | None
 
 
+def encode_texts(backend: Backend, texts: list[str]) -> np.ndarray:
+    """The backend's vectors of texts, straight on it (not through a batcher; thread-safe), in batches
+    of BATCH in length order, rows in the texts' order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.empty((len(texts), backend.dim), dtype=np.float32)
+    for start in range(0, len(order), BATCH):
+        idx = order[start:start + BATCH]
+        out[idx] = backend.run(backend.tokenize([texts[i] for i in idx], True))
+    return out
+
+
 def measure(backend: Backend, model_dir: Path, built: dict) -> HostFidelity | None:
     """The model's fidelity on this host over its probe set; None when the directory has none."""
     probe = ProbeSet.read(model_dir)
     if probe is None or not probe.texts:
         return None
-    order = np.argsort([len(t) for t in probe.texts], kind="stable")
-    out = np.empty((len(probe.texts), probe.reference.shape[1]), dtype=np.float32)
-    for start in range(0, len(order), BATCH):
-        idx = order[start:start + BATCH]
-        out[idx] = backend.run(backend.tokenize([probe.texts[i] for i in idx], True))
-    mean, p1 = fidelity(out, probe.reference)
+    mean, p1 = fidelity(encode_texts(backend, probe.texts), probe.reference)
     return HostFidelity(round(mean, 5), round(p1, 5), len(probe.texts), built.get("fidelity_mean"),
                         built.get("fidelity_p1"))

@@ -161,11 +161,12 @@ class Registry:
                 continue
             self.models[model.name] = model
 
-    def open(self, path: Path, session: SessionConfig, min_host_fidelity: float | None = None) -> LoadedModel:
+    def open(self, path: Path, session: SessionConfig, min_host_fidelity: float | None = None,
+             fingerprint: str | None = None) -> LoadedModel:
         """One directory loaded, verified, warmed and measured, but not published (no batcher yet);
-        blocking. Raises LoadError."""
+        blocking. Raises LoadError. fingerprint: the directory's, when the caller took it already."""
         proc = psutil.Process(os.getpid())
-        fingerprint = dir_fingerprint(path)
+        fingerprint = fingerprint or dir_fingerprint(path)
         before = proc.memory_info().rss
         manifest, backend, heads, host = read_model_dir(path, session, self.tokenizers, min_host_fidelity)
         rss = max(0, proc.memory_info().rss - before)

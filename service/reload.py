@@ -105,7 +105,8 @@ class Reloader:
                     force: bool) -> None:
         reg, settings = self.svc.registry, self.svc.settings
         try:
-            new = await asyncio.to_thread(reg.open, path, settings.session_config(), settings.min_host_fidelity)
+            new = await asyncio.to_thread(reg.open, path, settings.session_config(), settings.min_host_fidelity,
+                                          fingerprint)
         except LoadError as exc:
             reason = str(exc)
             log.error("reload: %s did not load: %s", path.name, reason)
@@ -125,14 +126,9 @@ class Reloader:
             return
         reg.failed.pop(path.name, None)
         reg.failed_fingerprints.pop(path.name, None)
-        if old is None:
-            self._publish(new)
-            reg.models[new.name] = new
-            report.added.append(new.name)
-            self.svc.metrics.swaps.labels(new.name, "added").inc()
-            return
-        if old.name != new.name:  # the directory now holds another model: the old name goes away
-            self._remove(old, report)
+        if old is None or old.name != new.name:
+            if old is not None:  # the directory now holds another model: the old name goes away
+                self._remove(old, report)
             self._publish(new)
             reg.models[new.name] = new
             report.added.append(new.name)

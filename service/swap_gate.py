@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from common.fidelity import fidelity
 from common.probe_set import ProbeSet
 
+from .host_check import encode_texts
 from .registry import LoadedModel
 from .settings import Settings
-
-BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -34,14 +31,6 @@ class GateResult:
         return asdict(self)
 
 
-def _embed(model: LoadedModel, texts: list[str]) -> np.ndarray:
-    """The model's embedding of texts, straight on its backend (thread-safe; not through a batcher)."""
-    out = []
-    for start in range(0, len(texts), BATCH):
-        out.append(model.backend.run(model.backend.tokenize(texts[start:start + BATCH], True)))
-    return np.concatenate(out)
-
-
 def check_swap(old: LoadedModel, new: LoadedModel, live: list[str], settings: Settings) -> GateResult:
     """Compare the two versions on the probe set and the live texts (blocking: run it on a thread)."""
     if old.backend.dim != new.backend.dim:
@@ -53,7 +42,7 @@ def check_swap(old: LoadedModel, new: LoadedModel, live: list[str], settings: Se
     if not texts:
         return GateResult(False, None, None, 0, 0, "no probe set and no live texts to compare the versions on; "
                           "reload with force to swap anyway")
-    mean, p1 = fidelity(_embed(new, texts), _embed(old, texts))
+    mean, p1 = fidelity(encode_texts(new.backend, texts), encode_texts(old.backend, texts))
     mean, p1 = round(mean, 5), round(p1, 5)
     live_count = len(texts) - len(probe_texts)
     floor, floor_p1 = settings.swap_min_fidelity, settings.swap_min_fidelity_p1

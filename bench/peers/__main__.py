@@ -66,7 +66,7 @@ def sts_spearman(vectors: np.ndarray, index: dict[str, int], pairs) -> float:
     return round(float(spearmanr(cos, pairs.scores).statistic * 100), 2)
 
 
-def report_rows(results: dict[str, dict], ours: str) -> list[dict]:
+def report_rows(results: dict[str, dict]) -> list[dict]:
     rows = []
     for name, r in results.items():
         rows.append({"contender": name, "b1 texts/s": r["b1"]["texts_per_s"], "b1 median ms": r["b1"]["median_ms"],
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         f"cores, int8 features: {' '.join(cpu['features']) or 'none'}; {len(texts)} STS-B test sentences, "
         f"{seconds:g} s per throughput sample, every contender in its own process, one after another.", "",
         table(["contender", "b1 texts/s", "b1 median ms", "b32 texts/s", "STS-B", "fidelity mean", "fidelity p1",
-               "RSS MB", "configured"], report_rows(results, a.compressed)), "",
+               "RSS MB", "configured"], report_rows(results)), "",
         *(["", "Servers over HTTP (one sentence per request, each server's OpenAI-compatible route, one "
              "server at a time):", "", table(["server", "c1 p50 ms", "c1 p99 ms", "c32 texts/s", "c32 p99 ms",
                                               "configured"], http_rows(http))] if http else []),

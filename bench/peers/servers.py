@@ -16,8 +16,9 @@ from typing import Iterator
 
 import httpx
 
-from bench.served import sample
-from bench.server import Server, free_port
+from bench.contenders import Contender
+from bench.served import sample, services
+from bench.server import free_port
 
 from .venvs import python_of
 
@@ -75,13 +76,9 @@ def infinity(source: Path, venvs: Path, work: Path) -> Iterator[tuple[str, str]]
 def compare(models_dir: Path, ours: str, source: Path, texts: list[str], seconds: float, venvs: Path,
             work: Path) -> dict:
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        os.symlink((models_dir / ours).resolve(), root / ours)
-        with Server(root, EMBED_DEFAULT_MODEL=ours, EMBED_THREADS="0", EMBED_LOG_LEVEL="warning",
-                    EMBED_QUEUE_SIZE="4096") as s:
-            results[f"ours ({ours})"] = {"configured": f"python -m service, {ours}, default settings",
-                                         **_load(s.url, "/v1/embeddings", ours, texts, seconds)}
+    with services([Contender(ours, "onnx", models_dir / ours)]) as servers:  # the main benchmark's servers
+        results[f"ours ({ours})"] = {"configured": f"python -m service, {ours}, the benchmark's server settings",
+                                     **_load(servers[ours].url, "/v1/embeddings", ours, texts, seconds)}
     # Infinity's optimum engine reads an ONNX export from the folder: sentence-transformers' fp32 one
     # (made by the st-onnx-fp32 peer in this run), alone, so it cannot pick another file by glob order
     export = work / "st-onnx"

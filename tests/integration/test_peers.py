@@ -23,12 +23,13 @@ def test_quick_mode_measures_ours_and_the_peers(tiny_models, tiny_model_dir, tin
     for name, res in r["results"].items():
         assert res["b1"]["texts_per_s"] > 0 and res["b32"]["texts_per_s"] > 0, name
         assert res["rss_after_use"] > res["rss_start"] > 0, name
-        assert -100 <= res["stsb"] <= 100 and res["configured"], name
+        assert res["configured"], name
     assert r["results"]["tiny"]["fidelity_mean"] == pytest.approx(1.0, abs=1e-6)
     # the peers run the same fp32 weights (sentence-transformers' and fastembed's own export): they
     # agree with our fp32 graph to rounding, and the int8 export only approximately
     for peer in ("st-onnx-fp32", "fastembed"):
         assert r["results"][peer]["fidelity_mean"] > 0.9999, (peer, r["results"][peer])
+        assert r["results"][peer]["stsb"] == pytest.approx(r["results"]["tiny"]["stsb"], abs=0.05), peer
     assert 0.5 < r["results"]["st-onnx-int8"]["fidelity_mean"] < 0.99999
     assert "avx" in r["results"]["st-onnx-int8"]["configured"] or "arm" in r["results"]["st-onnx-int8"]["configured"]
     report = (out / "report.md").read_text()
