@@ -260,7 +260,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             losses = distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, table_q,
                              recipe.quantize.encoder_int8, progress=ctx.progress,
                              encoder_block=recipe.quantize.encoder_block, anchor_target=anchor, device=ctx.device,
-                             weight_levels=64 if recipe.quantize.reduce_range else 127)
+                             weight_levels=64 if recipe.quantize.reduce_range else 127,
+                             token_teacher=src.bert if rc.token_weight > 0 else None)
     encoder = SentenceEncoder(bert, src.pooling)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))

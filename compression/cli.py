@@ -59,6 +59,7 @@ OVERRIDES = {
     "steps": ("recover", "steps"), "batch_size": ("recover", "batch_size"),
     "num_sentences": ("recover", "num_sentences"), "lr": ("recover", "lr"), "b_lr": ("recover", "b_lr"),
     "encoder_lr": ("recover", "encoder_lr"), "anchor": ("recover", "anchor"),
+    "token_weight": ("recover", "token_weight"),
     "augment_share": ("recover", "augment_share"), "augment_tokens": ("recover", "augment_tokens"),
     "table_bits": ("quantize", "table_bits"), "table_block": ("quantize", "table_block"),
     "b_fp16": ("quantize", "b_fp16"), "factors_int8": ("quantize", "factors_int8"),
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--b-lr", type=float, default=None, help="learning rate of the factor B")
     k.add_argument("--encoder-lr", type=float, default=None, help="learning rate of the encoder")
     k.add_argument("--anchor", type=float, default=None, help="weight of the table anchor")
+    k.add_argument("--token-weight", type=float, default=None,
+                   help="weight of the token-level distillation term (0: sentence vectors only)")
     k.add_argument("--augment-share", type=float, default=None, help="share of rare-token augmented copies")
     k.add_argument("--augment-tokens", type=int, default=None, help="positions swapped per augmented copy")
     k.add_argument("--table-bits", type=int, choices=[4, 8], default=None)

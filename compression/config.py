@@ -66,11 +66,15 @@ class RecoverConfig:
     augment_share: float = 0.0
     augment_tokens: int = 2
     augment_below: int = 10
+    # Weight of the token-level term: the mean 1 − cos between the student's and the teacher's last
+    # hidden state at every real token (the teacher, the source model in fp32, runs beside the student).
+    # Each sentence then trains on its every token rather than on one pooled vector.
+    token_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if (self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8
-                or self.anchor < 0 or self.anchor_tokens <= 0
+                or self.anchor < 0 or self.anchor_tokens <= 0 or self.token_weight < 0
                 or not 0 <= self.augment_share <= 1 or self.augment_tokens < 1 or self.augment_below < 1):
             raise ConfigError(f"recovery settings out of range: {self}")
 

@@ -19,7 +19,7 @@ from common.onnx_encoder import pad_ids
 from .config import RecoverConfig  # noqa: F401 (re-exported)
 from .errors import ConfigError, PipelineError
 from .fake_quant import set_encoder_fake_quant
-from .model import SentenceEncoder
+from .model import SentenceEncoder, pool
 from .tables import FactorizedEmbedding
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,21 @@ def _anchor_loss(emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_
     return diff.pow(2).sum() / (target_vh[rows] @ metric_root_hh).pow(2).sum()
 
 
+def _token_loss(student_bth: torch.Tensor, teacher_bth: torch.Tensor, mask_bt: torch.Tensor) -> torch.Tensor:
+    """Mean 1 − cos between the student's and the teacher's hidden state over the real tokens."""
+    mask = mask_bt.to(student_bth.dtype)
+    per_token = 1.0 - nn.functional.cosine_similarity(student_bth, teacher_bth, dim=-1)
+    return (per_token * mask).sum() / mask.sum()
+
+
+def _hidden(bert: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return bert(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+
+
 def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
             table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True,
             encoder_block: int | None = None, anchor_target: tuple[np.ndarray, np.ndarray] | None = None,
-            device: str = "cpu", weight_levels: int = 127) -> list[float]:
+            device: str = "cpu", weight_levels: int = 127, token_teacher: nn.Module | None = None) -> list[float]:
     """Train `student` in place; returns the loss curve (one value per step).
 
     ids: token ids per sentence (already truncated), teacher_nd: the teacher's
@@ -90,6 +101,12 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
         emb.fake_quant = table_quant
         if encoder_int8:
             set_encoder_fake_quant(student.bert.encoder, True, encoder_block, weight_levels)
+    if config.token_weight > 0:
+        if token_teacher is None:
+            raise ConfigError("the token-level term needs the teacher's transformer")
+        token_teacher = token_teacher.to(device).eval()
+        for p in token_teacher.parameters():
+            p.requires_grad = False
     anchor = None
     if config.anchor > 0:
         if anchor_target is None:
@@ -115,9 +132,18 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             scale = warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * scale
-            out = student(torch.from_numpy(batch_ids).to(device), torch.from_numpy(mask).to(device))
+            batch_ids_t, mask_t = torch.from_numpy(batch_ids).to(device), torch.from_numpy(mask).to(device)
+            if config.token_weight > 0:
+                hidden = _hidden(student.bert, batch_ids_t, mask_t)
+                out = pool(hidden, mask_t, student.pooling)
+                with torch.no_grad():
+                    target = _hidden(token_teacher, batch_ids_t, mask_t)
+            else:
+                out = student(batch_ids_t, mask_t)
             cos_loss = _cosine_loss(out, teacher[torch.from_numpy(idx).to(device)])
             loss = cos_loss
+            if config.token_weight > 0:
+                loss = loss + config.token_weight * _token_loss(hidden, target, mask_t)
             if anchor is not None:
                 rows = torch.from_numpy(rng.integers(0, anchor[0].shape[0], config.anchor_tokens)).to(device)
                 loss = loss + config.anchor * _anchor_loss(emb, *anchor, rows)
@@ -132,6 +158,8 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
     finally:
         bar.close()
         student.to("cpu")  # export and evaluation run on the CPU
+        if token_teacher is not None:
+            token_teacher.to("cpu")  # the source model, which later variants start from
         student.eval()
         emb.fake_quant = None
         set_encoder_fake_quant(student.bert.encoder, False)

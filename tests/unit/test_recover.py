@@ -75,3 +75,40 @@ def test_anchor_needs_its_target(setup):
 def test_anchor_settings_out_of_range(kw):
     with pytest.raises(ConfigError):
         RecoverConfig(steps=1, **kw)
+
+
+def _token_error(student: SentenceEncoder, teacher_bert, ids) -> float:
+    from common.onnx_encoder import pad_ids
+    from compression.recover import _hidden, _token_loss
+
+    batch, mask = (torch.from_numpy(a) for a in pad_ids(ids))
+    with torch.no_grad():
+        return float(_token_loss(_hidden(student.bert, batch, mask), _hidden(teacher_bert, batch, mask), mask))
+
+
+def test_token_term_trains_every_token_state_towards_the_teacher(setup):
+    src, E, factors, ids, teacher = setup
+    start = SentenceEncoder(with_factorized_embedding(copy.deepcopy(src.bert), factors))
+    before = _token_error(start, src.bert, ids)
+    errors = {}
+    for weight in (0.0, 1.0):
+        student = copy.deepcopy(start)
+        config = RecoverConfig(steps=40, batch_size=16, lr=2e-2, b_lr=1e-2, token_weight=weight)
+        losses = distill(student, ids, teacher, config, None, encoder_int8=False, progress=False,
+                         token_teacher=src.bert if weight else None)
+        assert np.mean(losses[-5:]) < np.mean(losses[:5])  # the curve is still the sentence term
+        errors[weight] = _token_error(student, src.bert, ids)
+    # The sentence term alone leaves the token states free; the token term pulls them to the teacher's.
+    assert errors[1.0] < before * 0.7
+    assert errors[1.0] < errors[0.0]
+    assert all(not p.requires_grad for p in src.bert.parameters())  # the teacher is never trained
+
+
+def test_token_term_needs_the_teacher(setup):
+    src, E, factors, ids, teacher = setup
+    student = SentenceEncoder(with_factorized_embedding(copy.deepcopy(src.bert), factors))
+    with pytest.raises(ConfigError, match="teacher"):
+        distill(student, ids, teacher, RecoverConfig(steps=2, token_weight=1.0), None, encoder_int8=False,
+                progress=False)
+    with pytest.raises(ConfigError):
+        RecoverConfig(steps=1, token_weight=-0.5)

@@ -1,0 +1,119 @@
+"""`python -m bench.ops`: where each model's inference time goes, by onnxruntime operator, on this CPU.
+
+A compressed model runs the int8 encoder, so its speed over the fp32 baseline is bounded by how much
+faster this CPU's int8 matrix products are than its fp32 ones (AVX2's u8×s8 kernel against AVX-512
+VNNI's differ a lot) and by the work int8 does not touch (attention's activation products, softmax,
+LayerNorm, GELU). onnxruntime's own profiler splits one session's kernel time by operator; this sums
+it into int8 products, fp32 products and the rest, per model and batch size, so a speed ratio in the
+benchmark can be explained from a measurement rather than a guess.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+from pathlib import Path
+
+from common.machine import cpu_info, describe
+from common.markdown import replace_block, table
+
+BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
+
+# onnxruntime's operators after its graph optimizations, by what kind of work they do
+INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "QAttention",
+                 "DynamicQuantizeLinear", "QGemm"}
+FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
+
+
+def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: Path) -> dict[str, float]:
+    """Mean kernel milliseconds per batch, by operator type, over batches of `batch` consecutive texts."""
+    import onnxruntime as ort
+
+    from common import contract
+    from common.onnx_encoder import batch_arrays, load_tokenizer
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(work / model_dir.name)
+    session = ort.InferenceSession(str(model_dir / contract.MODEL_FILE), opts, providers=["CPUExecutionProvider"])
+    tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
+    inputs = {i.name for i in session.get_inputs()}
+    batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+    if not batches:
+        raise ValueError(f"fewer than {batch} texts")
+    for chunk in batches[:2] + batches:  # two warm-up runs, profiled too but left out below
+        feeds = batch_arrays(tokenizer.encode_batch(chunk))
+        session.run([contract.OUTPUT_EMBEDDING], {k: v for k, v in feeds.items() if k in inputs})
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    warm_end = runs[1]["ts"] + runs[1]["dur"] if len(runs) > 2 else 0
+    totals: collections.Counter[str] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end:
+            totals[e["args"]["op_name"]] += e["dur"] / 1e3
+    return {op: ms / len(batches) for op, ms in totals.items()}
+
+
+def split(times: dict[str, float]) -> dict[str, float]:
+    int8 = sum(v for k, v in times.items() if k in INT8_PRODUCTS)
+    fp32 = sum(v for k, v in times.items() if k in FP32_PRODUCTS)
+    return {"int8 products": int8, "fp32 products": fp32, "other": sum(times.values()) - int8 - fp32}
+
+
+def run(models_dir: Path, names: list[str], batches: list[int], threads: int, data_dir: Path,
+        sentences: int) -> str:
+    from compression.corpus import read_sts
+
+    sts = read_sts(data_dir, "test")
+    texts = (sts.s1 + sts.s2)[:sentences]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ops-") as work:
+        for batch in batches:
+            base_total = None
+            for name in names:
+                times = op_times(models_dir / name, texts, batch, threads, Path(work))
+                parts = split(times)
+                total = sum(parts.values())
+                base_total = base_total or total  # the first model listed is the reference
+                top = sorted(times.items(), key=lambda kv: -kv[1])[:3]
+                rows.append({"model": name, "batch": batch, "ms per batch": round(total, 2),
+                             **{k: round(v, 2) for k, v in parts.items()},
+                             "× first model's speed": round(base_total / total, 2),
+                             "largest operators (ms)": ", ".join(f"{k} {v:.1f}" for k, v in top)})
+    cols = ("model", "batch", "ms per batch", "int8 products", "fp32 products", "other",
+            "× first model's speed", "largest operators (ms)")
+    return (table(cols, rows) + f"\n\nMeasured by `python -m bench.ops` on {describe(cpu_info())}, onnxruntime's "
+            f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
+            "kernel time only (no tokenizer, no Python), after two warm-up batches.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compression.corpus import default_data_dir
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--models", nargs="+", default=["minilm-l6", "minilm-l6-int8", "minilm-l6-fact"],
+                   help="model directories under --models-dir; the first is the speed reference")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (1: no scheduling noise)")
+    p.add_argument("--sentences", type=int, default=640)
+    p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
+    p.add_argument("--publish", action="store_true", help="also write the table into docs/benchmark.md's ops block")
+    args = p.parse_args(argv)
+    missing = [m for m in args.models if not (args.models_dir / m / "model.onnx").is_file()]
+    if missing:
+        p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
+    out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),
+              args.sentences)
+    print(out)
+    if args.publish:
+        replace_block(BENCH_PAGE, "ops", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""bench.ops: onnxruntime's profile of a model summed by operator and by kind of work."""
+from pathlib import Path
+
+import pytest
+
+from bench.ops import op_times, split
+from tests.onnx_tiny import make_model_dir
+
+
+def test_profile_of_a_tiny_model_by_operator(tmp_path: Path):
+    model = make_model_dir(tmp_path / "tiny")
+    texts = [f"word{i} and more words" for i in range(40)]
+    times = op_times(model, texts, batch=8, threads=1, work=tmp_path)
+    assert "Gather" in times and all(v >= 0 for v in times.values())
+    assert not list(tmp_path.glob("*.json"))  # the profiler's file is removed
+    with pytest.raises(ValueError):
+        op_times(model, texts[:3], batch=8, threads=1, work=tmp_path)
+
+
+def test_split_by_kind_of_work():
+    parts = split({"DynamicQuantizeMatMul": 3.0, "MatMulIntegerToFloat": 1.0, "DynamicQuantizeLinear": 0.5,
+                   "MatMul": 2.0, "FusedMatMul": 1.0, "Softmax": 0.25, "SkipLayerNormalization": 0.25})
+    assert parts == {"int8 products": 4.5, "fp32 products": 3.0, "other": 0.5}
