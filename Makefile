@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup models serve test test-fast report sweep bench bench-quick bench-peers stress audit runtime-size clean
+.PHONY: setup models serve test test-fast report sweep bench bench-quick bench-peers bench-ops stress audit runtime-size clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-quick: models
 ## Ours beside sentence-transformers ONNX (fp32, int8), fastembed and model2vec, each in its own venv.
 bench-peers: models
 	$(BIN)/python -m bench.peers --publish
+
+## Per-operator profile of each variant (docs/benchmark.md's ops block).
+bench-ops: models
+	$(BIN)/python -m bench.ops --publish
 
 ## Hostile input, a burst, concurrency, a soak, schema fuzzing and pip-audit on the real models.
 stress: models
