@@ -15,6 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from common import contract
 from common.machine import cpu_info, describe
 from common.markdown import replace_block, table
 
@@ -30,7 +31,6 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
     """Mean kernel milliseconds per batch, by operator type, over batches of `batch` consecutive texts."""
     import onnxruntime as ort
 
-    from common import contract
     from common.onnx_encoder import batch_arrays, load_tokenizer
 
     opts = ort.SessionOptions()
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
     p.add_argument("--publish", action="store_true", help="also write the table into docs/benchmark.md's ops block")
     args = p.parse_args(argv)
-    missing = [m for m in args.models if not (args.models_dir / m / "model.onnx").is_file()]
+    missing = [m for m in args.models if not (args.models_dir / m / contract.MODEL_FILE).is_file()]
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
     out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),

@@ -53,11 +53,15 @@ class SentenceEncoder(nn.Module):
     def pooled_and_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled, embedding): the vector before the optional L2 normalisation, and the source's output."""
-        hidden = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
-        ).last_hidden_state  # (batch, seq, H)
+        hidden = hidden_states(self.bert, input_ids, attention_mask)
         pooled = pool_tokens(hidden, attention_mask, self.pooling.mode)
         return pooled, (nn.functional.normalize(pooled, p=2.0, dim=-1) if self.pooling.normalize else pooled)
+
+
+def hidden_states(bert: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The transformer's last hidden state (batch, seq, H) for single sentences (token types all zero)."""
+    return bert(input_ids=input_ids, attention_mask=attention_mask,
+                token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
 
 
 def pool_tokens(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor, mode: str = "mean") -> torch.Tensor:

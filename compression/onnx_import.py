@@ -241,7 +241,7 @@ def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | N
     import torch
 
     from .export import random_batch
-    from .model import POOLING_MODES, Pooling, pool
+    from .model import POOLING_MODES, Pooling, hidden_states, pool
 
     rng = np.random.default_rng(0)
     modes = [pooling_mode] if pooling_mode else (list(POOLING_MODES) if output.pooled else ["mean"])
@@ -251,8 +251,7 @@ def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | N
         ids, mask = random_batch(batch, seq, vocab, rng)
         ref = session.run([output.name], _feeds(session, ids, mask))[0]
         with torch.no_grad():
-            states = bert(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                          token_type_ids=torch.zeros_like(torch.from_numpy(ids))).last_hidden_state
+            states = hidden_states(bert, torch.from_numpy(ids), torch.from_numpy(mask))
         if not output.pooled:
             real = mask.astype(bool)
             worst = {m: min(worst[m], float(cosines(states.numpy()[real], ref[real]).min())) for m in modes}

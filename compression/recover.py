@@ -19,7 +19,7 @@ from common.onnx_encoder import pad_ids
 from .config import RecoverConfig  # noqa: F401 (re-exported)
 from .errors import ConfigError, PipelineError
 from .fake_quant import set_encoder_fake_quant
-from .model import SentenceEncoder, pool
+from .model import SentenceEncoder, hidden_states, pool
 from .tables import FactorizedEmbedding
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,6 @@ def _token_loss(student_bth: torch.Tensor, teacher_bth: torch.Tensor, mask_bt: t
     mask = mask_bt.to(student_bth.dtype)
     per_token = 1.0 - nn.functional.cosine_similarity(student_bth, teacher_bth, dim=-1)
     return (per_token * mask).sum() / mask.sum()
-
-
-def _hidden(bert: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return bert(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
 
 
 def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
@@ -133,17 +129,17 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * scale
             batch_ids_t, mask_t = torch.from_numpy(batch_ids).to(device), torch.from_numpy(mask).to(device)
+            token_term = 0.0
             if config.token_weight > 0:
-                hidden = _hidden(student.bert, batch_ids_t, mask_t)
+                hidden = hidden_states(student.bert, batch_ids_t, mask_t)
                 out = pool(hidden, mask_t, student.pooling)
                 with torch.no_grad():
-                    target = _hidden(token_teacher, batch_ids_t, mask_t)
+                    target = hidden_states(token_teacher, batch_ids_t, mask_t)
+                token_term = config.token_weight * _token_loss(hidden, target, mask_t)
             else:
                 out = student(batch_ids_t, mask_t)
             cos_loss = _cosine_loss(out, teacher[torch.from_numpy(idx).to(device)])
-            loss = cos_loss
-            if config.token_weight > 0:
-                loss = loss + config.token_weight * _token_loss(hidden, target, mask_t)
+            loss = cos_loss + token_term
             if anchor is not None:
                 rows = torch.from_numpy(rng.integers(0, anchor[0].shape[0], config.anchor_tokens)).to(device)
                 loss = loss + config.anchor * _anchor_loss(emb, *anchor, rows)

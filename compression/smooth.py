@@ -27,6 +27,8 @@ from torch import nn
 
 from common.onnx_encoder import pad_ids
 
+from .model import hidden_states
+
 
 class SmoothedLinear(nn.Module):
     """linear(x · inv_scale), the linear's input columns already multiplied by the scale."""
@@ -55,7 +57,7 @@ def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list
     try:
         for start in range(0, len(ids), batch_size):
             input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
-            bert(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids))
+            hidden_states(bert, input_ids, mask)
     finally:
         for h in handles:
             h.remove()

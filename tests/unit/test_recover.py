@@ -79,11 +79,12 @@ def test_anchor_settings_out_of_range(kw):
 
 def _token_error(student: SentenceEncoder, teacher_bert, ids) -> float:
     from common.onnx_encoder import pad_ids
-    from compression.recover import _hidden, _token_loss
+    from compression.model import hidden_states
+    from compression.recover import _token_loss
 
     batch, mask = (torch.from_numpy(a) for a in pad_ids(ids))
     with torch.no_grad():
-        return float(_token_loss(_hidden(student.bert, batch, mask), _hidden(teacher_bert, batch, mask), mask))
+        return float(_token_loss(hidden_states(student.bert, batch, mask), hidden_states(teacher_bert, batch, mask), mask))
 
 
 def test_token_term_trains_every_token_state_towards_the_teacher(setup):
