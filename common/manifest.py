@@ -56,6 +56,8 @@ class Manifest(BaseModel):
     evaluations: dict[str, dict[str, Any]] = Field(default_factory=dict)  # which ran, on which data, how many texts
     machine: dict[str, Any] = Field(default_factory=dict)  # CPU model and int8 features the figures were measured on
     probe: dict[str, Any] = Field(default_factory=dict)  # the probe set's file, size and fidelity where it was built
+    # compress --diagnose: held-out fidelity with parts made exact (compression/diagnose.py); empty without
+    diagnosis: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def read(cls, model_dir: Path) -> "Manifest":

@@ -48,7 +48,8 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
              target_ratio: float | None = 16.0, max_table_mb: float | None = None,
              corpus: str | Path | None = None, data_dir: str | Path | None = None, device: str = "cpu",
              seed: int = 0, pooling: str | None = None, tokenizer: str | Path | None = None,
-             overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0) -> Manifest:
+             overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0,
+             diagnose: bool = False) -> Manifest:
     """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
     export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
 
@@ -56,6 +57,7 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     per line, .jsonl with a "text" field, or a folder of them); None uses the shared data's train splits
     where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
     where they exist). overrides: explicit settings laid over the sized recipe (compression.sizing).
+    diagnose: also measure where the variant's infidelity comes from (compression.diagnose).
     """
     from .build import BuildContext, build_variant, ensure_writable
     from .corpus import default_data_dir
@@ -67,7 +69,7 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     ctx = BuildContext(out_root=out_dir, data_dir=Path(data_dir) if data_dir else default_data_dir(),
                        model_dir=Path(source) if source is not None else None, progress=progress, threads=threads,
                        corpus_path=Path(corpus) if corpus is not None else None, device=device, pooling=pooling,
-                       tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed)
+                       tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed, diagnose=diagnose)
     src = ctx.source  # refuses an unsupported or broken source before anything is written
     name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
     ctx.corpus  # a missing corpus is a one-line error before the first build

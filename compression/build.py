@@ -35,6 +35,7 @@ from .errors import ConfigError, PipelineError
 from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
 from .export import check_parity, export_onnx
 from .smooth import smooth_encoder
+from .diagnose import Simulation, diagnose, diagnosis_table
 from .factorize import factorize
 from .metric import metric_root
 from .measure import embedding_bytes
@@ -74,6 +75,7 @@ class BuildContext:
     pooling: str | None = None  # override of a plain or ONNX source's pooling mode
     tokenizer: Path | None = None  # tokenizer.json of an ONNX source that has none beside it
     seed: int = 0  # of the held-out slice
+    diagnose: bool = False  # measure where a factorized variant's infidelity comes from (compression/diagnose.py)
     _embedded: dict[str, Embedded] = field(default_factory=dict)
 
     @cached_property
@@ -182,6 +184,12 @@ class BuildContext:
 
         return self.cached("teacher", key, compute)["vecs"]
 
+    def heldout_ids(self) -> list[list[int]]:
+        """Token ids of the held-out texts, truncated as the served model truncates them."""
+        tok = load_tokenizer(self.source.tokenizer_file, self.source.max_seq_length)
+        tok.no_padding()
+        return [e.ids for e in tok.encode_batch(self.corpus.held_out)]
+
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
         """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
         _, ids = self.sample_train(num, max_length, seed)
@@ -238,6 +246,10 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha, share_qkv=recipe.quantize.smooth_shared_qkv)
     rank = None
     losses: list[float] = []
+    diagnosis: list[dict] = []
+    q = recipe.quantize
+    sim = Simulation((q.table_bits, q.table_block) if q.table_bits else None, q.encoder_int8, q.encoder_block,
+                     64 if q.reduce_range else 127)
     if recipe.factorize is not None:
         counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
         metric = (ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
@@ -254,14 +266,18 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             if rc.augment_share > 0:
                 extra_ids, extra_teacher = ctx.augmented_corpus(recipe.baseline, ids, counts, rc)
                 ids, teacher = ids + extra_ids, np.concatenate([teacher, extra_teacher])
-            table_q = (recipe.quantize.table_bits, recipe.quantize.table_block) if recipe.quantize.table_bits else None
             anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
                       ) if rc.anchor > 0 else None
-            losses = distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, table_q,
-                             recipe.quantize.encoder_int8, progress=ctx.progress,
-                             encoder_block=recipe.quantize.encoder_block, anchor_target=anchor, device=ctx.device,
-                             weight_levels=64 if recipe.quantize.reduce_range else 127,
+            losses = distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, sim.table_quant,
+                             sim.encoder_int8, progress=ctx.progress, encoder_block=sim.encoder_block,
+                             anchor_target=anchor, device=ctx.device, weight_levels=sim.weight_levels,
                              token_teacher=src.bert if rc.token_weight > 0 else None)
+        if ctx.diagnose and recipe.baseline:
+            diagnosis = diagnose(SentenceEncoder(bert, src.pooling), table_E,
+                                 counts if counts is not None else ctx.counts(recipe.corpus), ctx.heldout_ids(),
+                                 ctx.embedded(recipe.baseline).held_out, sim)
+            log.info("%s: where the held-out infidelity comes from (torch, the export's quantization simulated):\n%s",
+                     recipe.name, diagnosis_table(diagnosis))
     encoder = SentenceEncoder(bert, src.pooling)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
@@ -301,6 +317,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             recipe=dataclasses.asdict(recipe) | {"final_distill_loss": float(np.mean(losses[-50:])) if losses else None},
             versions=tool_versions(),
             machine=cpu_info(),
+            diagnosis=diagnosis,
             probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
                    "fidelity_p1": round(probe_p1, 5)},
             pooling=src.pooling.mode,

@@ -24,11 +24,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _diagnose_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--diagnose", action="store_true",
+                   help="also measure where a compressed variant's infidelity comes from: table rows or int8 "
+                        "encoder (about a minute more; in the log and the manifest's diagnosis)")
+
+
 def _context(args: argparse.Namespace):
     from .build import BuildContext
 
     return BuildContext(out_root=args.out, data_dir=args.data_dir or default_data_dir(), model_dir=args.model,
-                        progress=not args.no_progress, threads=args.threads)
+                        progress=not args.no_progress, threads=args.threads, diagnose=getattr(args, "diagnose", False))
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -89,7 +95,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
                         max_table_mb=args.max_table_mb, corpus=args.corpus, data_dir=args.data_dir,
                         device=args.device, seed=args.seed, pooling=args.pooling, tokenizer=args.tokenizer,
                         overrides=overrides_from_args(args), heads=not args.no_heads,
-                        progress=not args.no_progress, threads=args.threads)
+                        progress=not args.no_progress, threads=args.threads, diagnose=args.diagnose)
     print(manifest.model_dump_json(indent=2))
 
 
@@ -151,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", type=Path, default=DEFAULT_RECIPES)
     p.add_argument("--only", nargs="*", help="build only these variants")
     p.add_argument("--if-missing", action="store_true", help="skip variants that are already built")
+    _diagnose_flag(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("compress", help="compress your own model: baseline + compressed variant (+ heads) in one go",
@@ -170,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="where distillation runs: cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling, k-means and training: a run is repeatable")
     p.add_argument("--no-heads", action="store_true", help="skip the classification heads")
+    _diagnose_flag(p)
     k = p.add_argument_group("recipe knobs (each overrides the sized default)")
     k.add_argument("--method", choices=METHODS, default=None)
     k.add_argument("--rank", type=int, default=None)

@@ -7,6 +7,10 @@ codes a token gets. A token's row costs M bytes of codes; beside them the table 
 M·K centroids of d coordinates (with a float scale per group and coordinate) and the basis B
 (r × H, r = d·M, with a float scale per row). The largest M whose total fits the budget is taken,
 with r ≤ H (a basis never needs more directions than the table has).
+
+Groups of d = 4 coordinates cap M at H/4 (96 codes for H = 384, a table 15.7× smaller than fp32). A
+larger budget (a lower --target-ratio) buys narrower groups, 3, 2 or 1 coordinates a code, so more
+bits per coordinate: the narrowest whose codes still span MIN_KEPT of the table's directions.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from .config import FactorizeConfig, QuantizeConfig, RecoverConfig, with_setting
 from .recipes import VariantRecipe
 
 GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
+GROUP_DIMS = (GROUP_DIM, 3, 2, 1)  # narrower groups for larger budgets
+MIN_KEPT = 0.9  # a narrower group is taken only if its rank d·M keeps this share of the H directions
 CODEBOOK = 256  # centroids per group: one byte per code
 FP32 = 4
 # Recovery's length: steps of 64 texts from a distillation set of DEFAULT_SENTENCES corpus texts, and the
@@ -43,17 +49,30 @@ def codebook_for(vocab: int) -> int:
     return k
 
 
-def codes_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int) -> int:
-    """The most codes per token whose table fits the budget, with rank ≤ hidden."""
+def codes_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int, group_dim: int = GROUP_DIM) -> int:
+    """The most codes per token of group_dim coordinates whose table fits the budget, with rank ≤ hidden
+    (0: not even one)."""
     best = 0
-    for codes in range(1, hidden // GROUP_DIM + 1):
-        if pq_table_bytes(vocab, hidden, codes, codebook) <= budget_bytes:
+    for codes in range(1, hidden // group_dim + 1):
+        if pq_table_bytes(vocab, hidden, codes, codebook, group_dim) <= budget_bytes:
             best = codes
-    if best == 0:
+    return best
+
+
+def pq_shape_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int) -> tuple[int, int]:
+    """(codes per token, coordinates per code) of the largest table within the budget: groups of 4, or
+    the narrowest group whose codes keep MIN_KEPT of the directions once 4 reach the rank cap."""
+    codes = codes_for_budget(vocab, hidden, budget_bytes, codebook)
+    if codes == 0:
         raise ConfigError(f"a {vocab}×{hidden} table cannot be stored in {budget_bytes / 1e6:.3f} MB even with one "
                           f"code per token ({pq_table_bytes(vocab, hidden, 1, codebook) / 1e6:.3f} MB); lower "
                           "--target-ratio or raise --max-table-mb")
-    return best
+    shape = (codes, GROUP_DIM)
+    for d in GROUP_DIMS[1:]:
+        m = codes_for_budget(vocab, hidden, budget_bytes, codebook, d)
+        if d * m >= MIN_KEPT * hidden:
+            shape = (m, d)
+    return shape
 
 
 def table_budget(vocab: int, hidden: int, target_ratio: float | None, max_table_mb: float | None) -> float:
@@ -79,9 +98,11 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
     method = fz.get("method", "pq")
     if method == "pq":
         codebook = fz.get("codebook_size", codebook_for(vocab))
-        codes = fz.get("subspaces") or (fz["rank"] // GROUP_DIM if fz.get("rank") else
-                                        codes_for_budget(vocab, hidden, budget, codebook))
-        base_fz = FactorizeConfig(method="pq", metric="sensitivity", rank=fz.get("rank", codes * GROUP_DIM),
+        if fz.get("subspaces") or fz.get("rank"):  # the user's shape; groups of 4 unless both are given
+            codes, group_dim = fz.get("subspaces") or fz["rank"] // GROUP_DIM, GROUP_DIM
+        else:
+            codes, group_dim = pq_shape_for_budget(vocab, hidden, budget, codebook)
+        base_fz = FactorizeConfig(method="pq", metric="sensitivity", rank=fz.get("rank", codes * group_dim),
                                   subspaces=codes, codebook_size=codebook, alpha=0.75, seed=seed,
                                   metric_sentences=DEFAULT_METRIC_SENTENCES)
     else:

@@ -59,3 +59,14 @@ def test_out_of_range_knobs_are_config_errors():
         _recipe("--steps", "-1")
     with pytest.raises(ConfigError):
         _recipe("--smooth-alpha", "2")
+
+
+@pytest.mark.parametrize("ratio,group_dim", [(16, 4), (12, 3), (8, 2), (4.2, 1)])
+def test_a_lower_ratio_buys_narrower_groups_not_a_capped_table(ratio, group_dim):
+    # Groups of 4 stop at 96 codes (rank 384, 15.7×): below that a lower ratio must still buy bytes.
+    fz = sized_recipe("a", "b", 30522, 384, target_ratio=ratio).factorize
+    assert fz.rank == group_dim * fz.subspaces <= 384
+    table = pq_table_bytes(30522, 384, fz.subspaces, fz.codebook_size, group_dim)
+    assert ratio <= 30522 * 384 * 4 / table < ratio * 1.1
+    if group_dim < 4:
+        assert fz.rank >= 0.9 * 384  # narrower groups only where they still span the table's directions
