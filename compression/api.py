@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common.manifest import Manifest
 
-from .errors import ConfigError
+from .errors import ConfigError, PipelineError
 from .recipes import VariantRecipe
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
              corpus: str | Path | None = None, data_dir: str | Path | None = None, device: str = "cpu",
              seed: int = 0, pooling: str | None = None, tokenizer: str | Path | None = None,
              overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0,
-             diagnose: bool = False) -> Manifest:
+             diagnose: bool = False, min_fidelity: float | str | None = None) -> Manifest:
     """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
     export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
 
@@ -58,12 +58,17 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
     where they exist). overrides: explicit settings laid over the sized recipe (compression.sizing).
     diagnose: also measure where the variant's infidelity comes from (compression.diagnose).
+    min_fidelity: the held-out fidelity the variant must reach ("int8": that of onnxruntime's plain int8
+    export of the same model, measured on this CPU); if the sized table misses it, larger
+    tables (compression.sizing.larger_tables) are built in turn until one does. The manifest's `sizing`
+    lists every attempt; if none reaches it, the largest stays built and PipelineError says so.
     """
     from .build import BuildContext, build_variant, ensure_writable
     from .corpus import default_data_dir
-    from .sizing import sized_recipe
+    from .sizing import larger_tables, sized_recipe
 
     check_device(device)
+    _check_min_fidelity(min_fidelity, max_table_mb, overrides or {})
     out_dir = Path(out_dir)
     ensure_writable(out_dir)
     ctx = BuildContext(out_root=out_dir, data_dir=Path(data_dir) if data_dir else default_data_dir(),
@@ -80,13 +85,51 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     if not _baseline_is_built(out_dir, name, src.path):
         build_variant(VariantRecipe(name=name, description=f"uncompressed fp32 baseline of {src.path}"), ctx)
         log.info("%s: baseline built in %.0fs", name, time.time() - start)
-    log.info("%s: %s", recipe.name, recipe.description)
-    manifest = build_variant(recipe, ctx)
+    tries = [recipe]
+    if min_fidelity is not None:
+        tries += larger_tables(recipe, src.vocab_size, src.hidden_size, target_ratio, seed=seed, overrides=overrides)
+        if min_fidelity == "int8":
+            min_fidelity = ctx.int8_heldout_fidelity(name)
+            log.info("%s: onnxruntime's plain int8 export measures held-out fidelity %.5f here: the target",
+                     name, min_fidelity)
+    attempts: list[dict] = []
+    for attempt in tries:
+        log.info("%s: %s", attempt.name, attempt.description)
+        manifest = build_variant(attempt, ctx)
+        met = min_fidelity is None or manifest.quality.heldout_fidelity_mean >= min_fidelity
+        attempts.append({"codes": attempt.factorize.subspaces, "rank": attempt.factorize.rank,
+                         "table_ratio": round(src.vocab_size * src.hidden_size * 4 / manifest.bytes.embedding, 2),
+                         "heldout_fidelity_mean": manifest.quality.heldout_fidelity_mean,
+                         "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1})
+        if met:
+            break
+        log.info("%s: held-out fidelity %.5f < %g", attempt.name, manifest.quality.heldout_fidelity_mean, min_fidelity)
+    if min_fidelity is not None:
+        manifest.sizing = {"min_fidelity": min_fidelity, "met": met, "attempts": attempts}
+        manifest.write(out_dir / recipe.name)
     if heads:
         manifest = _add_heads(out_dir, [name, recipe.name], ctx.data_dir, threads) or manifest
     log.info("%s: built in %.0fs (table %.2f MB, fidelity %.5f / p1 %.5f)", recipe.name, time.time() - start,
              manifest.bytes.embedding / 1e6, manifest.quality.fidelity_mean, manifest.quality.fidelity_p1)
+    if not met:
+        last = attempts[-1]
+        raise PipelineError(f"no table reached held-out fidelity {min_fidelity:g}: the largest tried ({last['table_ratio']}× "
+                            f"smaller, {last['codes']} codes per token) measured {last['heldout_fidelity_mean']}; it is "
+                            f"kept in {out_dir / recipe.name}")
     return manifest
+
+
+def _check_min_fidelity(min_fidelity: float | None, max_table_mb: float | None, overrides: dict) -> None:
+    if min_fidelity is None or min_fidelity == "int8":
+        pass
+    elif not isinstance(min_fidelity, float) or not 0 < min_fidelity < 1:
+        raise ConfigError(f"--min-fidelity must be between 0 and 1, or int8, got {min_fidelity}")
+    if min_fidelity is None:
+        return
+    fixed = {"method", "rank", "subspaces"} & set(overrides.get("factorize", {}))
+    if max_table_mb is not None or fixed:
+        what = "--max-table-mb" if max_table_mb is not None else "--" + sorted(fixed)[0]
+        raise ConfigError(f"--min-fidelity chooses the table's size itself; it cannot be combined with {what}")
 
 
 def _add_heads(out_dir: Path, names: list[str], data_dir: Path, threads: int) -> Manifest | None:

@@ -190,6 +190,22 @@ class BuildContext:
         tok.no_padding()
         return [e.ids for e in tok.encode_batch(self.corpus.held_out)]
 
+    def int8_heldout_fidelity(self, baseline: str) -> float:
+        """Held-out fidelity of onnxruntime's plain int8 export of the baseline (int8 encoder per channel, table
+        per row) on this CPU: what compressing the table must not lose to."""
+        from .config import QuantizeConfig
+
+        tmp = Path(tempfile.mkdtemp(prefix=f".{baseline}-int8.tmp-", dir=self.out_root))
+        try:
+            quantize.apply(QuantizeConfig(table_bits=8, encoder_int8=True), self.out_root / baseline / contract.MODEL_FILE,
+                           tmp / contract.MODEL_FILE)
+            shutil.copy(self.out_root / baseline / contract.TOKENIZER_FILE, tmp / contract.TOKENIZER_FILE)
+            encoder = OnnxEncoder(tmp, max_length=self.source.max_seq_length, threads=self.threads)
+            mean, _ = fidelity(encoder.encode(self.corpus.held_out), self.embedded(baseline).held_out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return round(mean, 5)
+
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
         """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
         _, ids = self.sample_train(num, max_length, seed)

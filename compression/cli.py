@@ -24,6 +24,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _fidelity_target(value: str) -> float | str:
+    if value == "int8":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number between 0 and 1, or int8, not {value!r}") from None
+
+
 def _diagnose_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diagnose", action="store_true",
                    help="also measure where a compressed variant's infidelity comes from: table rows or int8 "
@@ -95,7 +104,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
                         max_table_mb=args.max_table_mb, corpus=args.corpus, data_dir=args.data_dir,
                         device=args.device, seed=args.seed, pooling=args.pooling, tokenizer=args.tokenizer,
                         overrides=overrides_from_args(args), heads=not args.no_heads,
-                        progress=not args.no_progress, threads=args.threads, diagnose=args.diagnose)
+                        progress=not args.no_progress, threads=args.threads, diagnose=args.diagnose,
+                        min_fidelity=args.min_fidelity)
     print(manifest.model_dump_json(indent=2))
 
 
@@ -177,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="where distillation runs: cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling, k-means and training: a run is repeatable")
     p.add_argument("--no-heads", action="store_true", help="skip the classification heads")
+    p.add_argument("--min-fidelity", type=_fidelity_target, default=None, metavar="F|int8",
+                   help="held-out fidelity to reach (int8: that of onnxruntime's plain int8 export of the model, "
+                        "measured here): if the sized table misses it, larger tables (12x, 8x, 4x) are built in "
+                        "turn until one does")
     _diagnose_flag(p)
     k = p.add_argument_group("recipe knobs (each overrides the sized default)")
     k.add_argument("--method", choices=METHODS, default=None)

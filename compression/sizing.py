@@ -132,3 +132,21 @@ def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
         raise ConfigError(f"pq: rank {rank} must be a positive multiple of subspaces, got {config.subspaces}")
     if config.method == "pq" and not 2 <= config.codebook_size <= min(256, vocab):
         raise ConfigError(f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}")
+
+
+# --min-fidelity's larger tables, tried in turn: on a 384-wide table, groups of 3, 2 and 1 coordinates.
+FALLBACK_RATIOS = (12.0, 8.0, 4.0)
+
+
+def larger_tables(first: VariantRecipe, vocab: int, hidden: int, target_ratio: float, seed: int = 0,
+                  overrides: dict | None = None) -> list[VariantRecipe]:
+    """The sized recipes at each fallback ratio below target_ratio, each with a larger table than the
+    one before (a ratio whose sizing gives the same shape is skipped)."""
+    out, shape = [], (first.factorize.subspaces, first.factorize.rank)
+    for ratio in (r for r in FALLBACK_RATIOS if r < target_ratio):
+        recipe = sized_recipe(first.name, first.baseline, vocab, hidden, target_ratio=ratio, seed=seed,
+                              overrides=overrides)
+        if (recipe.factorize.subspaces, recipe.factorize.rank) != shape:
+            out.append(recipe)
+            shape = (recipe.factorize.subspaces, recipe.factorize.rank)
+    return out

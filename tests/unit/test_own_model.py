@@ -311,3 +311,39 @@ def test_help_report_and_the_recipe_parsing_do_not_import_torch(tmp_path, tiny_m
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "--target-ratio" in done.stdout and "| tiny-fact |" in (tmp_path / "report.md").read_text()
+
+
+def test_min_fidelity_builds_larger_tables_until_one_reaches_it(tmp_path, capsys, corpus, no_data, tiny_model_dir):
+    # Reachable at once: one attempt, recorded.
+    assert compress_cli(tiny_model_dir, tmp_path / "easy", corpus, no_data, "--min-fidelity", "0.5") == 0
+    easy = Manifest.read(tmp_path / "easy" / "tiny-bert-fact")
+    assert easy.sizing["met"] and len(easy.sizing["attempts"]) == 1
+    # Unreachable: every larger table is tried, the largest stays built, and the command says so in one line.
+    capsys.readouterr()
+    assert compress_cli(tiny_model_dir, tmp_path / "hard", corpus, no_data, "--target-ratio", "16",
+                        "--min-fidelity", "0.99999999") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no table reached held-out fidelity" in err[0]
+    hard = Manifest.read(tmp_path / "hard" / "tiny-bert-fact")
+    attempts = hard.sizing["attempts"]
+    assert not hard.sizing["met"] and len(attempts) > 1
+    ratios = [a["table_ratio"] for a in attempts]
+    assert ratios == sorted(ratios, reverse=True) and len(set(ratios)) == len(ratios)  # ever larger tables
+    assert attempts[-1]["heldout_fidelity_mean"] == hard.quality.heldout_fidelity_mean  # the last one is kept
+
+
+def test_min_fidelity_refuses_a_fixed_size(tmp_path, capsys, corpus, no_data, tiny_model_dir):
+    for extra in (["--subspaces", "8"], ["--max-table-mb", "1"], ["--min-fidelity", "1.5"]):
+        extra = extra if "--min-fidelity" in extra else [*extra, "--min-fidelity", "0.9"]
+        argv = ["compress", "--model", str(tiny_model_dir), "--out", str(tmp_path), "--corpus", str(corpus),
+                "--data-dir", str(no_data), "--no-progress", *extra]
+        assert "--min-fidelity" in _refused(capsys, argv, tmp_path)
+
+
+def test_min_fidelity_int8_is_measured_on_the_same_held_out_texts(tmp_path, corpus, no_data, tiny_model_dir):
+    assert compress_cli(tiny_model_dir, tmp_path, corpus, no_data, "--min-fidelity", "int8") in (0, 2)
+    sizing = Manifest.read(tmp_path / "tiny-bert-fact").sizing
+    assert isinstance(sizing["min_fidelity"], float) and 0.5 < sizing["min_fidelity"] <= 1
+    met = [a["heldout_fidelity_mean"] >= sizing["min_fidelity"] for a in sizing["attempts"]]
+    assert met[-1] == sizing["met"] and not any(met[:-1])  # it stops at the first table that reaches it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".cache") == ["tiny-bert", "tiny-bert-fact"]

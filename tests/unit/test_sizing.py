@@ -70,3 +70,12 @@ def test_a_lower_ratio_buys_narrower_groups_not_a_capped_table(ratio, group_dim)
     assert ratio <= 30522 * 384 * 4 / table < ratio * 1.1
     if group_dim < 4:
         assert fz.rank >= 0.9 * 384  # narrower groups only where they still span the table's directions
+
+
+def test_min_fidelity_tries_each_larger_table_once():
+    from compression.sizing import larger_tables
+
+    first = sized_recipe("a", "b", 30522, 384)
+    shapes = [(r.factorize.subspaces, r.factorize.rank) for r in larger_tables(first, 30522, 384, 16)]
+    assert shapes == [(120, 360), (184, 368), (375, 375)]
+    assert larger_tables(first, 30522, 384, 4) == []  # nothing below the smallest fallback ratio
