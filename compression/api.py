@@ -92,18 +92,8 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
             min_fidelity = ctx.int8_heldout_fidelity(name)
             log.info("%s: onnxruntime's plain int8 export measures held-out fidelity %.5f here: the target",
                      name, min_fidelity)
-    attempts: list[dict] = []
-    for attempt in tries:
-        log.info("%s: %s", attempt.name, attempt.description)
-        manifest = build_variant(attempt, ctx)
-        met = min_fidelity is None or manifest.quality.heldout_fidelity_mean >= min_fidelity
-        attempts.append({"codes": attempt.factorize.subspaces, "rank": attempt.factorize.rank,
-                         "table_ratio": round(src.vocab_size * src.hidden_size * 4 / manifest.bytes.embedding, 2),
-                         "heldout_fidelity_mean": manifest.quality.heldout_fidelity_mean,
-                         "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1})
-        if met:
-            break
-        log.info("%s: held-out fidelity %.5f < %g", attempt.name, manifest.quality.heldout_fidelity_mean, min_fidelity)
+    manifest, attempts = _build_until_faithful(tries, ctx, min_fidelity)
+    met = min_fidelity is None or manifest.quality.heldout_fidelity_mean >= min_fidelity
     if min_fidelity is not None:
         manifest.sizing = {"min_fidelity": min_fidelity, "met": met, "attempts": attempts}
         manifest.write(out_dir / recipe.name)
@@ -119,13 +109,30 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     return manifest
 
 
-def _check_min_fidelity(min_fidelity: float | None, max_table_mb: float | None, overrides: dict) -> None:
-    if min_fidelity is None or min_fidelity == "int8":
-        pass
-    elif not isinstance(min_fidelity, float) or not 0 < min_fidelity < 1:
-        raise ConfigError(f"--min-fidelity must be between 0 and 1, or int8, got {min_fidelity}")
+def _build_until_faithful(tries: list[VariantRecipe], ctx, min_fidelity: float | None) -> tuple[Manifest, list[dict]]:
+    """Build each recipe in turn (all under one name) until one's held-out fidelity reaches min_fidelity
+    (None: the first); the last built's manifest and a summary of every attempt."""
+    from .build import build_variant
+
+    src, attempts = ctx.source, []
+    for attempt in tries:
+        log.info("%s: %s", attempt.name, attempt.description)
+        manifest = build_variant(attempt, ctx)
+        heldout = manifest.quality.heldout_fidelity_mean
+        attempts.append({"codes": attempt.factorize.subspaces, "rank": attempt.factorize.rank,
+                         "table_ratio": round(src.vocab_size * src.hidden_size * 4 / manifest.bytes.embedding, 2),
+                         "heldout_fidelity_mean": heldout, "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1})
+        if min_fidelity is None or heldout >= min_fidelity:
+            break
+        log.info("%s: held-out fidelity %.5f < %g: trying a larger table", attempt.name, heldout, min_fidelity)
+    return manifest, attempts
+
+
+def _check_min_fidelity(min_fidelity: float | str | None, max_table_mb: float | None, overrides: dict) -> None:
     if min_fidelity is None:
         return
+    if min_fidelity != "int8" and not (isinstance(min_fidelity, (int, float)) and 0 < min_fidelity < 1):
+        raise ConfigError(f"--min-fidelity must be between 0 and 1, or int8, got {min_fidelity}")
     fixed = {"method", "rank", "subspaces"} & set(overrides.get("factorize", {}))
     if max_table_mb is not None or fixed:
         what = "--max-table-mb" if max_table_mb is not None else "--" + sorted(fixed)[0]
