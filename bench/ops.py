@@ -64,18 +64,28 @@ def split(times: dict[str, float]) -> dict[str, float]:
     return {"int8 products": int8, "fp32 products": fp32, "other": sum(times.values()) - int8 - fp32}
 
 
+def operator_table(batch: int, per_model: dict[str, dict[str, float]], rows: int = 15) -> str:
+    """ms per batch of each operator type, one column per model, the largest in the last model first:
+    where one model's extra time goes relative to another's."""
+    names = list(per_model)
+    ops = sorted({op for times in per_model.values() for op in times}, key=lambda op: -per_model[names[-1]].get(op, 0.0))
+    body = [{"operator": op, **{name: round(per_model[name].get(op, 0.0), 2) for name in names}} for op in ops[:rows]]
+    return f"Batch {batch}, ms per batch by operator:\n\n" + table(("operator", *names), body)
+
+
 def run(models_dir: Path, names: list[str], batches: list[int], threads: int, data_dir: Path,
-        sentences: int) -> str:
+        sentences: int, by_operator: bool = False) -> str:
     from compression.corpus import read_sts
 
     sts = read_sts(data_dir, "test")
     texts = (sts.s1 + sts.s2)[:sentences]
-    rows = []
+    rows, detail = [], []
     with tempfile.TemporaryDirectory(prefix="ops-") as work:
         for batch in batches:
             base_total = None
+            per_model = {}
             for name in names:
-                times = op_times(models_dir / name, texts, batch, threads, Path(work))
+                times = per_model[name] = op_times(models_dir / name, texts, batch, threads, Path(work))
                 parts = split(times)
                 total = sum(parts.values())
                 base_total = base_total or total  # the first model listed is the reference
@@ -84,11 +94,14 @@ def run(models_dir: Path, names: list[str], batches: list[int], threads: int, da
                              **{k: round(v, 2) for k, v in parts.items()},
                              "× first model's speed": round(base_total / total, 2),
                              "largest operators (ms)": ", ".join(f"{k} {v:.1f}" for k, v in top)})
+            if by_operator:
+                detail.append(operator_table(batch, per_model))
     cols = ("model", "batch", "ms per batch", "int8 products", "fp32 products", "other",
             "× first model's speed", "largest operators (ms)")
     return (table(cols, rows) + f"\n\nMeasured by `python -m bench.ops` on {describe(cpu_info())}, onnxruntime's "
             f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
-            "kernel time only (no tokenizer, no Python), after two warm-up batches.")
+            "kernel time only (no tokenizer, no Python), after two warm-up batches."
+            + "".join(f"\n\n{d}" for d in detail))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,13 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (1: no scheduling noise)")
     p.add_argument("--sentences", type=int, default=640)
     p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
+    p.add_argument("--by-operator", action="store_true", help="also a table per batch of every operator type's time")
     p.add_argument("--publish", action="store_true", help="also write the table into docs/benchmark.md's ops block")
     args = p.parse_args(argv)
     missing = [m for m in args.models if not (args.models_dir / m / contract.MODEL_FILE).is_file()]
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
     out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),
-              args.sentences)
+              args.sentences, args.by_operator)
     print(out)
     if args.publish:
         replace_block(BENCH_PAGE, "ops", out)

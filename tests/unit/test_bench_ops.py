@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ops import op_times, split
+from bench.ops import op_times, operator_table, split
 from tests.onnx_tiny import make_model_dir
 
 
@@ -21,3 +21,10 @@ def test_split_by_kind_of_work():
     parts = split({"DynamicQuantizeMatMul": 3.0, "MatMulIntegerToFloat": 1.0, "DynamicQuantizeLinear": 0.5,
                    "MatMul": 2.0, "FusedMatMul": 1.0, "Softmax": 0.25, "SkipLayerNormalization": 0.25})
     assert parts == {"int8 products": 4.5, "fp32 products": 3.0, "other": 0.5}
+
+
+def test_operator_table_puts_the_last_models_largest_first():
+    out = operator_table(32, {"int8": {"Mul": 0.1, "MatMul": 1.0}, "fact": {"Mul": 2.5, "MatMul": 2.0, "Gather": 0.5}})
+    lines = [line for line in out.splitlines() if line.startswith("| ") and "operator" not in line]
+    assert [line.split("|")[1].strip() for line in lines] == ["Mul", "MatMul", "Gather"]
+    assert "| Gather | 0.0 | 0.5 |" in out  # an operator one model lacks counts as 0 there
