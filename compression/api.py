@@ -92,8 +92,7 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
             min_fidelity = ctx.int8_heldout_fidelity(name)
             log.info("%s: onnxruntime's plain int8 export measures held-out fidelity %.5f here: the target",
                      name, min_fidelity)
-    manifest, attempts = _build_until_faithful(tries, ctx, min_fidelity)
-    met = min_fidelity is None or manifest.quality.heldout_fidelity_mean >= min_fidelity
+    manifest, attempts, met = _build_until_faithful(tries, ctx, min_fidelity)
     if min_fidelity is not None:
         manifest.sizing = {"min_fidelity": min_fidelity, "met": met, "attempts": attempts}
         manifest.write(out_dir / recipe.name)
@@ -109,10 +108,12 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     return manifest
 
 
-def _build_until_faithful(tries: list[VariantRecipe], ctx, min_fidelity: float | None) -> tuple[Manifest, list[dict]]:
+def _build_until_faithful(tries: list[VariantRecipe], ctx, min_fidelity: float | None
+                          ) -> tuple[Manifest, list[dict], bool]:
     """Build each recipe in turn (all under one name) until one's held-out fidelity reaches min_fidelity
-    (None: the first); the last built's manifest and a summary of every attempt."""
+    (None: the first); the last built's manifest, a summary of every attempt, and whether it reached it."""
     from .build import build_variant
+    from .sizing import FP32
 
     src, attempts = ctx.source, []
     for attempt in tries:
@@ -120,12 +121,12 @@ def _build_until_faithful(tries: list[VariantRecipe], ctx, min_fidelity: float |
         manifest = build_variant(attempt, ctx)
         heldout = manifest.quality.heldout_fidelity_mean
         attempts.append({"codes": attempt.factorize.subspaces, "rank": attempt.factorize.rank,
-                         "table_ratio": round(src.vocab_size * src.hidden_size * 4 / manifest.bytes.embedding, 2),
+                         "table_ratio": round(src.vocab_size * src.hidden_size * FP32 / manifest.bytes.embedding, 2),
                          "heldout_fidelity_mean": heldout, "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1})
         if min_fidelity is None or heldout >= min_fidelity:
-            break
-        log.info("%s: held-out fidelity %.5f < %g: trying a larger table", attempt.name, heldout, min_fidelity)
-    return manifest, attempts
+            return manifest, attempts, True
+        log.info("%s: held-out fidelity %.5f < %g", attempt.name, heldout, min_fidelity)
+    return manifest, attempts, False
 
 
 def _check_min_fidelity(min_fidelity: float | str | None, max_table_mb: float | None, overrides: dict) -> None:

@@ -153,9 +153,13 @@ class BuildContext:
         texts = [sentences[i] for i in pick]
         if not texts:
             raise ConfigError("training corpus is empty")
+        return texts, self.token_ids(texts, max_length)
+
+    def token_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """The source tokenizer's ids of each text, truncated to max_length, unpadded."""
         tok = load_tokenizer(self.source.tokenizer_file, max_length)
         tok.no_padding()
-        return texts, [e.ids for e in tok.encode_batch(texts)]
+        return [e.ids for e in tok.encode_batch(texts)]
 
     def sensitivity(self, bert, num: int, seed: int) -> np.ndarray:
         """The encoder's sensitivity metric G from a seeded sample of the corpus (cached on disk, keyed by
@@ -183,12 +187,6 @@ class BuildContext:
             return {"vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows, progress=self._bar("teacher"))}
 
         return self.cached("teacher", key, compute)["vecs"]
-
-    def heldout_ids(self) -> list[list[int]]:
-        """Token ids of the held-out texts, truncated as the served model truncates them."""
-        tok = load_tokenizer(self.source.tokenizer_file, self.source.max_seq_length)
-        tok.no_padding()
-        return [e.ids for e in tok.encode_batch(self.corpus.held_out)]
 
     def int8_heldout_fidelity(self, baseline: str) -> float:
         """Held-out fidelity of onnxruntime's plain int8 export of the baseline (int8 encoder per channel, table
@@ -291,7 +289,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
                              token_teacher=src.bert if rc.token_weight > 0 else None)
         if ctx.diagnose and recipe.baseline:
             diagnosis = diagnose(SentenceEncoder(bert, src.pooling), table_E,
-                                 counts if counts is not None else ctx.counts(recipe.corpus), ctx.heldout_ids(),
+                                 counts if counts is not None else ctx.counts(recipe.corpus),
+                                 ctx.token_ids(ctx.corpus.held_out, src.max_seq_length),
                                  ctx.embedded(recipe.baseline).held_out, sim)
             log.info("%s: where the held-out infidelity comes from (torch, the export's quantization simulated):\n%s",
                      recipe.name, diagnosis_table(diagnosis))
