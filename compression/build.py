@@ -258,7 +258,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
-        smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha, share_qkv=recipe.quantize.smooth_shared_qkv)
+        smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha, share_qkv=recipe.quantize.smooth_shared_qkv,
+                       ffn_output=recipe.quantize.smooth_ffn_output)
     rank = None
     losses: list[float] = []
     diagnosis: list[dict] = []

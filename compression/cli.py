@@ -79,7 +79,8 @@ OVERRIDES = {
     "table_bits": ("quantize", "table_bits"), "table_block": ("quantize", "table_block"),
     "b_fp16": ("quantize", "b_fp16"), "factors_int8": ("quantize", "factors_int8"),
     "encoder_int8": ("quantize", "encoder_int8"), "smooth_alpha": ("quantize", "smooth_alpha"),
-    "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "encoder_block": ("quantize", "encoder_block"),
+    "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "smooth_ffn_output": ("quantize", "smooth_ffn_output"),
+    "encoder_block": ("quantize", "encoder_block"),
     "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
 }
 
@@ -92,7 +93,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, dict]:
         if value is not None:
             out.setdefault(section, {})[key] = value
     if args.no_smoothing:
-        out.setdefault("quantize", {}).update(smooth_alpha=None, smooth_shared_qkv=False)
+        out.setdefault("quantize", {}).update(smooth_alpha=None, smooth_shared_qkv=False, smooth_ffn_output=True)
     return out
 
 
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant α of the int8 encoder")
     k.add_argument("--no-smoothing", action="store_true", help="int8 encoder without SmoothQuant")
     k.add_argument("--smooth-shared-qkv", action=bool_flag, default=None)
+    k.add_argument("--smooth-ffn-output", action=bool_flag, default=None,
+                   help="smooth the FFN's second linear too (keeps its 4·H-wide Mul in the graph)")
     k.add_argument("--encoder-block", type=int, default=None, help="int8 encoder in the block scheme (MatMulNBits)")
     k.add_argument("--positions-fp16", action=bool_flag, default=None)
     k.add_argument("--reduce-range", action=bool_flag, default=None,

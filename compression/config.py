@@ -94,6 +94,8 @@ class QuantizeConfig:
     # one smoothing scale for the query, key and value of each attention (they read the same input):
     # that input is then divided and quantized once, not three times
     smooth_shared_qkv: bool = False
+    # smooth the FFN's second linear too (its input, GELU's output, keeps a Mul in the graph: the widest)
+    smooth_ffn_output: bool = True
     # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
     # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
     encoder_block: int | None = None
@@ -114,6 +116,8 @@ class QuantizeConfig:
             raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
         if self.smooth_shared_qkv and self.smooth_alpha is None:
             raise ConfigError("smooth_shared_qkv needs smooth_alpha")
+        if not self.smooth_ffn_output and self.smooth_alpha is None:
+            raise ConfigError("smooth_ffn_output=false needs smooth_alpha (without smoothing nothing is smoothed)")
         if self.reduce_range and not (self.encoder_int8 and self.encoder_block is None):
             raise ConfigError("reduce_range needs the dynamic int8 encoder (encoder_int8, no encoder_block)")
         if self.encoder_block is not None and not (
@@ -136,7 +140,8 @@ class QuantizeConfig:
             scheme += "-7bit" if self.reduce_range else ""
             parts.append("encoder-int8" + scheme
                          + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
-                         + ("-qkv" if self.smooth_shared_qkv else ""))
+                         + ("-qkv" if self.smooth_shared_qkv else "")
+                         + ("-ffn-out-plain" if self.smooth_alpha is not None and not self.smooth_ffn_output else ""))
         return "+".join(parts) or "fp32"
 
 

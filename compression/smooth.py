@@ -15,10 +15,21 @@ activations almost completely. With share_qkv the query, key and value
 projections, which read the same input, get one scale (their weights'
 maxima taken together), so the graph divides and int8-quantizes that input
 once for the three instead of three times (compression.quantize merges the
-three identical Muls before quantizing). The division stays in the graph as a Mul
-before the MatMul: the input also feeds a residual connection, so it cannot be
-folded into the LayerNorm before it. Applied before recovery, so the
-distillation's int8 simulation trains against the smoothed graph.
+three identical Muls before quantizing). For the query/key/value input and the
+FFN's first linear the division stays in the graph as a Mul before the MatMul:
+that input also feeds a residual connection, so it cannot be folded into the
+LayerNorm before it. The attention's output projection reads softmax(QKᵀ)·V,
+and since each softmax row sums to 1,
+
+    softmax · (x W_v + b_v) / s = softmax · (x (W_v / s) + b_v / s),
+
+so its division folds exactly into the value projection's output columns
+(W_v's per-output-channel int8 scales absorb it): no Mul in the graph. The
+FFN's second linear reads GELU's output, which no weight precedes; with
+ffn_output=False it is left unsmoothed, which saves its Mul (the widest, 4·H)
+at whatever int8 error its input's outliers then cause. Applied before
+recovery, so the distillation's int8 simulation trains against the smoothed
+graph.
 """
 from __future__ import annotations
 
@@ -78,11 +89,25 @@ def _shared_input_groups(linears: dict[str, nn.Linear], share_qkv: bool) -> list
     return list(groups.values())
 
 
+ATTENTION_OUTPUT = "attention.output.dense"  # BERT's names: reads softmax(QKᵀ)·V
+VALUE = "attention.self.value"
+FFN_OUTPUT = "output.dense"  # the FFN's second linear (and, with the prefix above, the attention's)
+
+
+def _unwrapped(module: nn.Module) -> nn.Linear:
+    return module.linear if isinstance(module, SmoothedLinear) else module
+
+
 @torch.no_grad()
 def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_size: int = 64,
-                   share_qkv: bool = False) -> int:
-    """Replace every nn.Linear in bert.encoder (in place) by a SmoothedLinear; returns how many."""
+                   share_qkv: bool = False, ffn_output: bool = True) -> int:
+    """Smooth every nn.Linear in bert.encoder (in place; the FFN's second one only with ffn_output):
+    a SmoothedLinear, or for the attention's output projection its division folded into the value
+    projection. Returns how many linears were smoothed."""
     linears = {name: m for name, m in bert.encoder.named_modules() if isinstance(m, nn.Linear)}
+    if not ffn_output:
+        linears = {name: m for name, m in linears.items()
+                   if not (name.endswith(FFN_OUTPUT) and not name.endswith(ATTENTION_OUTPUT))}
     if not ids:
         raise ValueError("smoothing needs calibration sentences")
     maxima = _input_maxima(bert, linears, ids, batch_size)
@@ -96,6 +121,13 @@ def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_si
         for name in group:
             lin = linears[name]
             lin.weight.mul_(s)
+            if name.endswith(ATTENTION_OUTPUT):
+                # value's output channel j feeds this input channel j (per head, the same order)
+                value = _unwrapped(bert.encoder.get_submodule(name[: -len(ATTENTION_OUTPUT)] + VALUE))
+                value.weight.mul_(inv_scale[:, None])
+                if value.bias is not None:
+                    value.bias.mul_(inv_scale)
+                continue
             parent_name, _, attr = name.rpartition(".")
             parent = bert.encoder.get_submodule(parent_name) if parent_name else bert.encoder
             setattr(parent, attr, SmoothedLinear(lin, inv_scale))

@@ -34,8 +34,9 @@ def test_smoothing_keeps_the_fp32_function_and_exports_with_parity(src, tmp_path
     after = SentenceEncoder(bert).eval()
     linears = [m for m in bert.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert n == len(linears) == 6 * bert.config.num_hidden_layers
-    assert all(isinstance(m, SmoothedLinear) for name, m in bert.encoder.named_modules()
-               if name.endswith(("query", "key", "value", "dense")))
+    # the attention's output projection has its division folded into the value projection: no wrapper
+    assert all(isinstance(m, SmoothedLinear) != name.endswith("attention.output.dense")
+               for name, m in bert.encoder.named_modules() if name.endswith(("query", "key", "value", "dense")))
     ids, mask = (torch.from_numpy(a) for a in random_batch(3, 12, src.vocab_size, np.random.default_rng(0)))
     with torch.no_grad():
         torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
@@ -95,14 +96,16 @@ def test_shared_qkv_scale_keeps_the_function_and_quantizes_that_input_once(src, 
             torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
         attention = bert.encoder.layer[0].attention
         q, k, v = (getattr(attention.self, n).inv_scale for n in ("query", "key", "value"))
-        assert (q is k is v) == share and attention.output.dense.inv_scale is not q
+        assert (q is k is v) == share and isinstance(attention.output.dense, torch.nn.Linear)
         export_onnx(after, tmp_path / f"{share}.onnx", src.vocab_size)
         apply(QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=share),
               tmp_path / f"{share}.onnx", tmp_path / f"{share}-int8.onnx")
         graphs[share] = onnx.load(str(tmp_path / f"{share}-int8.onnx"))
     layers = src.bert.config.num_hidden_layers
-    for share, per_layer in ((False, 6), (True, 4)):
+    for share, per_layer, muls in ((False, 6, 5), (True, 4, 3)):
         assert sum(n.op_type == "DynamicQuantizeLinear" for n in graphs[share].graph.node) == per_layer * layers
+        # smoothing Muls: query/key/value (one when shared), the FFN's two; none before the attention's output
+        assert _smoothing_muls(graphs[share]) == muls * layers
     ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(1))
     ref = before(*(torch.from_numpy(a) for a in (ids, mask))).detach().numpy()
     got = make_session(tmp_path / "True-int8.onnx").run(
@@ -110,6 +113,32 @@ def test_shared_qkv_scale_keeps_the_function_and_quantizes_that_input_once(src, 
     assert (ref * got).sum(1).min() > 0.99
 
 
+def _smoothing_muls(model: onnx.ModelProto) -> int:
+    scales = {i.name for i in model.graph.initializer if "inv_scale" in i.name}
+    return sum(n.op_type == "Mul" and any(x in scales for x in n.input) for n in model.graph.node)
+
+
+def test_unsmoothed_ffn_output_keeps_the_function_and_drops_its_mul(src, tmp_path):
+    """ffn_output=False leaves each layer's FFN-out linear (input: GELU's output) as it was, so its
+    Mul is gone from the graph; the fp32 function is the same either way."""
+    bert = copy.deepcopy(src.bert)
+    before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
+    layers = src.bert.config.num_hidden_layers
+    assert smooth_encoder(bert, _calibration(src.vocab_size), alpha=0.9, share_qkv=True, ffn_output=False) == 5 * layers
+    assert type(bert.encoder.layer[0].output.dense) is torch.nn.Linear
+    assert isinstance(bert.encoder.layer[0].intermediate.dense, SmoothedLinear)
+    after = SentenceEncoder(bert).eval()
+    ids, mask = (torch.from_numpy(a) for a in random_batch(3, 12, src.vocab_size, np.random.default_rng(0)))
+    with torch.no_grad():
+        torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
+    export_onnx(after, tmp_path / "m.onnx", src.vocab_size)
+    apply(QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=True, smooth_ffn_output=False),
+          tmp_path / "m.onnx", tmp_path / "m-int8.onnx")
+    assert _smoothing_muls(onnx.load(str(tmp_path / "m-int8.onnx"))) == 2 * layers
+
+
 def test_shared_qkv_needs_smoothing():
     with pytest.raises(ConfigError, match="smooth_shared_qkv needs smooth_alpha"):
         QuantizeConfig(encoder_int8=True, smooth_shared_qkv=True)
+    with pytest.raises(ConfigError, match="smooth_ffn_output=false needs smooth_alpha"):
+        QuantizeConfig(encoder_int8=True, smooth_ffn_output=False)
