@@ -45,7 +45,7 @@ class BandedEmbedding(FactorizedEmbedding):
         """Leaves out the constant all-zero row of each band."""
         return super().num_params - sum(t.weight.shape[1] for t in self.code_tables())
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def decode(self, input_ids: torch.Tensor) -> torch.Tensor:
         r_lo = self.A_lo.weight.shape[1]
         hi = self.B(self._rows(self.A_hi, self.hi_map[input_ids].long()))
         lo = nn.functional.linear(self._rows(self.A_lo, self.lo_map[input_ids].long()), self.B.weight[:, :r_lo])

@@ -10,7 +10,7 @@ from ..fake_quant import fake_quant_table
 
 
 class FactorizedEmbedding(nn.Module):
-    """Drop-in for nn.Embedding(V, H). Subclasses define `forward`, `vocab_size` and `code_tables`."""
+    """Drop-in for nn.Embedding(V, H). Subclasses define `decode`, `vocab_size` and `code_tables`."""
 
     def __init__(self, B_rh: np.ndarray):
         super().__init__()
@@ -41,7 +41,19 @@ class FactorizedEmbedding(nn.Module):
             rows = fake_quant_table(rows.reshape(-1, shape[-1]), *self.fake_quant).reshape(shape)
         return rows
 
+    def decode(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The (n, H) rows of a 1-D tensor of distinct token ids."""
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Decode each distinct id of the batch once, then gather: a padded batch of 32 sentences holds
+        about a fifth as many distinct ids as positions (padding, [CLS], punctuation, "the"), and the
+        decode (the codes' Gathers and the product with B) is the table's only real cost at run time.
+        Exported as onnx Unique → decode → Gather by the inverse indices; exact."""
+        distinct, inverse = torch.unique(input_ids, return_inverse=True)
+        return self.decode(distinct)[inverse.reshape(input_ids.shape)]
+
     @property
     def weight(self) -> torch.Tensor:
         """The dense V×H table it stands for (transformers reads .weight in a few places)."""
-        return self.forward(torch.arange(self.vocab_size))
+        return self.decode(torch.arange(self.vocab_size))

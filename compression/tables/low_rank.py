@@ -23,5 +23,5 @@ class LowRankEmbedding(FactorizedEmbedding):
     def code_tables(self) -> list[nn.Embedding]:
         return [self.A]
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def decode(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.B(self._rows(self.A, input_ids))

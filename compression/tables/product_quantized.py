@@ -1,6 +1,6 @@
 """pq factors: x_t = concat_m C[m, codes[t, m]] @ B, M one-byte codes per token.
 
-Exported as Gather(codes, uint8) → Cast → Add(group offsets) → Gather(flat centroids) → Reshape
+Exported (after the Unique of base.py) as Gather(codes, uint8) → Cast → Add(group offsets) → Gather(flat centroids) → Reshape
 → MatMul(B); only the centroids (and B) are trained, the codes are fixed by the k-means."""
 from __future__ import annotations
 
@@ -34,6 +34,6 @@ class ProductQuantizedEmbedding(FactorizedEmbedding):
         """The one-byte codes count too: they are stored numbers."""
         return super().num_params + self.codes.numel()
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def decode(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = self.centroids(self.codes[input_ids].long() + self.offsets)  # (..., M, d)
         return self.B(rows.flatten(-2))

@@ -178,6 +178,21 @@ def test_pq_export_reads_one_byte_codes_and_matches_torch(src, pq, tmp_path):
     assert count_params(enc.bert)["embedding"] == f.num_params == V * 16 + 16 * 32 * (H // 16) + H * H
 
 
+def test_table_decodes_each_distinct_token_once(src, pq, tmp_path):
+    """The exported table decodes the batch's distinct ids (onnx Unique), then gathers them back in
+    place: a batch with repeated ids and padding answers what the full table would, row for row."""
+    enc, f = pq
+    export_onnx(enc, tmp_path / "pq.onnx", src.vocab_size)
+    graph = onnx.load(str(tmp_path / "pq.onnx")).graph
+    uniques = [n for n in graph.node if n.op_type == "Unique"]
+    assert len(uniques) == 1 and uniques[0].input[0] == contract.INPUT_IDS
+    codes_gather = next(n for n in graph.node if n.op_type == "Gather" and "codes" in n.input[0])
+    assert codes_gather.input[1] == uniques[0].output[0]  # the codes are read for distinct ids only
+    ids = torch.tensor([[5, 7, 5, 0, 0], [7, 7, 9, 5, 0]])
+    dense = torch.from_numpy(f.reconstruct())[ids]
+    torch.testing.assert_close(enc.bert.embeddings.word_embeddings(ids), dense, atol=1e-5, rtol=1e-5)
+
+
 def test_pq_fp16_halves_centroids_and_b_and_refuses_table_bits(src, pq, tmp_path):
     from compression.recipes import VariantRecipe
 
