@@ -91,7 +91,11 @@ def _shared_input_groups(linears: dict[str, nn.Linear], share_qkv: bool) -> list
 
 ATTENTION_OUTPUT = "attention.output.dense"  # BERT's names: reads softmax(QKᵀ)·V
 VALUE = "attention.self.value"
-FFN_OUTPUT = "output.dense"  # the FFN's second linear (and, with the prefix above, the attention's)
+
+
+def _is_ffn_output(name: str) -> bool:
+    """The FFN's second linear, `layer.N.output.dense` (not the attention's `…attention.output.dense`)."""
+    return name.endswith("output.dense") and not name.endswith(ATTENTION_OUTPUT)
 
 
 def _unwrapped(module: nn.Module) -> nn.Linear:
@@ -106,8 +110,7 @@ def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_si
     projection. Returns how many linears were smoothed."""
     linears = {name: m for name, m in bert.encoder.named_modules() if isinstance(m, nn.Linear)}
     if not ffn_output:
-        linears = {name: m for name, m in linears.items()
-                   if not (name.endswith(FFN_OUTPUT) and not name.endswith(ATTENTION_OUTPUT))}
+        linears = {name: m for name, m in linears.items() if not _is_ffn_output(name)}
     if not ids:
         raise ValueError("smoothing needs calibration sentences")
     maxima = _input_maxima(bert, linears, ids, batch_size)

@@ -1,7 +1,8 @@
 """pq factors: x_t = concat_m C[m, codes[t, m]] @ B, M one-byte codes per token.
 
-Exported (after the Unique of base.py) as Gather(codes, uint8) → Cast → Add(group offsets) → Gather(flat centroids) → Reshape
-→ MatMul(B); only the centroids (and B) are trained, the codes are fixed by the k-means."""
+Decoded (for the distinct ids base.py's Unique yields) as Gather(codes, uint8) → Cast → Add(group
+offsets) → Gather(flat centroids) → Reshape → MatMul(B); only the centroids (and B) are trained, the
+codes are fixed by the k-means."""
 from __future__ import annotations
 
 import numpy as np
