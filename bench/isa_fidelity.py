@@ -1,0 +1,125 @@
+"""`python -m bench.isa_fidelity`: each model's host self-check on this CPU and on an emulated one.
+
+onnxruntime picks its int8 kernels from the CPU's features at run time (MLAS reads cpuid): on AVX-512
+VNNI a u8×s8 product accumulates in int32, on AVX2 it goes through `vpmaddubsw`, which adds two
+products in a saturating int16. So one model file can be more or less faithful depending on the host,
+and a machine with VNNI cannot measure the AVX2 figure natively. qemu's user-mode emulator can:
+`qemu-x86_64 -cpu Haswell` runs this same interpreter and onnxruntime on a virtual CPU that reports
+AVX2 and FMA but no AVX-512, so MLAS takes its AVX2 kernels and computes exactly their integer
+arithmetic. The floating-point ops around them may round differently from real silicon only where an
+instruction's result is not fixed by IEEE 754 (none of those MLAS uses here), so the fidelity measured
+is the AVX2 kernel's; the *speed* under emulation means nothing and is not reported.
+
+Each measurement is the service's own host check (service/host_check.py: the directory's probe set
+against the fp32 baseline's stored embeddings), run in a child process natively and under each
+emulated CPU; the child reports the features the CPU advertises to it (numpy's runtime dispatch reads
+the same cpuid), so the table shows which kernels could run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from common.machine import cpu_info, describe
+from common.markdown import replace_block, table
+
+RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+REPO = Path(__file__).resolve().parents[1]
+# cpuid features (numpy's names) that decide which int8 kernel MLAS runs
+KERNEL_FEATURES = ("AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI")
+DEFAULT_CPUS = ("Haswell",)  # AVX2 + FMA, no AVX-512: the AVX2-only machines' kernels
+CHILD_TIMEOUT_S = 3600
+
+
+def advertised_features() -> list[str]:
+    """The kernel-relevant features this process's CPU reports through cpuid (real or emulated)."""
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    return [f for f in KERNEL_FEATURES if __cpu_features__.get(f)]
+
+
+def child(model_dirs: list[Path]) -> dict:
+    """Runs in the measured process: the host check of each model directory."""
+    from common.manifest import Manifest
+    from service.host_check import measure
+    from service.runtime import OnnxBackend
+
+    out = {"features": advertised_features(), "models": {}}
+    for d in model_dirs:
+        manifest = Manifest.read(d)
+        backend = OnnxBackend(d, manifest.max_seq_length)
+        backend.warm_up()
+        host = measure(backend, d, manifest.probe)
+        out["models"][d.name] = None if host is None else {"mean": host.mean, "p1": host.p1, "texts": host.texts,
+                                                           "built_mean": host.built_mean}
+    return out
+
+
+def run_child(model_dirs: list[Path], emulate: str | None) -> dict:
+    """One child process (under `qemu-x86_64 -cpu <emulate>` when given); its JSON answer."""
+    cmd = [sys.executable, "-m", "bench.isa_fidelity", "--child", *map(str, model_dirs)]
+    if emulate:
+        qemu = shutil.which("qemu-x86_64")
+        if qemu is None:
+            raise RuntimeError("qemu-x86_64 not found (Debian: apt-get install qemu-user)")
+        cmd = [qemu, "-cpu", emulate, *cmd]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{'under ' + emulate if emulate else 'native'} check failed: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(model_dirs: list[Path], cpus: list[str]) -> str:
+    runs = {"native": run_child(model_dirs, None), **{f"emulated {c}": run_child(model_dirs, c) for c in cpus}}
+    rows = []
+    for d in model_dirs:
+        row = {"model": d.name, "built with (manifest)": (runs["native"]["models"][d.name] or {}).get("built_mean")}
+        for label, result in runs.items():
+            host = result["models"][d.name]
+            row[label] = "–" if host is None else f"{host['mean']:.5f} / p1 {host['p1']:.5f}"
+        rows.append(row)
+    features = "; ".join(f"{label}: {' '.join(r['features']) or 'none of ' + ', '.join(KERNEL_FEATURES)}"
+                         for label, r in runs.items())
+    import onnxruntime
+
+    texts = next((m["texts"] for m in runs["native"]["models"].values() if m), 0)
+    return (table(("model", "built with (manifest)", *runs), rows)
+            + f"\n\nMeasured by `python -m bench.isa_fidelity` on {describe(cpu_info())}, onnxruntime "
+            f"{onnxruntime.__version__}: the service's host check (mean / p1 cosine to the fp32 baseline over "
+            f"{texts} probe texts), natively and under `qemu-x86_64 -cpu NAME` (user-mode emulation: the "
+            f"virtual CPU's features pick onnxruntime's kernels; fidelity only, no speed). Features each "
+            f"process saw through cpuid — {features}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dirs", nargs="*", type=Path,
+                   default=[Path("models") / n for n in ("minilm-l6", "minilm-l6-int8", "minilm-l6-fact")])
+    p.add_argument("--cpu", action="append", dest="cpus", help=f"qemu CPU model to emulate (default: {DEFAULT_CPUS})")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--publish", action="store_true", help="also write the table into docs/results.md's isa block")
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.model_dirs)))
+        return 0
+    missing = [str(d) for d in args.model_dirs if not (d / "manifest.json").is_file()]
+    if missing:
+        p.error(f"not a model directory: {', '.join(missing)}")
+    try:
+        out = report([d.resolve() for d in args.model_dirs], args.cpus or list(DEFAULT_CPUS))
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"isa_fidelity: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    if args.publish:
+        replace_block(RESULTS_PAGE, "isa", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
