@@ -17,6 +17,7 @@ from pathlib import Path
 
 from common import contract
 from common.machine import cpu_info, describe
+from common.onnx_encoder import DISABLED_FUSIONS, SessionConfig, make_session
 from common.markdown import replace_block, table
 
 BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
@@ -27,17 +28,14 @@ INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger
 FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
 
 
-def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: Path) -> dict[str, float]:
-    """Mean kernel milliseconds per batch, by operator type, over batches of `batch` consecutive texts."""
-    import onnxruntime as ort
-
+def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: Path,
+             disabled_fusions: tuple[str, ...] = DISABLED_FUSIONS) -> dict[str, float]:
+    """Mean kernel milliseconds per batch, by operator type, over batches of `batch` consecutive texts,
+    in a session like the service's (its graph fusions; spinning threads, so no wake-up in the times)."""
     from common.onnx_encoder import batch_arrays, load_tokenizer
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(work / model_dir.name)
-    session = ort.InferenceSession(str(model_dir / contract.MODEL_FILE), opts, providers=["CPUExecutionProvider"])
+    session = make_session(model_dir / contract.MODEL_FILE, SessionConfig(threads=threads),
+                           disabled_fusions=disabled_fusions, profile_prefix=str(work / model_dir.name))
     tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
     inputs = {i.name for i in session.get_inputs()}
     batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)]
@@ -73,8 +71,18 @@ def operator_table(batch: int, per_model: dict[str, dict[str, float]], rows: int
     return f"Batch {batch}, ms per batch by operator:\n\n" + table(("operator", *names), body)
 
 
+def sessions(names: list[str], fusions: list[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(row label, model, fusions disabled) for each model as served, then with each of `fusions`
+    turned back on (a fusion the service leaves out, to show what it would cost)."""
+    out = []
+    for name in names:
+        out.append((name, name, DISABLED_FUSIONS))
+        out += [(f"{name} +{f}", name, tuple(d for d in DISABLED_FUSIONS if d != f)) for f in fusions]
+    return out
+
+
 def run(models_dir: Path, names: list[str], batches: list[int], threads: int, data_dir: Path,
-        sentences: int, by_operator: bool = False) -> str:
+        sentences: int, by_operator: bool = False, fusions: list[str] = ()) -> str:
     from compression.corpus import read_sts
 
     sts = read_sts(data_dir, "test")
@@ -84,13 +92,13 @@ def run(models_dir: Path, names: list[str], batches: list[int], threads: int, da
         for batch in batches:
             base_total = None
             per_model = {}
-            for name in names:
-                times = per_model[name] = op_times(models_dir / name, texts, batch, threads, Path(work))
+            for label, name, disabled in sessions(names, list(fusions)):
+                times = per_model[label] = op_times(models_dir / name, texts, batch, threads, Path(work), disabled)
                 parts = split(times)
                 total = sum(parts.values())
                 base_total = base_total or total  # the first model listed is the reference
                 top = sorted(times.items(), key=lambda kv: -kv[1])[:3]
-                rows.append({"model": name, "batch": batch, "ms per batch": round(total, 2),
+                rows.append({"model": label, "batch": batch, "ms per batch": round(total, 2),
                              **{k: round(v, 2) for k, v in parts.items()},
                              "× first model's speed": round(base_total / total, 2),
                              "largest operators (ms)": ", ".join(f"{k} {v:.1f}" for k, v in top)})
@@ -100,7 +108,8 @@ def run(models_dir: Path, names: list[str], batches: list[int], threads: int, da
             "× first model's speed", "largest operators (ms)")
     return (table(cols, rows) + f"\n\nMeasured by `python -m bench.ops` on {describe(cpu_info())}, onnxruntime's "
             f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
-            "kernel time only (no tokenizer, no Python), after two warm-up batches."
+            "kernel time only (no tokenizer, no Python), after two warm-up batches; onnxruntime fusions "
+            f"left out as the service does: {', '.join(DISABLED_FUSIONS) or 'none'}."
             + "".join(f"\n\n{d}" for d in detail))
 
 
@@ -116,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sentences", type=int, default=640)
     p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
     p.add_argument("--by-operator", action="store_true", help="also a table per batch of every operator type's time")
+    p.add_argument("--fusion", action="append", default=[], choices=DISABLED_FUSIONS,
+                   help="also profile each model with this onnxruntime fusion back on (the service leaves it out)")
     p.add_argument("--publish", action="store_true", help="also write the table into docs/benchmark.md's ops block")
     args = p.parse_args(argv)
     missing = [m for m in args.models if not (args.models_dir / m / contract.MODEL_FILE).is_file()]
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
     out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),
-              args.sentences, args.by_operator)
+              args.sentences, args.by_operator, args.fusion)
     print(out)
     if args.publish:
         replace_block(BENCH_PAGE, "ops", out)
