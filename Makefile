@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup models serve test test-fast report sweep bench bench-quick bench-peers bench-ops stress audit runtime-size clean
+.PHONY: setup models serve test test-fast report sweep bench bench-quick bench-peers bench-ops bench-isa stress audit runtime-size clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-peers: models
 ## Per-operator profile of each variant (docs/benchmark.md's ops block).
 bench-ops: models
 	$(BIN)/python -m bench.ops --publish
+
+## Each model's host check natively and on an emulated AVX2 CPU (needs qemu-user; docs/results.md's isa block).
+bench-isa: models
+	$(BIN)/python -m bench.isa_fidelity --publish
 
 ## Hostile input, a burst, concurrency, a soak, schema fuzzing and pip-audit on the real models.
 stress: models
