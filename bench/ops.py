@@ -17,8 +17,8 @@ from pathlib import Path
 
 from common import contract
 from common.machine import cpu_info, describe
-from common.onnx_encoder import DISABLED_FUSIONS, SessionConfig, make_session
 from common.markdown import replace_block, table
+from common.onnx_encoder import DISABLED_FUSIONS, SessionConfig, make_session
 
 BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
 
