@@ -24,11 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import contract
 from common.machine import cpu_info, describe
 from common.markdown import replace_block, table
 
-RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 REPO = Path(__file__).resolve().parents[1]
+RESULTS_PAGE = REPO / "docs" / "results.md"
 # cpuid features (numpy's names) that decide which int8 kernel MLAS runs
 KERNEL_FEATURES = ("AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI")
 DEFAULT_CPUS = ("Haswell",)  # AVX2 + FMA, no AVX-512: the AVX2-only machines' kernels
@@ -43,17 +44,14 @@ def advertised_features() -> list[str]:
 
 
 def child(model_dirs: list[Path]) -> dict:
-    """Runs in the measured process: the host check of each model directory."""
-    from common.manifest import Manifest
-    from service.host_check import measure
-    from service.runtime import OnnxBackend
+    """Runs in the measured process: each directory loaded as the service loads it (validation,
+    session settings, warm-up, host check), and the host check's figures."""
+    from common.onnx_encoder import SERVING
+    from service.registry import read_model_dir
 
     out = {"features": advertised_features(), "models": {}}
     for d in model_dirs:
-        manifest = Manifest.read(d)
-        backend = OnnxBackend(d, manifest.max_seq_length)
-        backend.warm_up()
-        host = measure(backend, d, manifest.probe)
+        host = read_model_dir(d, SERVING)[3]
         out["models"][d.name] = None if host is None else {"mean": host.mean, "p1": host.p1, "texts": host.texts,
                                                            "built_mean": host.built_mean}
     return out
@@ -75,6 +73,8 @@ def run_child(model_dirs: list[Path], emulate: str | None) -> dict:
 
 
 def report(model_dirs: list[Path], cpus: list[str]) -> str:
+    import onnxruntime
+
     runs = {"native": run_child(model_dirs, None), **{f"emulated {c}": run_child(model_dirs, c) for c in cpus}}
     rows = []
     for d in model_dirs:
@@ -85,8 +85,6 @@ def report(model_dirs: list[Path], cpus: list[str]) -> str:
         rows.append(row)
     features = "; ".join(f"{label}: {' '.join(r['features']) or 'none of ' + ', '.join(KERNEL_FEATURES)}"
                          for label, r in runs.items())
-    import onnxruntime
-
     texts = next((m["texts"] for m in runs["native"]["models"].values() if m), 0)
     return (table(("model", "built with (manifest)", *runs), rows)
             + f"\n\nMeasured by `python -m bench.isa_fidelity` on {describe(cpu_info())}, onnxruntime "
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.model_dirs)))
         return 0
-    missing = [str(d) for d in args.model_dirs if not (d / "manifest.json").is_file()]
+    missing = [str(d) for d in args.model_dirs if not (d / contract.MANIFEST_FILE).is_file()]
     if missing:
         p.error(f"not a model directory: {', '.join(missing)}")
     try:
