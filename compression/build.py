@@ -1,6 +1,7 @@
 """Build one variant end to end into models/<name>/, atomically.
 
-1 load → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity → 6 quantize → 7 evaluate → 8 manifest;
+1 load → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
+→ 6 quantize → 7 evaluate → 8 manifest;
 the step modules' docstrings carry these numbers.
 Everything is written into a hidden temporary directory beside the target and
 renamed into place only when complete, so an interrupted or failed build
@@ -29,11 +30,12 @@ from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 
-from . import quantize
+from . import quantize, serving_graph
 from .corpus import Corpus, has_eval_data, load_corpus, read_corpus, token_counts
-from .errors import ConfigError, PipelineError
+from .errors import ConfigError, PipelineError, ShapeError, ToleranceError
 from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
 from .export import check_parity, export_onnx
+from .config import GraphConfig
 from .smooth import smooth_encoder
 from .diagnose import Simulation, diagnose, diagnosis_table
 from .factorize import factorize
@@ -251,6 +253,32 @@ def ensure_writable(out_root: Path) -> None:
         raise PipelineError(f"output directory is not writable: {out_root}")
 
 
+def _rewrite_for_serving(encoder: SentenceEncoder, fp32: Path, config: GraphConfig,
+                         src: SourceModel) -> serving_graph.RewriteReport:
+    """Step 5b: the serving rewrites on a copy of the exported graph, kept only if the copy passes the
+    same parity check against torch; otherwise the plain graph stays and the reason is logged."""
+    if not config.fuse_attention:
+        return serving_graph.RewriteReport()
+    candidate = fp32.with_name("model.serving.onnx")
+    shutil.copy(fp32, candidate)
+    report = serving_graph.rewrite(candidate, config, src.bert.config.num_attention_heads)
+    try:
+        if report.skipped is None:
+            try:
+                check_parity(encoder, candidate, src.vocab_size, src.max_seq_length)
+            except (ShapeError, ToleranceError) as exc:
+                report = serving_graph.RewriteReport(skipped=f"parity after rewrite: {exc}")
+        if report.skipped is None:
+            candidate.replace(fp32)
+            log.info("serving graph: %d attention blocks fused%s", report.fused_attention,
+                     ", padding removed" if report.padding_removed else "")
+        else:
+            log.warning("serving graph left plain: %s", report.skipped)
+    finally:
+        candidate.unlink(missing_ok=True)
+    return report
+
+
 def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     ensure_writable(ctx.out_root)
     src = ctx.source
@@ -303,6 +331,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         fp32 = tmp / "model.fp32.onnx"
         export_onnx(encoder, fp32, src.vocab_size)
         check_parity(encoder, fp32, src.vocab_size, src.max_seq_length)
+        graph = _rewrite_for_serving(encoder, fp32, recipe.graph, src)
         quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
         fp32.unlink()
         shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
@@ -335,6 +364,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             versions=tool_versions(),
             machine=cpu_info(),
             diagnosis=diagnosis,
+            graph=graph.as_dict(),
             probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
                    "fidelity_p1": round(probe_p1, 5)},
             pooling=src.pooling.mode,

@@ -82,6 +82,7 @@ OVERRIDES = {
     "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "smooth_ffn_output": ("quantize", "smooth_ffn_output"),
     "encoder_block": ("quantize", "encoder_block"),
     "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
+    "fuse_attention": ("graph", "fuse_attention"), "remove_padding": ("graph", "remove_padding"),
 }
 
 
@@ -229,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--positions-fp16", action=bool_flag, default=None)
     k.add_argument("--reduce-range", action=bool_flag, default=None,
                    help="7-bit encoder weights: the same int8 arithmetic on AVX2 and AVX-512 VNNI CPUs")
+    k.add_argument("--fuse-attention", action=bool_flag, default=None,
+                   help="each attention as one onnxruntime MultiHeadAttention node (exact; faster)")
+    k.add_argument("--remove-padding", action=bool_flag, default=None,
+                   help="run all but attention on the batch's real tokens only (exact; needs --fuse-attention)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")

@@ -1,4 +1,4 @@
-"""The three steps' settings as data (nanoGPT's GPTConfig style): frozen dataclasses, one comment on
+"""The steps' settings as data (nanoGPT's GPTConfig style): frozen dataclasses, one comment on
 each field whose meaning is not obvious. Torch-free, so `python -m compression --help`, `report`
 and recipe parsing never import torch."""
 from __future__ import annotations
@@ -144,6 +144,25 @@ class QuantizeConfig:
                          + ("-ffn-out-plain" if self.smooth_alpha is not None and not self.smooth_ffn_output else ""))
         return "+".join(parts) or "fp32"
 
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Exact rewrites of the exported graph for serving speed (compression/serving_graph.py)."""
+
+    # each attention core as one onnxruntime MultiHeadAttention node (fewer, larger operators)
+    fuse_attention: bool = False
+    # run everything but attention on the batch's real tokens only (needs fuse_attention)
+    remove_padding: bool = False
+
+    def __post_init__(self) -> None:
+        if self.remove_padding and not self.fuse_attention:
+            raise ConfigError("remove_padding needs fuse_attention (padding is restored only around fused attention)")
+
+    @property
+    def label(self) -> str:
+        return "+".join(p for p, on in (("fused-attention", self.fuse_attention),
+                                        ("unpadded", self.remove_padding)) if on)
 
 def with_settings(config: Any, values: dict[str, Any], where: str) -> Any:
     """`config` (a settings dataclass instance) with `values` laid over it; a key it does not have is a

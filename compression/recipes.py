@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .config import FactorizeConfig, QuantizeConfig, RecoverConfig, with_settings
+from .config import FactorizeConfig, GraphConfig, QuantizeConfig, RecoverConfig, with_settings
 
 DEFAULT_RECIPES = Path(__file__).resolve().parents[1] / "models" / "recipes.toml"
 
@@ -19,6 +19,7 @@ class VariantRecipe:
     factorize: FactorizeConfig | None = None  # None keeps the dense table
     recover: RecoverConfig = field(default_factory=RecoverConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)  # serving rewrites of the exported graph
     corpus: str | None = None  # text file for token counts; None: the train splits in the data dir
     description: str = ""
 
@@ -45,6 +46,7 @@ def parse_variant(table: dict[str, Any]) -> VariantRecipe:
         factorize=_make(FactorizeConfig, table.get("factorize"), f"{name}.factorize"),
         recover=_make(RecoverConfig, table.get("recover"), f"{name}.recover") or RecoverConfig(),
         quantize=_make(QuantizeConfig, table.get("quantize"), f"{name}.quantize") or QuantizeConfig(),
+        graph=_make(GraphConfig, table.get("graph"), f"{name}.graph") or GraphConfig(),
         corpus=table.get("corpus"),
         description=table.get("description", ""),
     )

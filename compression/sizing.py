@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .errors import ConfigError
 from .factorize import resolve_rank
-from .config import FactorizeConfig, QuantizeConfig, RecoverConfig, with_settings
+from .config import FactorizeConfig, GraphConfig, QuantizeConfig, RecoverConfig, with_settings
 from .recipes import VariantRecipe
 
 GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
@@ -118,9 +118,14 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
         qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
     quantize = with_settings(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
                                        smooth_shared_qkv=True, reduce_range=True), qz, "quantize")
+    gz = dict(overrides.get("graph", {}))
+    if gz.get("fuse_attention") is False:
+        gz.setdefault("remove_padding", False)  # padding is removed only around fused attention
+    graph = with_settings(GraphConfig(fuse_attention=True, remove_padding=True), gz, "graph")
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
     return VariantRecipe(name=name, baseline=baseline, factorize=factorize, recover=recover, quantize=quantize,
+                         graph=graph,
                          description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
                                      f", rank {factorize.rank}, {factorize.subspaces} codes per token")
 

@@ -1,0 +1,349 @@
+"""Step 5b of 8 (see build.py) — rewrite the exported fp32 graph for serving: fused attention, no padding.
+
+Both rewrites are exact in fp32 and run before quantization, so the export's parity check against
+torch (padded batches included) proves them, and the int8 quantizer sees the same projections:
+
+1. fuse_attention: each self-attention's core — the head reshapes and transposes, Q·Kᵀ, its scale,
+   the additive padding mask, softmax, ·V and the reshape back — becomes one onnxruntime
+   MultiHeadAttention node (com.microsoft) on the projected query, key and value, with the attention
+   mask as its key-padding mask. The projections stay plain MatMuls (smoothed and int8 as before).
+   At batch 1 most of an int8 MiniLM's non-product time is those small operators.
+2. remove_padding: between the embedding LayerNorm and the last LayerNorm every operator but
+   attention works on each token alone (MatMuls by a weight, bias adds, GELU, smoothing scales,
+   LayerNorm over the hidden axis). So the graph gathers the batch's real tokens into one (T, H)
+   matrix after the embeddings, runs those operators on it, and pads back to (B, L, H) only for
+   each attention's query, key and value and for the pooling. A batch of sentences of mixed lengths
+   then costs what its tokens cost: a padded batch of 32 STS-B sentences is 41% padding. (Padding
+   rows are filled with a copy of a real row; the key-padding mask and the pooling's mask ignore them.)
+
+A graph whose attention does not match the BERT pattern raises UnsupportedGraph; the build then
+keeps the plain graph and says so in its log and manifest.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from common import contract
+
+from .config import GraphConfig
+from .errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/serving/"  # names of the nodes and tensors these rewrites add
+MASK_INT32 = PREFIX + "mask_int32"
+MS_DOMAIN = "com.microsoft"
+
+# Operators that act on each token's vector alone, given constant operands of rank ≤ 1 (a MatMul's
+# weight: rank 2): what remove_padding lets run on the packed (T, H) tokens.
+TOKENWISE = {"MatMul", "Add", "Sub", "Mul", "Div", "Erf", "Tanh", "Sigmoid", "Relu", "Pow", "Sqrt",
+             "LayerNormalization", "Gelu", "FastGelu", "BiasGelu", "Identity", "Cast"}
+
+
+class UnsupportedGraph(PipelineError):
+    """The graph does not have the structure a rewrite needs; the plain graph stays."""
+
+
+@dataclass(frozen=True)
+class RewriteReport:
+    """What was done to the graph, for the manifest."""
+
+    fused_attention: int = 0  # attention blocks now one MultiHeadAttention each
+    padding_removed: bool = False
+    skipped: str | None = None  # why a requested rewrite was not applied
+
+    def as_dict(self) -> dict:
+        return {"fused_attention": self.fused_attention, "padding_removed": self.padding_removed,
+                "skipped": self.skipped}
+
+
+class _Graph:
+    """Producer/consumer indexes over a ModelProto's graph (rebuilt after each structural change)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for n in self.graph.node:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.inputs = {i.name for i in self.graph.input}
+
+    def const(self, name: str) -> np.ndarray | None:
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value"))
+        if node is not None and node.op_type == "Identity":  # the exporter's alias of an equal initializer
+            return self.const(node.input[0])
+        return None
+
+    def made_by(self, tensor: str, op: str, perm: tuple[int, ...] | None = None) -> onnx.NodeProto:
+        node = self.producer.get(tensor)
+        if node is None or node.op_type != op or (perm is not None and _perm(node) != perm):
+            found = "a graph input or initializer" if node is None else f"{node.op_type} {node.name}"
+            raise UnsupportedGraph(f"expected {op}{perm or ''} to produce {tensor!r}, found {found}")
+        return node
+
+    def sole_consumer(self, tensor: str, op: str, perm: tuple[int, ...] | None = None) -> onnx.NodeProto:
+        users = self.consumers.get(tensor, [])
+        if len(users) != 1 or users[0].op_type != op or (perm is not None and _perm(users[0]) != perm):
+            raise UnsupportedGraph(f"expected {tensor!r} to feed one {op}{perm or ''}, found "
+                                   f"{[u.op_type for u in users]}")
+        return users[0]
+
+    def graph_inputs_behind(self, tensor: str) -> set[str]:
+        """Graph inputs whose values (not only shapes: the walk stops at Shape nodes) reach `tensor`."""
+        seen, stack, found = set(), [tensor], set()
+        while stack:
+            t = stack.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t in self.inputs:
+                found.add(t)
+            node = self.producer.get(t)
+            if node is not None and node.op_type != "Shape":
+                stack.extend(i for i in node.input if i)
+        return found
+
+
+def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
+    return next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+@dataclass(frozen=True)
+class _Attention:
+    q: str  # projected query, key and value, (B, L, H) each
+    k: str
+    v: str
+    context: str  # the heads merged back, (B, L, H): what the output projection reads
+    context_node: onnx.NodeProto  # the Reshape that produces it
+    scale: float
+
+
+HEADS = (0, 2, 1, 3)  # (B, L, N, d) → (B, N, L, d)
+KEYS_T = (0, 2, 3, 1)  # (B, L, N, d) → (B, N, d, L)
+
+
+def _heads_input(g: _Graph, tensor: str, perm: tuple[int, ...]) -> str:
+    """The (B, L, H) tensor that Reshape → Transpose(perm) splits into heads to give `tensor`."""
+    return g.made_by(g.made_by(tensor, "Transpose", perm).input[0], "Reshape").input[0]
+
+
+def _match_attention(g: _Graph, softmax: onnx.NodeProto) -> _Attention:
+    """The BERT attention core around one Softmax: softmax(Q·Kᵀ·scale + mask)·V, heads merged."""
+    add = g.made_by(softmax.input[0], "Add")
+    for scores, mask in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
+        scaled = g.producer.get(scores)
+        if scaled is not None and scaled.op_type in ("Mul", "Div"):
+            break
+    else:
+        raise UnsupportedGraph(f"{add.name}: no scaled scores among its inputs")
+    if g.graph_inputs_behind(mask) != {contract.ATTENTION_MASK}:
+        raise UnsupportedGraph(f"{add.name}: the additive mask is not computed from attention_mask alone")
+    c = g.const(scaled.input[1])
+    if c is None or c.size != 1:
+        raise UnsupportedGraph(f"{scaled.name}: the score scale is not a scalar constant")
+    scale = float(c.reshape(())) if scaled.op_type == "Mul" else 1.0 / float(c.reshape(()))
+    qk = g.made_by(scaled.input[0], "MatMul")
+    pv = g.sole_consumer(softmax.output[0], "MatMul")
+    merged = g.sole_consumer(pv.output[0], "Transpose", HEADS)
+    context = g.sole_consumer(merged.output[0], "Reshape")
+    return _Attention(q=_heads_input(g, qk.input[0], HEADS), k=_heads_input(g, qk.input[1], KEYS_T),
+                      v=_heads_input(g, pv.input[1], HEADS), context=context.output[0], context_node=context,
+                      scale=scale)
+
+
+def _finish(model: onnx.ModelProto) -> None:
+    """Topological order, then drop the nodes and initializers nothing reads any more; shapes that
+    the exporter recorded for intermediate tensors may no longer hold, so they go too."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending, order = list(g.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                order.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise UnsupportedGraph(f"rewrite left a node without its inputs: {rest[0].name}")
+        pending = rest
+    needed = {o.name for o in g.output}
+    keep = []
+    for n in reversed(order):
+        if any(o in needed for o in n.output):
+            keep.append(n)
+            needed.update(i for i in n.input if i)
+    keep.reverse()
+    del g.node[:]
+    g.node.extend(keep)
+    used = [i for i in g.initializer if i.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(used)
+    del g.value_info[:]
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+
+
+def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
+    """Replace every attention core by a MultiHeadAttention node, in place; returns how many."""
+    g = _Graph(model)
+    softmaxes = [n for n in g.graph.node if n.op_type == "Softmax"]
+    if not softmaxes:
+        raise UnsupportedGraph("no attention (Softmax) in the graph")
+    blocks = [_match_attention(g, s) for s in softmaxes]  # all or nothing: match every one first
+    if contract.ATTENTION_MASK not in g.inputs:
+        raise UnsupportedGraph("the graph has no attention_mask input")
+    g.graph.node.append(helper.make_node("Cast", [contract.ATTENTION_MASK], [MASK_INT32],
+                                         to=onnx.TensorProto.INT32, name=MASK_INT32))
+    for k, b in enumerate(blocks):
+        name = b.context_node.name.rsplit("/", 1)[0] + "/MultiHeadAttention" if "/" in b.context_node.name \
+            else f"{PREFIX}attention_{k}"
+        g.graph.node.remove(b.context_node)
+        g.graph.node.append(helper.make_node("MultiHeadAttention", [b.q, b.k, b.v, "", MASK_INT32], [b.context],
+                                             domain=MS_DOMAIN, num_heads=num_heads, scale=b.scale, name=name))
+    _finish(model)
+    return len(blocks)
+
+
+def _downstream(g: _Graph, tensor: str) -> set[str]:
+    seen, stack = set(), [tensor]
+    while stack:
+        for n in g.consumers.get(stack.pop(), []):
+            for o in n.output:
+                if o not in seen:
+                    seen.add(o)
+                    stack.append(o)
+    return seen
+
+
+def _upstream(g: _Graph, tensor: str) -> set[str]:
+    seen, stack = set(), [tensor]
+    while stack:
+        node = g.producer.get(stack.pop())
+        if node is None:
+            continue
+        for i in node.input:
+            if i and i not in seen:
+                seen.add(i)
+                stack.append(i)
+    return seen
+
+
+def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
+    """Nodes on a path from entry to exit_, checked to act on each token alone (attention aside)."""
+    tensors = (_downstream(g, entry) & _upstream(g, exit_)) | {exit_}
+    region = [n for n in g.graph.node if any(o in tensors for o in n.output)]
+    inside = tensors | {entry}
+    for n in region:
+        if n.op_type == "MultiHeadAttention":
+            continue
+        if n.op_type not in TOKENWISE:
+            raise UnsupportedGraph(f"{n.name}: {n.op_type} between the embeddings and the last LayerNorm "
+                                   "may mix tokens")
+        if n.op_type == "LayerNormalization" and any(a.name == "axis" and a.i != -1 for a in n.attribute):
+            raise UnsupportedGraph(f"{n.name}: LayerNormalization over an axis other than the last")
+        for slot, i in enumerate(n.input):
+            if not i or i in inside:
+                continue
+            c = g.const(i)
+            rank_ok = 2 if (n.op_type == "MatMul" and slot == 1) else 1
+            if c is None or c.ndim > rank_ok:
+                raise UnsupportedGraph(f"{n.name}: input {i!r} is not a per-token constant")
+    names = {n.name for n in region}
+    for t in inside - {exit_}:
+        outside = [u for u in g.consumers.get(t, []) if u.name not in names]
+        if outside:
+            raise UnsupportedGraph(f"{outside[0].name} reads the token stream {t!r} from outside it")
+    return region
+
+
+def remove_padding(model: onnx.ModelProto) -> None:
+    """Run the token-wise part of a fused-attention graph on the batch's real tokens only, in place."""
+    g = _Graph(model)
+    attentions = [n for n in g.graph.node if n.op_type == "MultiHeadAttention"]
+    norms = [n for n in g.graph.node if n.op_type == "LayerNormalization"]
+    if not attentions or len(norms) < 2:
+        raise UnsupportedGraph("remove_padding needs fused attention between two LayerNorms")
+    entry, exit_ = norms[0].output[0], norms[-1].output[0]
+    region = _token_region(g, entry, exit_)
+    if not {n.name for n in attentions} <= {n.name for n in region}:
+        raise UnsupportedGraph("an attention lies outside the embeddings-to-last-LayerNorm span")
+
+    p = PREFIX
+    consts = {p + "flat": np.array([-1], np.int64), p + "zero": np.array(0, np.int64),
+              p + "one": np.array(1, np.int64), p + "last_axis": np.array([-1], np.int64)}
+    g.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    new = [  # idx: where the real tokens sit in the flattened (B·L) positions; pad_idx: for each
+        # position, its token's row in the packed (T, H) matrix (padding: row 0, any real row will do)
+        helper.make_node("Reshape", [contract.ATTENTION_MASK, p + "flat"], [p + "mask_flat"], name=p + "mask_flat"),
+        helper.make_node("NonZero", [p + "mask_flat"], [p + "nonzero"], name=p + "nonzero"),
+        helper.make_node("Reshape", [p + "nonzero", p + "flat"], [p + "idx"], name=p + "idx"),
+        helper.make_node("CumSum", [p + "mask_flat", p + "zero"], [p + "cumsum"], name=p + "cumsum"),
+        helper.make_node("Sub", [p + "cumsum", p + "one"], [p + "rank"], name=p + "rank"),
+        helper.make_node("Mul", [p + "rank", p + "mask_flat"], [p + "pad_idx"], name=p + "pad_idx"),
+        helper.make_node("Shape", [contract.ATTENTION_MASK], [p + "batch_len"], name=p + "batch_len"),
+        helper.make_node("Concat", [p + "batch_len", p + "last_axis"], [p + "padded_shape"], axis=0,
+                         name=p + "padded_shape"),
+    ]
+
+    def pack(tensor: str, tag: str) -> str:  # (B, L, H) → (T, H)
+        new.append(helper.make_node("Flatten", [tensor], [tag + "/flat"], axis=2, name=tag + "/flat"))
+        new.append(helper.make_node("Gather", [tag + "/flat", p + "idx"], [tag + "/packed"], axis=0,
+                                    name=tag + "/packed"))
+        return tag + "/packed"
+
+    def unpack(tensor: str, tag: str) -> str:  # (T, H) → (B, L, H)
+        new.append(helper.make_node("Gather", [tensor, p + "pad_idx"], [tag + "/rows"], axis=0, name=tag + "/rows"))
+        new.append(helper.make_node("Reshape", [tag + "/rows", p + "padded_shape"], [tag + "/padded"],
+                                    name=tag + "/padded"))
+        return tag + "/padded"
+
+    def redirect(old: str, new_name: str, readers: list[onnx.NodeProto]) -> None:
+        for n in readers:
+            for slot, i in enumerate(n.input):
+                if i == old:
+                    n.input[slot] = new_name
+
+    redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
+    for k, mha in enumerate(attentions):
+        tag = f"{p}layer{k}/"
+        for slot, part in enumerate(("query", "key", "value")):
+            mha.input[slot] = unpack(mha.input[slot], tag + part)
+        context = mha.output[0]
+        readers = list(g.consumers[context])
+        redirect(context, pack(context, tag + "context"), readers)
+    inside = {n.name for n in region}
+    readers = [u for u in g.consumers[exit_] if u.name not in inside]
+    redirect(exit_, unpack(exit_, p + "hidden"), readers)
+    g.graph.node.extend(new)
+    _finish(model)
+
+
+def rewrite(path: Path, config: GraphConfig, num_heads: int) -> RewriteReport:
+    """Apply the configured rewrites to the ONNX file at `path` in place (all or none)."""
+    if not config.fuse_attention:
+        return RewriteReport()
+    model = onnx.load(str(path))
+    try:
+        fused = fuse_attention(model, num_heads)
+        if config.remove_padding:
+            remove_padding(model)
+    except UnsupportedGraph as exc:
+        return RewriteReport(skipped=str(exc))
+    onnx.save(model, str(path))
+    return RewriteReport(fused_attention=fused, padding_removed=config.remove_padding)
