@@ -211,11 +211,11 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
     g.graph.node.append(helper.make_node("Cast", [contract.ATTENTION_MASK], [MASK_INT32],
                                          to=onnx.TensorProto.INT32, name=MASK_INT32))
     for k, b in enumerate(blocks):
-        name = b.context_node.name.rsplit("/", 1)[0] + "/MultiHeadAttention" if "/" in b.context_node.name \
-            else f"{PREFIX}attention_{k}"
+        where = b.context_node.name.rsplit("/", 1)[0] if "/" in b.context_node.name else f"{PREFIX}attention_{k}"
         g.graph.node.remove(b.context_node)
         g.graph.node.append(helper.make_node("MultiHeadAttention", [b.q, b.k, b.v, "", MASK_INT32], [b.context],
-                                             domain=MS_DOMAIN, num_heads=num_heads, scale=b.scale, name=name))
+                                             domain=MS_DOMAIN, num_heads=num_heads, scale=b.scale,
+                                             name=where + "/MultiHeadAttention"))
     _finish(model)
     return len(blocks)
 
@@ -286,30 +286,26 @@ def remove_padding(model: onnx.ModelProto) -> None:
 
     p = PREFIX
     consts = {p + "flat": np.array([-1], np.int64), p + "zero": np.array(0, np.int64),
-              p + "one": np.array(1, np.int64), p + "last_axis": np.array([-1], np.int64)}
+              p + "one": np.array(1, np.int64)}
     g.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
-    new = [  # idx: where the real tokens sit in the flattened (B·L) positions; pad_idx: for each
-        # position, its token's row in the packed (T, H) matrix (padding: row 0, any real row will do)
+    new = [  # positions: (b, l) of each real token, (T, 2); pad_idx: for each (b, l), its token's row in
+        # the packed (T, H) matrix, (B, L) (padding: row 0; any real row will do)
+        helper.make_node("NonZero", [contract.ATTENTION_MASK], [p + "nonzero"], name=p + "nonzero"),
+        helper.make_node("Transpose", [p + "nonzero"], [p + "positions"], perm=[1, 0], name=p + "positions"),
         helper.make_node("Reshape", [contract.ATTENTION_MASK, p + "flat"], [p + "mask_flat"], name=p + "mask_flat"),
-        helper.make_node("NonZero", [p + "mask_flat"], [p + "nonzero"], name=p + "nonzero"),
-        helper.make_node("Reshape", [p + "nonzero", p + "flat"], [p + "idx"], name=p + "idx"),
         helper.make_node("CumSum", [p + "mask_flat", p + "zero"], [p + "cumsum"], name=p + "cumsum"),
         helper.make_node("Sub", [p + "cumsum", p + "one"], [p + "rank"], name=p + "rank"),
-        helper.make_node("Mul", [p + "rank", p + "mask_flat"], [p + "pad_idx"], name=p + "pad_idx"),
+        helper.make_node("Mul", [p + "rank", p + "mask_flat"], [p + "pad_idx_flat"], name=p + "pad_idx_flat"),
         helper.make_node("Shape", [contract.ATTENTION_MASK], [p + "batch_len"], name=p + "batch_len"),
-        helper.make_node("Concat", [p + "batch_len", p + "last_axis"], [p + "padded_shape"], axis=0,
-                         name=p + "padded_shape"),
+        helper.make_node("Reshape", [p + "pad_idx_flat", p + "batch_len"], [p + "pad_idx"], name=p + "pad_idx"),
     ]
 
-    def pack(tensor: str, tag: str) -> str:  # (B, L, H) → (T, H)
-        new.append(helper.make_node("Flatten", [tensor], [tag + "/flat"], axis=2, name=tag + "/flat"))
-        new.append(helper.make_node("Gather", [tag + "/flat", p + "idx"], [tag + "/packed"], axis=0,
-                                    name=tag + "/packed"))
+    def pack(tensor: str, tag: str) -> str:  # (B, L, H) → (T, H): one GatherND, no reshape
+        new.append(helper.make_node("GatherND", [tensor, p + "positions"], [tag + "/packed"], name=tag + "/packed"))
         return tag + "/packed"
 
-    def unpack(tensor: str, tag: str) -> str:  # (T, H) → (B, L, H)
-        new.append(helper.make_node("Gather", [tensor, p + "pad_idx"], [tag + "/rows"], axis=0, name=tag + "/rows"))
-        new.append(helper.make_node("Reshape", [tag + "/rows", p + "padded_shape"], [tag + "/padded"],
+    def unpack(tensor: str, tag: str) -> str:  # (T, H) → (B, L, H): a Gather by the (B, L) row indices
+        new.append(helper.make_node("Gather", [tensor, p + "pad_idx"], [tag + "/padded"], axis=0,
                                     name=tag + "/padded"))
         return tag + "/padded"
 
