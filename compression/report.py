@@ -11,13 +11,20 @@ from common.markdown import replace_block, table
 
 RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
-COLUMNS = ("variant", "method", "rank", "quantization", "file MB", "× smaller", "table MB", "table × smaller",
+COLUMNS = ("variant", "method", "rank", "quantization", "graph", "file MB", "× smaller", "table MB", "table × smaller",
            "params", "STS-B", "fidelity mean", "fidelity p1", "heads")
 
 
 def built_manifests(models_dir: Path) -> list[Manifest]:
     return [Manifest.read(d) for d in sorted(Path(models_dir).iterdir())
             if d.is_dir() and not d.name.startswith(".") and (d / contract.MANIFEST_FILE).is_file()]
+
+
+def graph_label(graph: dict) -> str:
+    """The serving rewrites a manifest records (compression/serving_graph.py), or 'plain'."""
+    if not graph.get("fused_attention"):
+        return "plain"
+    return "fused attention" + (", unpadded" if graph.get("padding_removed") else "")
 
 
 def rows(manifests: list[Manifest]) -> list[dict]:
@@ -28,6 +35,7 @@ def rows(manifests: list[Manifest]) -> list[dict]:
         q = m.quality
         out.append({
             "variant": m.name, "method": m.method, "rank": m.rank, "quantization": m.quantization,
+            "graph": graph_label(m.graph),
             "file MB": round(m.bytes.file / 1e6, 2),
             "× smaller": round(base.bytes.file / m.bytes.file, 2) if base else None,
             "table MB": round(m.bytes.embedding / 1e6, 2),
