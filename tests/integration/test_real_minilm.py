@@ -22,6 +22,12 @@ baseline = "minilm-l6"
 factorize = { method = "pq", metric = "sensitivity", metric_sentences = 64, rank = 348, subspaces = 87, codebook_size = 256, alpha = 0.75 }
 recover = { steps = 8, batch_size = 32, num_sentences = 512, anchor = 0.1 }
 quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9, smooth_shared_qkv = true }
+graph = { fuse_attention = true, remove_padding = true }
+
+[[variant]]
+name = "minilm-l6-served"
+baseline = "minilm-l6"
+graph = { fuse_attention = true, remove_padding = true }
 """
 
 
@@ -61,3 +67,17 @@ def test_short_recovery_variant_is_small_and_sane(built):
     assert base.bytes.file / m.bytes.file >= 6
     assert m.quality.fidelity_mean > 0.9 and m.quality.stsb_spearman > 75
     assert np.isfinite(m.recipe["final_distill_loss"])
+
+
+def test_serving_graph_is_exact_on_the_real_model(built):
+    """The fp32 export with fused attention and no padding gives the plain export's vectors, batched
+    with sentences of other lengths (empty and over-length ones included)."""
+    m = Manifest.read(built / "minilm-l6-served")
+    assert m.graph == {"fused_attention": 6, "padding_removed": True, "skipped": None}
+    assert Manifest.read(built / "minilm-l6-short").graph["padding_removed"] is True
+    sts = read_sts(SHARED_DATA, "test")
+    texts = sts.s1[:40] + ["", "a", "x " * 400]
+    plain = OnnxEncoder(built / "minilm-l6", max_length=256).encode(texts, batch_size=16)
+    served = OnnxEncoder(built / "minilm-l6-served", max_length=256).encode(texts, batch_size=16)
+    assert np.abs(plain - served).max() < 1e-5
+    assert m.quality.fidelity_mean > 0.99999
