@@ -49,9 +49,9 @@ bench-quick: models
 bench-peers: models
 	$(BIN)/python -m bench.peers --publish
 
-## Per-operator profile of each variant (docs/benchmark.md's ops block).
+## Per-operator profile and wall-clock session time of each variant (docs/benchmark.md's ops block).
 bench-ops: models
-	$(BIN)/python -m bench.ops --publish
+	$(BIN)/python -m bench.ops --models minilm-l6-int8 minilm-l6-fact minilm-l6 --wall 15 --publish
 
 ## Each model's host check natively and on an emulated AVX2 CPU (needs qemu-user; docs/results.md's isa block).
 bench-isa: models

@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import statistics
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import contract
 from common.machine import cpu_info, describe
 from common.markdown import replace_block, table
-from common.onnx_encoder import DISABLED_FUSIONS, SessionConfig, make_session
+from common.onnx_encoder import DISABLED_FUSIONS, SERVING, SessionConfig, make_session
 
 BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
 
@@ -56,6 +59,48 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
     return {op: ms / len(batches) for op, ms in totals.items()}
 
 
+def wall_times(model_dirs: dict[str, Path], texts: list[str], batch: int, threads: int,
+               repetitions: int) -> dict[str, list[float]]:
+    """Wall-clock ms per batch of session.run alone (the service's session settings, no profiler), per
+    repetition: the profile counts kernels, not the time between them, which at batch 1 is a large
+    share. Each repetition runs every model over the same batches, starting with a different model."""
+    from common.onnx_encoder import batch_arrays, load_tokenizer
+
+    runs = {}
+    for name, model_dir in model_dirs.items():
+        session = make_session(model_dir / contract.MODEL_FILE, replace(SERVING, threads=threads))
+        tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
+        inputs = {i.name for i in session.get_inputs()}
+        feeds = [{k: v for k, v in batch_arrays(tokenizer.encode_batch(texts[i:i + batch])).items() if k in inputs}
+                 for i in range(0, len(texts) - batch + 1, batch)]
+        if not feeds:
+            raise ValueError(f"fewer than {batch} texts")
+        session.run([contract.OUTPUT_EMBEDDING], feeds[0])  # warm-up
+        runs[name] = (session, feeds)
+    ms: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for rep in range(repetitions):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            session, feeds = runs[name]
+            start = time.perf_counter()
+            for feed in feeds:
+                session.run([contract.OUTPUT_EMBEDDING], feed)
+            ms[name].append((time.perf_counter() - start) * 1e3 / len(feeds))
+    return ms
+
+
+def wall_table(batch: int, ms: dict[str, list[float]]) -> list[dict]:
+    """Rows of median ms per batch and the median of per-repetition speed ratios to the first model."""
+    first = next(iter(ms.values()))
+    rows = []
+    for name, times in ms.items():
+        ratios = sorted(f / t for f, t in zip(first, times))
+        rows.append({"model": name, "batch": batch, "wall ms per batch": round(statistics.median(times), 3),
+                     "× first model's speed": round(statistics.median(ratios), 3),
+                     "range over repetitions": f"{ratios[0]:.3f}–{ratios[-1]:.3f}"})
+    return rows
+
+
 def split(times: dict[str, float]) -> dict[str, float]:
     int8 = sum(v for k, v in times.items() if k in INT8_PRODUCTS)
     fp32 = sum(v for k, v in times.items() if k in FP32_PRODUCTS)
@@ -82,7 +127,7 @@ def sessions(names: list[str], fusions: list[str]) -> list[tuple[str, str, tuple
 
 
 def run(models_dir: Path, names: list[str], batches: list[int], threads: int, data_dir: Path,
-        sentences: int, by_operator: bool = False, fusions: list[str] = ()) -> str:
+        sentences: int, by_operator: bool = False, fusions: list[str] = (), wall: int = 0) -> str:
     from compression.corpus import read_sts
 
     sts = read_sts(data_dir, "test")
@@ -110,7 +155,19 @@ def run(models_dir: Path, names: list[str], batches: list[int], threads: int, da
             f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
             "kernel time only (no tokenizer, no Python), after two warm-up batches; onnxruntime fusions "
             f"left out as the service does: {', '.join(DISABLED_FUSIONS) or 'none'}."
+            + (_wall_section(models_dir, names, batches, threads, texts, wall) if wall else "")
             + "".join(f"\n\n{d}" for d in detail))
+
+
+def _wall_section(models_dir: Path, names: list[str], batches: list[int], threads: int, texts: list[str],
+                  repetitions: int) -> str:
+    rows = [row for batch in batches
+            for row in wall_table(batch, wall_times({n: models_dir / n for n in names}, texts, batch, threads,
+                                                    repetitions))]
+    cols = ("model", "batch", "wall ms per batch", "× first model's speed", "range over repetitions")
+    return (f"\n\nWall-clock time of `session.run` alone, the same batches and threads, the service's session "
+            f"settings (no spinning), {repetitions} repetitions with the models interleaved; speed ratios are "
+            "medians of per-repetition ratios:\n\n" + table(cols, rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--by-operator", action="store_true", help="also a table per batch of every operator type's time")
     p.add_argument("--fusion", action="append", default=[], choices=DISABLED_FUSIONS,
                    help="also profile each model with this onnxruntime fusion back on (the service leaves it out)")
+    p.add_argument("--wall", type=int, default=0, metavar="REPS",
+                   help="also time session.run by the wall clock, this many interleaved repetitions")
     p.add_argument("--publish", action="store_true", help="also write the table into docs/benchmark.md's ops block")
     args = p.parse_args(argv)
     missing = [m for m in args.models if not (args.models_dir / m / contract.MODEL_FILE).is_file()]
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
     out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),
-              args.sentences, args.by_operator, args.fusion)
+              args.sentences, args.by_operator, args.fusion, args.wall)
     print(out)
     if args.publish:
         replace_block(BENCH_PAGE, "ops", out)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ops import op_times, operator_table, split
+from bench.ops import op_times, operator_table, split, wall_table, wall_times
 from tests.onnx_tiny import make_model_dir
 
 
@@ -28,3 +28,19 @@ def test_operator_table_puts_the_last_models_largest_first():
     lines = [line for line in out.splitlines() if line.startswith("| ") and "operator" not in line]
     assert [line.split("|")[1].strip() for line in lines] == ["Mul", "MatMul", "Gather"]
     assert "| Gather | 0.0 | 0.5 |" in out  # an operator one model lacks counts as 0 there
+
+
+def test_wall_clock_of_two_models_interleaved(tmp_path: Path):
+    a, b = make_model_dir(tmp_path / "a"), make_model_dir(tmp_path / "b")
+    texts = [f"word{i} and more words" for i in range(16)]
+    ms = wall_times({"a": a, "b": b}, texts, batch=4, threads=1, repetitions=3)
+    assert set(ms) == {"a", "b"} and all(len(v) == 3 and min(v) > 0 for v in ms.values())
+    with pytest.raises(ValueError):
+        wall_times({"a": a}, texts[:3], batch=4, threads=1, repetitions=1)
+
+
+def test_wall_table_ratios_are_per_repetition_medians():
+    rows = wall_table(1, {"int8": [1.0, 2.0, 1.0], "fact": [2.0, 2.0, 0.5]})
+    assert rows[0]["× first model's speed"] == 1.0
+    # per repetition int8/fact = 0.5, 1.0, 2.0: the median is 1.0 although the median times differ
+    assert rows[1]["× first model's speed"] == 1.0 and rows[1]["range over repetitions"] == "0.500–2.000"
