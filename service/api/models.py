@@ -21,6 +21,7 @@ def describe(model: LoadedModel) -> dict:
     return {"version": model.version, "dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
             "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
             "quality": m.quality.model_dump(),
+            "graph": m.graph or None,  # serving rewrites: fused attention, padding removed (or why not)
             "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
             "resident_bytes": model.resident_bytes,
             # fidelity on this host's CPU beside the figure measured where the model was built

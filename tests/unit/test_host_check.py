@@ -44,6 +44,9 @@ def test_the_pipeline_writes_a_probe_set_and_records_the_machine(built):
         assert isinstance(m.machine["features"], list) and m.machine["cores"] >= 1
         outputs = [o.name for o in onnx.load(str(served / name / contract.MODEL_FILE)).graph.output]
         assert outputs == [contract.OUTPUT_EMBEDDING, contract.OUTPUT_POOLED]  # int8 graphs keep it too
+    # the compressed variant's graph is the unpadded serving graph, the baseline's as exported
+    assert Manifest.read(served / "tiny-fact").graph == {"fused_attention": 2, "padding_removed": True, "skipped": None}
+    assert Manifest.read(served / "tiny").graph["fused_attention"] == 0
     # both directories carry the *baseline's* embeddings of the same texts
     a, b = ProbeSet.read(served / "tiny"), ProbeSet.read(served / "tiny-fact")
     assert a.texts == b.texts
@@ -87,6 +90,7 @@ def test_models_and_metrics_show_the_host_figures(served):
     assert body["host"]["features"] is not None
     fact = body["models"]["tiny-fact"]
     assert fact["host_fidelity"]["texts"] > 0 and fact["built_on"]["cores"] >= 1
+    assert "graph" in fact  # the manifest's serving rewrites (None for a directory made without them)
     assert 'embedding_model_host_fidelity{model="tiny-fact",stat="mean",where="host"}' in metrics
     assert 'embedding_model_host_fidelity{model="tiny-fact",stat="p1",where="build"}' in metrics
     assert "embedding_host_cpu_info{" in metrics
