@@ -21,7 +21,6 @@ keeps the plain graph and says so in its log and manifest.
 """
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ from common import contract
 
 from .config import GraphConfig
 from .errors import PipelineError
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/serving/"  # names of the nodes and tensors these rewrites add
 MASK_INT32 = PREFIX + "mask_int32"
