@@ -139,3 +139,14 @@ def test_graph_config_checks():
     with pytest.raises(ConfigError, match="needs fuse_attention"):
         GraphConfig(remove_padding=True)
     assert GraphConfig(fuse_attention=True, remove_padding=True).label == "fused-attention+unpadded"
+
+
+def test_left_padding_is_exact_too(src, exported, tmp_path):
+    """The packing follows the mask wherever its zeros are, not only at the end of each row."""
+    _, path = exported
+    out = tmp_path / "r.onnx"
+    out.write_bytes(path.read_bytes())
+    rewrite(out, GraphConfig(fuse_attention=True, remove_padding=True), src.bert.config.num_attention_heads)
+    ids, mask = random_batch(4, 18, src.vocab_size, np.random.default_rng(7))
+    ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
+    np.testing.assert_allclose(_embed(out, ids, mask), _embed(path, ids, mask), atol=1e-5)
