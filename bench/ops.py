@@ -31,22 +31,28 @@ INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger
 FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
 
 
+def _batch_feeds(session, model_dir: Path, texts: list[str], batch: int) -> list[dict]:
+    """The session's inputs for consecutive batches of `batch` texts, each padded to its own longest."""
+    from common.onnx_encoder import batch_arrays, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
+    inputs = {i.name for i in session.get_inputs()}
+    feeds = [{k: v for k, v in batch_arrays(tokenizer.encode_batch(texts[i:i + batch])).items() if k in inputs}
+             for i in range(0, len(texts) - batch + 1, batch)]
+    if not feeds:
+        raise ValueError(f"fewer than {batch} texts")
+    return feeds
+
+
 def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: Path,
              disabled_fusions: tuple[str, ...] = DISABLED_FUSIONS) -> dict[str, float]:
     """Mean kernel milliseconds per batch, by operator type, over batches of `batch` consecutive texts,
     in a session like the service's (its graph fusions; spinning threads, so no wake-up in the times)."""
-    from common.onnx_encoder import batch_arrays, load_tokenizer
-
     session = make_session(model_dir / contract.MODEL_FILE, SessionConfig(threads=threads),
                            disabled_fusions=disabled_fusions, profile_prefix=str(work / model_dir.name))
-    tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
-    inputs = {i.name for i in session.get_inputs()}
-    batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)]
-    if not batches:
-        raise ValueError(f"fewer than {batch} texts")
-    for chunk in batches[:2] + batches:  # two warm-up runs, profiled too but left out below
-        feeds = batch_arrays(tokenizer.encode_batch(chunk))
-        session.run([contract.OUTPUT_EMBEDDING], {k: v for k, v in feeds.items() if k in inputs})
+    feeds = _batch_feeds(session, model_dir, texts, batch)
+    for feed in feeds[:2] + feeds:  # two warm-up runs, profiled too but left out below
+        session.run([contract.OUTPUT_EMBEDDING], feed)
     profile = Path(session.end_profiling())
     events = json.loads(profile.read_text())
     profile.unlink()
@@ -56,7 +62,7 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end:
             totals[e["args"]["op_name"]] += e["dur"] / 1e3
-    return {op: ms / len(batches) for op, ms in totals.items()}
+    return {op: ms / len(feeds) for op, ms in totals.items()}
 
 
 def wall_times(model_dirs: dict[str, Path], texts: list[str], batch: int, threads: int,
@@ -64,17 +70,10 @@ def wall_times(model_dirs: dict[str, Path], texts: list[str], batch: int, thread
     """Wall-clock ms per batch of session.run alone (the service's session settings, no profiler), per
     repetition: the profile counts kernels, not the time between them, which at batch 1 is a large
     share. Each repetition runs every model over the same batches, starting with a different model."""
-    from common.onnx_encoder import batch_arrays, load_tokenizer
-
     runs = {}
     for name, model_dir in model_dirs.items():
         session = make_session(model_dir / contract.MODEL_FILE, replace(SERVING, threads=threads))
-        tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
-        inputs = {i.name for i in session.get_inputs()}
-        feeds = [{k: v for k, v in batch_arrays(tokenizer.encode_batch(texts[i:i + batch])).items() if k in inputs}
-                 for i in range(0, len(texts) - batch + 1, batch)]
-        if not feeds:
-            raise ValueError(f"fewer than {batch} texts")
+        feeds = _batch_feeds(session, model_dir, texts, batch)
         session.run([contract.OUTPUT_EMBEDDING], feeds[0])  # warm-up
         runs[name] = (session, feeds)
     ms: dict[str, list[float]] = {name: [] for name in runs}

@@ -364,7 +364,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             versions=tool_versions(),
             machine=cpu_info(),
             diagnosis=diagnosis,
-            graph=graph.as_dict(),
+            graph=dataclasses.asdict(graph),
             probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
                    "fidelity_p1": round(probe_p1, 5)},
             pooling=src.pooling.mode,

@@ -145,7 +145,6 @@ class QuantizeConfig:
         return "+".join(parts) or "fp32"
 
 
-
 @dataclass(frozen=True)
 class GraphConfig:
     """Exact rewrites of the exported graph for serving speed (compression/serving_graph.py)."""
@@ -159,10 +158,6 @@ class GraphConfig:
         if self.remove_padding and not self.fuse_attention:
             raise ConfigError("remove_padding needs fuse_attention (padding is restored only around fused attention)")
 
-    @property
-    def label(self) -> str:
-        return "+".join(p for p, on in (("fused-attention", self.fuse_attention),
-                                        ("unpadded", self.remove_padding)) if on)
 
 def with_settings(config: Any, values: dict[str, Any], where: str) -> Any:
     """`config` (a settings dataclass instance) with `values` laid over it; a key it does not have is a

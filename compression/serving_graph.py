@@ -56,10 +56,6 @@ class RewriteReport:
     padding_removed: bool = False
     skipped: str | None = None  # why a requested rewrite was not applied
 
-    def as_dict(self) -> dict:
-        return {"fused_attention": self.fused_attention, "padding_removed": self.padding_removed,
-                "skipped": self.skipped}
-
 
 class _Graph:
     """Producer/consumer indexes over a ModelProto's graph (rebuilt after each structural change)."""
@@ -99,21 +95,34 @@ class _Graph:
                                    f"{[u.op_type for u in users]}")
         return users[0]
 
-    def graph_inputs_behind(self, tensor: str) -> set[str]:
-        """Graph inputs whose values (not only shapes: the walk stops at Shape nodes) reach `tensor`."""
-        seen, stack, found = set(), [tensor], set()
+    def downstream(self, tensor: str) -> set[str]:
+        """Every tensor computed from `tensor`."""
+        seen, stack = set(), [tensor]
         while stack:
-            t = stack.pop()
-            if t in seen:
-                continue
-            seen.add(t)
-            if t in self.inputs:
-                found.add(t)
-            node = self.producer.get(t)
-            if node is not None and node.op_type != "Shape":
-                stack.extend(i for i in node.input if i)
-        return found
+            for n in self.consumers.get(stack.pop(), []):
+                for o in n.output:
+                    if o not in seen:
+                        seen.add(o)
+                        stack.append(o)
+        return seen
 
+    def upstream(self, tensor: str, through_shapes: bool = True) -> set[str]:
+        """Every tensor whose value reaches `tensor`; without through_shapes the walk stops at Shape
+        nodes (a tensor whose shape alone is read does not count)."""
+        seen, stack = set(), [tensor]
+        while stack:
+            node = self.producer.get(stack.pop())
+            if node is None or (node.op_type == "Shape" and not through_shapes):
+                continue
+            for i in node.input:
+                if i and i not in seen:
+                    seen.add(i)
+                    stack.append(i)
+        return seen
+
+    def graph_inputs_behind(self, tensor: str) -> set[str]:
+        """Graph inputs whose values (not only shapes) reach `tensor`."""
+        return (self.upstream(tensor, through_shapes=False) | {tensor}) & self.inputs
 
 def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
     return next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
@@ -217,33 +226,9 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
     return len(blocks)
 
 
-def _downstream(g: _Graph, tensor: str) -> set[str]:
-    seen, stack = set(), [tensor]
-    while stack:
-        for n in g.consumers.get(stack.pop(), []):
-            for o in n.output:
-                if o not in seen:
-                    seen.add(o)
-                    stack.append(o)
-    return seen
-
-
-def _upstream(g: _Graph, tensor: str) -> set[str]:
-    seen, stack = set(), [tensor]
-    while stack:
-        node = g.producer.get(stack.pop())
-        if node is None:
-            continue
-        for i in node.input:
-            if i and i not in seen:
-                seen.add(i)
-                stack.append(i)
-    return seen
-
-
 def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
     """Nodes on a path from entry to exit_, checked to act on each token alone (attention aside)."""
-    tensors = (_downstream(g, entry) & _upstream(g, exit_)) | {exit_}
+    tensors = (g.downstream(entry) & g.upstream(exit_)) | {exit_}
     region = [n for n in g.graph.node if any(o in tensors for o in n.output)]
     inside = tensors | {entry}
     for n in region:

@@ -138,7 +138,7 @@ def test_remove_padding_refuses_a_token_mixing_operator(exported):
 def test_graph_config_checks():
     with pytest.raises(ConfigError, match="needs fuse_attention"):
         GraphConfig(remove_padding=True)
-    assert GraphConfig(fuse_attention=True, remove_padding=True).label == "fused-attention+unpadded"
+    assert GraphConfig(fuse_attention=True, remove_padding=True).remove_padding
 
 
 def test_left_padding_is_exact_too(src, exported, tmp_path):
