@@ -28,8 +28,6 @@ BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
 # onnxruntime's operators after its graph optimizations, by what kind of work they do
 INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "QAttention",
                  "DynamicQuantizeLinear", "QGemm"}
-# An If's time spans its branch, whose nodes the profiler times one by one too: counted once, there.
-CONTROL_FLOW = {"If", "Loop", "Scan"}
 FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
 
 
@@ -62,8 +60,7 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
     warm_end = runs[1]["ts"] + runs[1]["dur"] if len(runs) > 2 else 0
     totals: collections.Counter[str] = collections.Counter()
     for e in events:
-        if (e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end
-                and e["args"]["op_name"] not in CONTROL_FLOW):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end:
             totals[e["args"]["op_name"]] += e["dur"] / 1e3
     return {op: ms / len(feeds) for op, ms in totals.items()}
 

@@ -44,11 +44,3 @@ def test_wall_table_ratios_are_per_repetition_medians():
     assert rows[0]["× first model's speed"] == 1.0
     # per repetition int8/fact = 0.5, 1.0, 2.0: the median is 1.0 although the median times differ
     assert rows[1]["× first model's speed"] == 1.0 and rows[1]["range over repetitions"] == "0.500–2.000"
-
-
-def test_profile_counts_a_branch_once(tiny_models: Path, tmp_path: Path):
-    """The compressed variant runs under an If (a branch for batches without padding): the If's own
-    time spans its branch's nodes, which are counted instead."""
-    texts = [f"word{i} and more words" for i in range(16)]
-    times = op_times(tiny_models / "tiny-fact", texts, batch=1, threads=1, work=tmp_path)
-    assert "If" not in times and times["MultiHeadAttention"] > 0
