@@ -35,7 +35,7 @@ from .corpus import Corpus, has_eval_data, load_corpus, read_corpus, token_count
 from .errors import ConfigError, PipelineError, ShapeError, ToleranceError
 from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
 from .export import check_parity, export_onnx
-from .config import GraphConfig, QuantizeConfig
+from .config import GraphConfig
 from .smooth import smooth_encoder
 from .diagnose import Simulation, diagnose, diagnosis_table
 from .factorize import factorize
@@ -253,66 +253,30 @@ def ensure_writable(out_root: Path) -> None:
         raise PipelineError(f"output directory is not writable: {out_root}")
 
 
-def _parity_failure(encoder: SentenceEncoder, path: Path, src: SourceModel) -> str | None:
-    try:
-        check_parity(encoder, path, src.vocab_size, src.max_seq_length)
-    except (ShapeError, ToleranceError) as exc:
-        return str(exc)
-    return None
-
-
 def _rewrite_for_serving(encoder: SentenceEncoder, fp32: Path, config: GraphConfig,
-                         src: SourceModel) -> tuple[serving_graph.RewriteReport, Path | None]:
+                         src: SourceModel) -> serving_graph.RewriteReport:
     """Step 5b: the serving rewrites on a copy of the exported graph, kept only if the copy passes the
-    same parity check against torch; otherwise the plain graph stays and the reason is logged.
-    With padding removed, also the fused graph without it (parity-checked too), which batches without
-    padding will run: its path is returned for quantization and merge_no_padding_branch."""
+    same parity check against torch; otherwise the plain graph stays and the reason is logged."""
     if not config.fuse_attention:
-        return serving_graph.RewriteReport(), None
+        return serving_graph.RewriteReport()
     candidate = fp32.with_name("model.serving.onnx")
-    branch = fp32.with_name("model.no-padding-branch.onnx")
     shutil.copy(fp32, candidate)
     report = serving_graph.rewrite(candidate, config, src.bert.config.num_attention_heads)
     try:
-        failure = report.skipped
-        if failure is None:
-            parity = _parity_failure(encoder, candidate, src)
-            failure = parity and f"parity after rewrite: {parity}"
-        if failure is not None:
-            log.warning("serving graph left plain: %s", failure)
-            return serving_graph.RewriteReport(skipped=failure), None
-        if report.padding_removed:
-            serving_graph.without_padding_removal(fp32, branch, src.bert.config.num_attention_heads)
-            failure = _parity_failure(encoder, branch, src)
-            if failure is not None:  # the padding-free graph alone still serves every batch
-                log.warning("no branch for batches without padding: parity: %s", failure)
-                branch.unlink()
-        candidate.replace(fp32)
-        log.info("serving graph: %d attention blocks fused%s", report.fused_attention,
-                 ", padding removed" if report.padding_removed else "")
-        return report, branch if branch.exists() else None
+        if report.skipped is None:
+            try:
+                check_parity(encoder, candidate, src.vocab_size, src.max_seq_length)
+            except (ShapeError, ToleranceError) as exc:
+                report = serving_graph.RewriteReport(skipped=f"parity after rewrite: {exc}")
+        if report.skipped is None:
+            candidate.replace(fp32)
+            log.info("serving graph: %d attention blocks fused%s", report.fused_attention,
+                     ", padding removed" if report.padding_removed else "")
+        else:
+            log.warning("serving graph left plain: %s", report.skipped)
     finally:
         candidate.unlink(missing_ok=True)
-
-
-def _quantize_for_serving(config: QuantizeConfig, fp32: Path, branch_fp32: Path | None, dst: Path,
-                          report: serving_graph.RewriteReport) -> serving_graph.RewriteReport:
-    """Step 6 on the served graph, and on the branch for batches without padding if there is one,
-    then both merged into one file (compression/serving_graph.py, rewrite 3)."""
-    quantize.apply(config, fp32, dst)
-    if branch_fp32 is None:
-        return report
-    branch = dst.with_name("model.no-padding-branch.quantized.onnx")
-    try:
-        quantize.apply(config, branch_fp32, branch)
-        serving_graph.merge_no_padding_branch(dst, branch)
-    except serving_graph.UnsupportedGraph as exc:
-        log.warning("no branch for batches without padding: %s", exc)
-        return report
-    finally:
-        branch.unlink(missing_ok=True)
-        branch_fp32.unlink()
-    return dataclasses.replace(report, no_padding_branch=True)
+    return report
 
 
 def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
@@ -367,8 +331,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         fp32 = tmp / "model.fp32.onnx"
         export_onnx(encoder, fp32, src.vocab_size)
         check_parity(encoder, fp32, src.vocab_size, src.max_seq_length)
-        graph, branch_fp32 = _rewrite_for_serving(encoder, fp32, recipe.graph, src)
-        graph = _quantize_for_serving(recipe.quantize, fp32, branch_fp32, tmp / contract.MODEL_FILE, graph)
+        graph = _rewrite_for_serving(encoder, fp32, recipe.graph, src)
+        quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
         fp32.unlink()
         shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
 

@@ -14,19 +14,9 @@ def _init_bytes(init: onnx.TensorProto) -> int:
     return int(numpy_helper.to_array(init).nbytes)
 
 
-def all_nodes(graph: onnx.GraphProto):
-    """Every node of the graph, those of its subgraphs (an If's branches) included."""
-    for n in graph.node:
-        yield n
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from all_nodes(a.g)
-
-
 def embedding_bytes(model_path: Path) -> int:
     """Bytes of the initializers read by the word-embedding nodes (table or factors, scales, residual)."""
     model = onnx.load(str(model_path))
     inits = {i.name: i for i in model.graph.initializer}
-    used = {name for n in all_nodes(model.graph) if "word_embeddings" in n.name
-            for name in n.input if name in inits}
+    used = {name for n in model.graph.node if "word_embeddings" in n.name for name in n.input if name in inits}
     return sum(_init_bytes(inits[name]) for name in used)

@@ -24,8 +24,7 @@ def graph_label(graph: dict) -> str:
     """The serving rewrites a manifest records (compression/serving_graph.py), or 'plain'."""
     if not graph.get("fused_attention"):
         return "plain"
-    return ("fused attention" + (", unpadded" if graph.get("padding_removed") else "")
-            + (" (+ branch for batches without padding)" if graph.get("no_padding_branch") else ""))
+    return "fused attention" + (", unpadded" if graph.get("padding_removed") else "")
 
 
 def rows(manifests: list[Manifest]) -> list[dict]:

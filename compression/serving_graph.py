@@ -15,12 +15,6 @@ torch (padded batches included) proves them, and the int8 quantizer sees the sam
    each attention's query, key and value and for the pooling. A batch of sentences of mixed lengths
    then costs what its tokens cost: a padded batch of 32 STS-B sentences is 41% padding. (Padding
    rows are filled with a copy of a real row; the key-padding mask and the pooling's mask ignore them.)
-3. no-padding branch (with remove_padding, after quantization): a batch without padding — a single
-   sentence always — has nothing to skip, and the packing's gathers (four per layer) are pure cost
-   there. The served file holds both graphs under one onnxruntime If on "the attention mask is all
-   ones": the fused-attention graph for such batches, the padding-free one otherwise. The two share
-   every initializer (one weight set in the file), and on a batch without padding they compute the
-   same numbers, int8 activation ranges included.
 
 A graph whose attention does not match the BERT pattern raises UnsupportedGraph; the build then
 keeps the plain graph and says so in its log and manifest.
@@ -60,7 +54,6 @@ class RewriteReport:
 
     fused_attention: int = 0  # attention blocks now one MultiHeadAttention each
     padding_removed: bool = False
-    no_padding_branch: bool = False  # batches without padding run the fused graph without packing (an If)
     skipped: str | None = None  # why a requested rewrite was not applied
 
 
@@ -332,56 +325,3 @@ def rewrite(path: Path, config: GraphConfig, num_heads: int) -> RewriteReport:
         return RewriteReport(skipped=str(exc))
     onnx.save(model, str(path))
     return RewriteReport(fused_attention=fused, padding_removed=config.remove_padding)
-
-
-def without_padding_removal(path: Path, dst: Path, num_heads: int) -> None:
-    """The fused-attention graph alone (no padding removal) of the plain export at `path`, into dst:
-    what a batch without padding runs (see merge_no_padding_branch)."""
-    model = onnx.load(str(path))
-    fuse_attention(model, num_heads)
-    onnx.save(model, str(dst))
-
-
-def _as_branch(model: onnx.ModelProto, tag: str, outer: set[str]) -> onnx.GraphProto:
-    """model's nodes as an If branch: no inputs of its own (it reads the outer graph's inputs and
-    initializers), every tensor it makes renamed under `tag` so the two branches cannot collide."""
-    renamed = {o: tag + o for n in model.graph.node for o in n.output if o and o not in outer}
-    nodes = []
-    for n in model.graph.node:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(n)
-        copy.name = tag + n.name
-        copy.input[:] = [renamed.get(i, i) for i in n.input]
-        copy.output[:] = [renamed.get(o, o) for o in n.output]
-        nodes.append(copy)
-    outputs = [helper.make_tensor_value_info(renamed[o.name], o.type.tensor_type.elem_type, None)
-               for o in model.graph.output]
-    return helper.make_graph(nodes, tag.strip("/"), [], outputs)
-
-
-def merge_no_padding_branch(packed: Path, fused: Path) -> None:
-    """Rewrite the (quantized) padding-removed graph at `packed` into one If: batches whose attention
-    mask is all ones run `fused` (the same model without padding removal), others the packed graph.
-    Both must hold the very same initializers, which the merged file stores once."""
-    a, b = onnx.load(str(fused)), onnx.load(str(packed))
-    inits_a = {i.name: i for i in a.graph.initializer}
-    inits_b = {i.name: i for i in b.graph.initializer}
-    differing = [k for k in inits_a.keys() & inits_b.keys()
-                 if inits_a[k].SerializeToString() != inits_b[k].SerializeToString()]
-    if differing or [o.name for o in a.graph.output] != [o.name for o in b.graph.output]:
-        raise UnsupportedGraph(f"the two graphs differ in weights ({differing[:3]}) or outputs")
-    outer = {i.name for i in b.graph.input} | inits_a.keys() | inits_b.keys()
-    p = PREFIX
-    nodes = [
-        # attention_mask holds 0/1; its minimum is 1 exactly when no position is padding
-        helper.make_node("ReduceMin", [contract.ATTENTION_MASK], [p + "mask_min"], keepdims=0, name=p + "mask_min"),
-        helper.make_node("Cast", [p + "mask_min"], [p + "no_padding"], to=onnx.TensorProto.BOOL, name=p + "no_padding"),
-        helper.make_node("If", [p + "no_padding"], [o.name for o in b.graph.output], name=p + "branch",
-                         then_branch=_as_branch(a, p + "no_padding/", outer),
-                         else_branch=_as_branch(b, p + "packed/", outer)),
-    ]
-    shared = list(b.graph.initializer) + [i for k, i in inits_a.items() if k not in inits_b]
-    merged = helper.make_model(helper.make_graph(nodes, b.graph.name, list(b.graph.input), list(b.graph.output),
-                                                 shared), opset_imports=b.opset_import)
-    merged.ir_version = b.ir_version
-    onnx.save(merged, str(packed))

@@ -22,7 +22,6 @@ class ProductQuantizedEmbedding(FactorizedEmbedding):
         # Flat (M·K, d): group m's centroid k is row m·K + k, so one Gather reads every group.
         self.centroids = nn.Embedding(M * K, d)
         self.centroids.weight.data = torch.from_numpy(factors.codebooks.reshape(M * K, d).astype(np.float32))
-        self.rank = M * d  # a plain int: the decode's Reshape exports with a constant shape
 
     @property
     def vocab_size(self) -> int:
@@ -37,5 +36,5 @@ class ProductQuantizedEmbedding(FactorizedEmbedding):
         return super().num_params + self.codes.numel()
 
     def decode(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = self.centroids(self.codes[input_ids].long() + self.offsets)  # (n, M, d)
-        return self.B(rows.reshape(-1, self.rank))
+        rows = self.centroids(self.codes[input_ids].long() + self.offsets)  # (..., M, d)
+        return self.B(rows.flatten(-2))

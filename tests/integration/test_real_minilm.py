@@ -73,8 +73,7 @@ def test_serving_graph_is_exact_on_the_real_model(built):
     """The fp32 export with fused attention and no padding gives the plain export's vectors, batched
     with sentences of other lengths (empty and over-length ones included)."""
     m = Manifest.read(built / "minilm-l6-served")
-    assert m.graph == {"fused_attention": 6, "padding_removed": True, "no_padding_branch": True,
-                       "skipped": None}
+    assert m.graph == {"fused_attention": 6, "padding_removed": True, "skipped": None}
     assert Manifest.read(built / "minilm-l6-short").graph["padding_removed"] is True
     sts = read_sts(SHARED_DATA, "test")
     texts = sts.s1[:40] + ["", "a", "x " * 400]

@@ -13,9 +13,7 @@ from compression.errors import ConfigError
 from compression.export import check_parity, export_onnx, random_batch
 from compression.model import SentenceEncoder
 from compression.quantize import apply
-from compression.measure import all_nodes
-from compression.serving_graph import (UnsupportedGraph, fuse_attention, merge_no_padding_branch, remove_padding,
-                                       rewrite, without_padding_removal)
+from compression.serving_graph import UnsupportedGraph, fuse_attention, remove_padding, rewrite
 from compression.smooth import smooth_encoder
 from compression.source import load_source
 
@@ -152,64 +150,3 @@ def test_left_padding_is_exact_too(src, exported, tmp_path):
     ids, mask = random_batch(4, 18, src.vocab_size, np.random.default_rng(7))
     ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
     np.testing.assert_allclose(_embed(out, ids, mask), _embed(path, ids, mask), atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def quantized_pair(src, tmp_path_factory):
-    """The compressed recipe's two int8 graphs of one smoothed export: packed (padding removed) and
-    fused only, the branch for batches without padding."""
-    import copy
-
-    work = tmp_path_factory.mktemp("branch")
-    bert = copy.deepcopy(src.bert)
-    rng = np.random.default_rng(0)
-    smooth_encoder(bert, [list(rng.integers(5, src.vocab_size, 12)) for _ in range(8)], 0.9, share_qkv=True)
-    fp32, fused_fp32 = work / "fp32.onnx", work / "fused.fp32.onnx"
-    export_onnx(SentenceEncoder(bert), fp32, src.vocab_size)
-    heads = src.bert.config.num_attention_heads
-    without_padding_removal(fp32, fused_fp32, heads)
-    rewrite(fp32, GraphConfig(fuse_attention=True, remove_padding=True), heads)
-    q = QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=True, reduce_range=True)
-    packed, fused = work / "packed.onnx", work / "fused.onnx"
-    apply(q, fp32, packed)
-    apply(q, fused_fp32, fused)
-    return packed, fused
-
-
-def test_no_padding_branch_runs_each_graph_where_it_belongs(src, quantized_pair, tmp_path):
-    """One file: an unpadded batch gets exactly the fused graph's numbers, a padded one exactly the
-    packed graph's; the weights are stored once."""
-    packed, fused = quantized_pair
-    merged = tmp_path / "merged.onnx"
-    merged.write_bytes(packed.read_bytes())
-    merge_no_padding_branch(merged, fused)
-    model = onnx.load(str(merged))
-    assert [n.op_type for n in model.graph.node] == ["ReduceMin", "Cast", "If"]
-    branch_ops = collections.Counter(n.op_type for n in all_nodes(model.graph))
-    assert branch_ops["MultiHeadAttention"] == 2 * src.bert.config.num_hidden_layers and branch_ops["NonZero"] == 1
-    weights = sorted(i.SerializeToString() for i in model.graph.initializer)
-    assert weights == sorted(i.SerializeToString() for i in onnx.load(str(packed)).graph.initializer)
-    rng = np.random.default_rng(11)
-    ids, mask = random_batch(3, 16, src.vocab_size, rng)
-    mask[0, 10:] = 0
-    np.testing.assert_array_equal(_embed(merged, ids, mask), _embed(packed, ids, mask))
-    full = np.ones_like(mask)
-    np.testing.assert_array_equal(_embed(merged, ids, full), _embed(fused, ids, full))
-    # and there the two graphs agree: without padding they quantize the same activations
-    np.testing.assert_allclose(_embed(fused, ids, full), _embed(packed, ids, full), atol=1e-5)
-
-
-def test_no_padding_branch_refuses_other_weights(quantized_pair, tmp_path):
-    packed, fused = quantized_pair
-    other = onnx.load(str(fused))
-    init = next(i for i in other.graph.initializer if i.data_type == onnx.TensorProto.INT8)
-    values = onnx.numpy_helper.to_array(init).copy()
-    values.flat[0] = -values.flat[0] - 1
-    init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
-    odd = tmp_path / "odd.onnx"
-    onnx.save(other, str(odd))
-    merged = tmp_path / "merged.onnx"
-    merged.write_bytes(packed.read_bytes())
-    with pytest.raises(UnsupportedGraph, match="weights"):
-        merge_no_padding_branch(merged, odd)
-    assert merged.read_bytes() == packed.read_bytes()
