@@ -261,21 +261,19 @@ def _rewrite_for_serving(encoder: SentenceEncoder, fp32: Path, config: GraphConf
         return serving_graph.RewriteReport()
     candidate = fp32.with_name("model.serving.onnx")
     shutil.copy(fp32, candidate)
-    report = serving_graph.rewrite(candidate, config, src.bert.config.num_attention_heads)
     try:
+        report = serving_graph.rewrite(candidate, config, src.bert.config.num_attention_heads)
         if report.skipped is None:
-            try:
-                check_parity(encoder, candidate, src.vocab_size, src.max_seq_length)
-            except (ShapeError, ToleranceError) as exc:
-                report = serving_graph.RewriteReport(skipped=f"parity after rewrite: {exc}")
-        if report.skipped is None:
+            check_parity(encoder, candidate, src.vocab_size, src.max_seq_length)
             candidate.replace(fp32)
             log.info("serving graph: %d attention blocks fused%s", report.fused_attention,
                      ", padding removed" if report.padding_removed else "")
-        else:
-            log.warning("serving graph left plain: %s", report.skipped)
+            return report
+    except (ShapeError, ToleranceError) as exc:
+        report = serving_graph.RewriteReport(skipped=f"parity after rewrite: {exc}")
     finally:
         candidate.unlink(missing_ok=True)
+    log.warning("serving graph left plain: %s", report.skipped)
     return report
 
 
