@@ -14,7 +14,12 @@ torch (padded batches included) proves them, and the int8 quantizer sees the sam
    matrix after the embeddings, runs those operators on it, and pads back to (B, L, H) only for
    each attention's query, key and value and for the pooling. A batch of sentences of mixed lengths
    then costs what its tokens cost: a padded batch of 32 STS-B sentences is 41% padding. (Padding
-   rows are filled with a copy of a real row; the key-padding mask and the pooling's mask ignore them.)
+   rows are filled with a copy of a real row; the pooling's mask ignores them.)
+   The attention then needs no mask either: onnxruntime's CPU MultiHeadAttention takes its fast
+   (flash) path only without one. Each head's query gains a coordinate that is always 1 and its key
+   one that is 0 (a zero weight column and a bias of 1 or 0: exact under per-column int8), and the
+   padding positions of the keys are gathered from one extra row whose extra coordinates are -1e9,
+   so every real query scores every padding key at about -1e8: a softmax weight of exactly 0.
 
 A graph whose attention does not match the BERT pattern raises UnsupportedGraph; the build then
 keeps the plain graph and says so in its log and manifest.
@@ -226,6 +231,45 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
     return len(blocks)
 
 
+def _projection(g: _Graph, tensor: str) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(input, weight, bias) when `tensor` is x·W + b with constant W (2-D) and b (1-D); else None."""
+    add = g.producer.get(tensor)
+    if add is None or add.op_type != "Add":
+        return None
+    for product, bias in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
+        matmul, b = g.producer.get(product), g.const(bias)
+        if matmul is not None and matmul.op_type == "MatMul" and b is not None and b.ndim == 1:
+            w = g.const(matmul.input[1])
+            if w is not None and w.ndim == 2 and w.shape[1] == b.shape[0]:
+                return matmul.input[0], w, b
+    return None
+
+
+PAD_SCORE = -1e9  # a padding key's extra coordinate; times the query's 1 and the score scale: weight 0
+
+
+def _extended_projection(g: _Graph, tensor: str, heads: int, extra: float, tag: str,
+                         new: list[onnx.NodeProto]) -> str:
+    """x·W' + b' where W', b' are the projection of `tensor` with one more coordinate per head:
+    weight 0, bias `extra` (so that coordinate is exactly `extra` for every token)."""
+    found = _projection(g, tensor)
+    if found is None:
+        raise UnsupportedGraph(f"{tensor!r} is not a projection x·W + b by constants")
+    x, w, b = found
+    if w.shape[1] % heads:
+        raise UnsupportedGraph(f"{tensor!r}: width {w.shape[1]} is not a multiple of {heads} heads")
+    d = w.shape[1] // heads
+    w3 = w.reshape(w.shape[0], heads, d)
+    w_ext = np.concatenate([w3, np.zeros((w.shape[0], heads, 1), w.dtype)], axis=2).reshape(w.shape[0], -1)
+    b_ext = np.concatenate([b.reshape(heads, d), np.full((heads, 1), extra, b.dtype)], axis=1).reshape(-1)
+    g.graph.initializer.extend([numpy_helper.from_array(w_ext, tag + ".weight"),
+                                numpy_helper.from_array(b_ext, tag + ".bias")])
+    new.append(helper.make_node("MatMul", [x, tag + ".weight"], [tag + "/MatMul_output_0"], name=tag + "/MatMul"))
+    new.append(helper.make_node("Add", [tag + "/MatMul_output_0", tag + ".bias"], [tag + "/Add_output_0"],
+                                name=tag + "/Add"))
+    return tag + "/Add_output_0"
+
+
 def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
     """Nodes on a path from entry to exit_, checked to act on each token alone (attention aside)."""
     tensors = (g.downstream(entry) & g.upstream(exit_)) | {exit_}
@@ -280,6 +324,12 @@ def remove_padding(model: onnx.ModelProto) -> None:
         helper.make_node("Mul", [p + "rank", p + "mask_flat"], [p + "pad_idx_flat"], name=p + "pad_idx_flat"),
         helper.make_node("Shape", [contract.ATTENTION_MASK], [p + "batch_len"], name=p + "batch_len"),
         helper.make_node("Reshape", [p + "pad_idx_flat", p + "batch_len"], [p + "pad_idx"], name=p + "pad_idx"),
+        # the keys' indices: padding positions read row T (the padding key appended after the T tokens)
+        helper.make_node("ReduceSum", [p + "mask_flat"], [p + "tokens"], keepdims=0, name=p + "tokens"),
+        helper.make_node("Sub", [p + "one", p + "mask_flat"], [p + "is_pad"], name=p + "is_pad"),
+        helper.make_node("Mul", [p + "is_pad", p + "tokens"], [p + "pad_row"], name=p + "pad_row"),
+        helper.make_node("Add", [p + "pad_idx_flat", p + "pad_row"], [p + "key_idx_flat"], name=p + "key_idx_flat"),
+        helper.make_node("Reshape", [p + "key_idx_flat", p + "batch_len"], [p + "key_idx"], name=p + "key_idx"),
     ]
 
     def pack(tensor: str, tag: str) -> str:  # (B, L, H) → (T, H): one GatherND, no reshape
@@ -300,8 +350,20 @@ def remove_padding(model: onnx.ModelProto) -> None:
     redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
     for k, mha in enumerate(attentions):
         tag = f"{p}layer{k}/"
-        for slot, part in enumerate(("query", "key", "value")):
-            mha.input[slot] = unpack(mha.input[slot], tag + part)
+        heads = next(a.i for a in mha.attribute if a.name == "num_heads")
+        query = _extended_projection(g, mha.input[0], heads, 1.0, tag + "query", new)
+        key = _extended_projection(g, mha.input[1], heads, 0.0, tag + "key", new)
+        value = mha.input[2]
+        width = g.graph.initializer[-1].dims[0]  # the key's extended bias: heads × (head size + 1)
+        pad_key = np.zeros((1, width), np.float32)
+        pad_key[0, width // heads - 1::width // heads] = PAD_SCORE
+        g.graph.initializer.append(numpy_helper.from_array(pad_key, tag + "pad_key"))
+        new.append(helper.make_node("Concat", [key, tag + "pad_key"], [tag + "key/with_pad"], axis=0,
+                                    name=tag + "key/with_pad"))
+        new.append(helper.make_node("Gather", [tag + "key/with_pad", p + "key_idx"], [tag + "key/padded"],
+                                    axis=0, name=tag + "key/padded"))
+        del mha.input[:]  # no bias and no mask: the padding keys score about -1e8 on their own
+        mha.input.extend([unpack(query, tag + "query"), tag + "key/padded", unpack(value, tag + "value")])
         context = mha.output[0]
         readers = list(g.consumers[context])
         redirect(context, pack(context, tag + "context"), readers)
