@@ -82,6 +82,7 @@ OVERRIDES = {
     "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "smooth_ffn_output": ("quantize", "smooth_ffn_output"),
     "encoder_block": ("quantize", "encoder_block"),
     "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
+    "decode_int8": ("quantize", "decode_int8"),
     "fuse_attention": ("graph", "fuse_attention"), "remove_padding": ("graph", "remove_padding"),
 }
 
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--positions-fp16", action=bool_flag, default=None)
     k.add_argument("--reduce-range", action=bool_flag, default=None,
                    help="7-bit encoder weights: the same int8 arithmetic on AVX2 and AVX-512 VNNI CPUs")
+    k.add_argument("--decode-int8", action=bool_flag, default=None,
+                   help="the pq table's product by B as an int8 MatMul (needs --factors-int8, dynamic int8 encoder)")
     k.add_argument("--fuse-attention", action=bool_flag, default=None,
                    help="each attention as one onnxruntime MultiHeadAttention node (exact; faster)")
     k.add_argument("--remove-padding", action=bool_flag, default=None,

@@ -104,8 +104,15 @@ class QuantizeConfig:
     # which ±127 weights can overflow (it saturates); at ±64 no pair can, so AVX2 and AVX-512 VNNI CPUs
     # compute the same exact int8 arithmetic that recovery simulates (docs/method.md)
     reduce_range: bool = False
+    # the pq table's decode product (centroids · B) as a dynamic int8 MatMul like the encoder's, not an
+    # fp32 one: at batch 1 that product was a third of the embedding block's time. Each decoded
+    # coordinate is scaled to ±1 over its codebook (the factor folded into B's row), so the per-tensor
+    # uint8 range of the decoded vectors fits every coordinate alike
+    decode_int8: bool = False
 
     def __post_init__(self) -> None:
+        if self.decode_int8 and not (self.factors_int8 and self.encoder_int8 and self.encoder_block is None):
+            raise ConfigError("decode_int8 needs factors_int8 and the dynamic int8 encoder (encoder_int8, no encoder_block)")
         if self.b_fp16 and self.factors_int8:
             raise ConfigError("b_fp16 and factors_int8 both set: choose one storage for the factors")
         if self.table_bits not in TABLE_BITS:
@@ -132,7 +139,7 @@ class QuantizeConfig:
         if self.b_fp16:
             parts.append("B-fp16")
         if self.factors_int8:
-            parts.append("factors-int8")
+            parts.append("factors-int8" + ("-decode-int8" if self.decode_int8 else ""))
         if self.positions_fp16:
             parts.append("positions-fp16")
         if self.encoder_int8:

@@ -12,7 +12,8 @@ Two independent switches:
   int8 (symmetric, a scale per row of B and per group and coordinate of the
   centroids; Cast and Mul, folded at load the same way), a quarter of their
   fp32 bytes, which a pq table can spend on more codes per token (pq codes are
-  one byte already and take no table_bits);
+  one byte already and take no table_bits); with decode_int8 the pq decode's
+  product by B is itself an int8 MatMul of the encoder's kind (B per column);
 - the encoder's MatMuls, int8 in one of two onnxruntime schemes:
   * dynamic (quantize_dynamic): weights symmetric int8 per output channel,
     activations uint8 per *tensor*, their range taken from the whole batch at
@@ -236,14 +237,39 @@ def merge_common_subexpressions(model: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(CommonSubexpressionEliminationPass()(ir.from_proto(model)).model)
 
 
+def normalize_decode(model: onnx.ModelProto) -> str:
+    """Scale each coordinate of a pq table's decoded vectors to ±1 over its codebook, in place: the
+    centroids' coordinate c of group m divided by s[m, c] = max|centroid coordinate|, row m·d + c of B
+    multiplied by it, so centroids · B is unchanged. Returns the name of the product's MatMul."""
+    found = _float_operands(model, _factor_operand)
+    gathers = [(n, i) for n, i in found if n.op_type == "Gather"]
+    matmuls = [(n, i) for n, i in found if n.op_type == "MatMul"]
+    if len(gathers) != 1 or len(matmuls) != 1:
+        raise ConfigError("decode_int8 needs a pq table: one centroid Gather and one product by B in fp32, "
+                          f"found {len(gathers)} and {len(matmuls)}")
+    (_, c_init), (matmul, b_init) = gathers[0], matmuls[0]
+    C, B = numpy_helper.to_array(c_init).astype(np.float32), numpy_helper.to_array(b_init).astype(np.float32)
+    M = _pq_groups(model)
+    K, d = C.shape[0] // M, C.shape[1]
+    if B.shape[0] != M * d:
+        raise ConfigError(f"decode_int8: B has {B.shape[0]} rows, the pq groups decode {M}×{d} coordinates")
+    scale = np.maximum(np.abs(C.reshape(M, K, d)).max(axis=1), 1e-12)  # (M, d)
+    c_init.CopyFrom(numpy_helper.from_array((C.reshape(M, K, d) / scale[:, None, :]).reshape(C.shape), c_init.name))
+    b_init.CopyFrom(numpy_helper.from_array(B * scale.reshape(-1, 1), b_init.name))
+    return matmul.name
+
+
 def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None,
-                     reduce_range: bool = False) -> None:
+                     reduce_range: bool = False, decode: bool = False) -> None:
     """int8 on every MatMul with a constant weight, embeddings excluded: onnxruntime's dynamic
     quantization (reduce_range: weights within ±64), or with `block` its MatMulNBits (8-bit weights,
-    int8 compute)."""
+    int8 compute). decode: the pq table's product by B too (normalize_decode first; dynamic only)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
+    excluded = embedding_node_names(model)
+    if decode:
+        excluded.remove(normalize_decode(model))
     if block is not None:
         from onnxruntime.quantization.matmul_nbits_quantizer import (
             DefaultWeightOnlyQuantConfig,
@@ -253,7 +279,7 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
         # accuracy_level 4: activations quantized to int8 per block of each row, int8 dot products
         cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4, bits=8,
                                            op_types_to_quantize=("MatMul",))
-        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=embedding_node_names(model), algo_config=cfg)
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=excluded, algo_config=cfg)
         quantizer.process()
         onnx.save(quantizer.model.model, str(dst))
         return
@@ -264,7 +290,7 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
         quantize_dynamic(
             merge_common_subexpressions(model), str(dst), per_channel=per_channel, reduce_range=reduce_range,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"], nodes_to_exclude=embedding_node_names(model),
+            op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded,
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
@@ -277,7 +303,8 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
     current = src
     if config.encoder_int8:
         step = dst.with_suffix(".encoder.onnx")
-        quantize_encoder(current, step, config.per_channel, config.encoder_block, config.reduce_range)
+        quantize_encoder(current, step, config.per_channel, config.encoder_block, config.reduce_range,
+                         config.decode_int8)
         current = step
     if config.table_bits or config.b_fp16 or config.positions_fp16 or config.factors_int8:
         step = dst.with_suffix(".table.onnx")

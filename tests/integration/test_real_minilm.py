@@ -21,7 +21,7 @@ name = "minilm-l6-short"
 baseline = "minilm-l6"
 factorize = { method = "pq", metric = "sensitivity", metric_sentences = 64, rank = 348, subspaces = 87, codebook_size = 256, alpha = 0.75 }
 recover = { steps = 8, batch_size = 32, num_sentences = 512, anchor = 0.1 }
-quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9, smooth_shared_qkv = true }
+quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9, smooth_shared_qkv = true, decode_int8 = true }
 graph = { fuse_attention = true, remove_padding = true }
 
 [[variant]]

@@ -57,7 +57,7 @@ def test_manifest_fields_describe_the_recipe(built):
     assert base.baseline is None and base.method == "none" and base.quantization == "fp32"
     assert base.quality.fidelity_mean == pytest.approx(1.0)
     assert fact.baseline == "tiny" and fact.method == "pq" and fact.rank == 64
-    assert fact.quantization == "factors-int8+positions-fp16+encoder-int8-per-channel-smooth0.9-qkv"
+    assert fact.quantization == "factors-int8-decode-int8+positions-fp16+encoder-int8-per-channel-smooth0.9-qkv"
     assert fact.params.embedding < base.params.embedding
     assert fact.bytes.embedding < base.bytes.embedding and fact.bytes.file < base.bytes.file
     assert fact.recipe["recover"]["steps"] == 6 and fact.recipe["final_distill_loss"] is not None

@@ -254,6 +254,41 @@ def test_pq_factors_int8_quarter_the_bytes_and_fold_at_load(src, pq, tmp_path):
     assert not [n.name for n in onnx.load(str(tmp_path / "loaded.onnx")).graph.node if "_dequant" in n.name]
 
 
+def test_pq_decode_int8_normalizes_coordinates_and_quantizes_the_product(src, pq, tmp_path):
+    """decode_int8: centroids · B is unchanged by the coordinate scaling, and the product is then an
+    int8 MatMul (B per column) whose embeddings stay close to the fp32 export's."""
+    from onnx import numpy_helper
+
+    from compression.quantize import normalize_decode
+
+    enc, f = pq
+    export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
+    model = onnx.load(str(tmp_path / "fp32.onnx"))
+
+    def product(m):
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        (books,) = [v for k, v in inits.items() if k.endswith("centroids.weight")]
+        mm = next(n for n in m.graph.node if n.op_type == "MatMul" and "/embeddings/" in n.name)
+        M, d = 16, books.shape[1]
+        rows = books.reshape(M, -1, d)[:, 3].reshape(-1)  # code 3 in every group, decoded
+        return rows, rows @ inits[mm.input[1]]
+
+    rows_before, before = product(model)
+    normalize_decode(model)
+    rows_after, after = product(model)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    assert np.abs(rows_after).max() <= 1.0 + 1e-6 and not np.allclose(rows_after, rows_before)
+    q = QuantizeConfig(factors_int8=True, encoder_int8=True, reduce_range=True, decode_int8=True)
+    apply(q, tmp_path / "fp32.onnx", tmp_path / "q.onnx")
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if "/embeddings/" in n.name}
+    assert "MatMulInteger" in ops and "MatMul" not in ops
+    ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(0))
+    ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "q.onnx", ids, mask)
+    assert (ref * got).sum(1).min() > 0.99
+    with pytest.raises(ConfigError, match="decode_int8 needs"):
+        QuantizeConfig(decode_int8=True, encoder_int8=True)
+
+
 def test_factor_storage_is_one_choice():
     with pytest.raises(ConfigError, match="choose one"):
         QuantizeConfig(b_fp16=True, factors_int8=True)
