@@ -51,7 +51,7 @@ class FactorizedEmbedding(nn.Module):
         decode (the codes' Gathers and the product with B) is the table's only real cost at run time.
         Exported as onnx Unique → decode → Gather by the inverse indices; exact."""
         distinct, inverse = torch.unique(input_ids, return_inverse=True)
-        return self.decode(distinct)[inverse.reshape(input_ids.shape)]
+        return self.decode(distinct)[inverse.view_as(input_ids)]  # view_as: one Shape and one Reshape in onnx
 
     @property
     def weight(self) -> torch.Tensor:

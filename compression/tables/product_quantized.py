@@ -36,5 +36,6 @@ class ProductQuantizedEmbedding(FactorizedEmbedding):
         return super().num_params + self.codes.numel()
 
     def decode(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = self.centroids(self.codes[input_ids].long() + self.offsets)  # (..., M, d)
-        return self.B(rows.flatten(-2))
+        """The rows of a 1-D batch of distinct ids (what base.py's forward and weight pass)."""
+        rows = self.centroids(self.codes[input_ids].long() + self.offsets)  # (n, M, d)
+        return self.B(rows.flatten(1))  # one onnx Flatten (flatten(-2) exports as four shape nodes)
