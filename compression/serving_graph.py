@@ -22,10 +22,6 @@ torch (padded batches included) proves them, and the int8 quantizer sees the sam
    one that is 0 (a zero weight column and a bias of 1 or 0: exact under per-column int8), and the
    padding positions of the keys are gathered from one extra row whose extra coordinates are -1e9,
    so every real query scores every padding key at about -1e8: a softmax weight of exactly 0.
-   When the query, key and value read one input (shared smoothing, merged by common-subexpression
-   elimination), they are one MatMul of the three widths side by side, one gather and a Split:
-   each output column keeps its own int8 scale, so the numbers are the same, for five operators
-   fewer per layer (about 1% at batch 1; the Split's copy costs about 3% at batch 32).
 
 A graph whose attention does not match the BERT pattern raises UnsupportedGraph; the build then
 keeps the plain graph and says so in its log and manifest.
@@ -44,7 +40,6 @@ from common import contract
 
 from .config import GraphConfig
 from .errors import PipelineError
-from .quantize import merge_common_subexpressions
 
 PREFIX = "/serving/"  # names of the nodes and tensors these rewrites add
 MASK_INT32 = PREFIX + "mask_int32"
@@ -375,43 +370,25 @@ def remove_padding(model: onnx.ModelProto) -> None:
                     n.input[slot] = new_name
 
     redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
-    for k, mha in enumerate(attentions):
-        tag = f"{p}layer{k}/"
+    for layer, mha in enumerate(attentions):
+        tag = f"{p}layer{layer}/"
         heads = next(a.i for a in mha.attribute if a.name == "num_heads")
-        q, k, v = (_projection(g, t) for t in mha.input[:3])
+        q, k = (_projection(g, t) for t in mha.input[:2])
         if q is None or k is None:
             raise UnsupportedGraph(f"{mha.name}: query or key is not a projection x·W + b by constants")
         wq, bq = _with_extra_coordinate(q[1], q[2], heads, 1.0)
         wk, bk = _with_extra_coordinate(k[1], k[2], heads, 0.0)
-        pad_key = np.zeros(wk.shape[1], np.float32)
-        pad_key[wk.shape[1] // heads - 1::wk.shape[1] // heads] = PAD_SCORE
-
-        def with_pad_row(tensor: str, row: np.ndarray, name: str) -> str:  # (T, W) → (T + 1, W)
-            g.graph.initializer.append(numpy_helper.from_array(row.reshape(1, -1).astype(np.float32), name + ".pad_row"))
-            new.append(helper.make_node("Concat", [tensor, name + ".pad_row"], [name + "/with_pad"], axis=0,
-                                        name=name + "/with_pad"))
-            return name + "/with_pad"
-
-        def gather_keys(tensor: str, name: str) -> str:  # padding positions read the pad row, T
-            new.append(helper.make_node("Gather", [tensor, p + "key_idx"], [name + "/padded"], axis=0,
-                                        name=name + "/padded"))
-            return name + "/padded"
-
-        if v is not None and q[0] == k[0] == v[0]:
-            # one input: one product of three widths, one pad row, one gather, then a split
-            qkv = _linear(g, q[0], np.concatenate([wq, wk, v[1]], axis=1), np.concatenate([bq, bk, v[2]]),
-                          tag + "qkv", new)
-            row = np.concatenate([np.zeros(wq.shape[1]), pad_key, np.zeros(v[1].shape[1])])
-            padded = gather_keys(with_pad_row(qkv, row, tag + "qkv"), tag + "qkv")
-            widths = np.array([wq.shape[1], wk.shape[1], v[1].shape[1]], np.int64)
-            g.graph.initializer.append(numpy_helper.from_array(widths, tag + "qkv.widths"))
-            parts = [tag + "qkv/" + part for part in ("query", "key", "value")]
-            new.append(helper.make_node("Split", [padded, tag + "qkv.widths"], parts, axis=-1, name=tag + "qkv/Split"))
-        else:
-            query = unpack(_linear(g, q[0], wq, bq, tag + "query", new), tag + "query")
-            key = gather_keys(with_pad_row(_linear(g, k[0], wk, bk, tag + "key", new), pad_key, tag + "key"),
-                              tag + "key")
-            parts = [query, key, unpack(mha.input[2], tag + "value")]
+        # the keys gain a last row whose extra coordinates are PAD_SCORE; padding positions read it
+        pad_key = np.zeros((1, wk.shape[1]), np.float32)
+        pad_key[0, wk.shape[1] // heads - 1::wk.shape[1] // heads] = PAD_SCORE
+        g.graph.initializer.append(numpy_helper.from_array(pad_key, tag + "key.pad_row"))
+        key = _linear(g, k[0], wk, bk, tag + "key", new)
+        new.append(helper.make_node("Concat", [key, tag + "key.pad_row"], [tag + "key/with_pad"], axis=0,
+                                    name=tag + "key/with_pad"))
+        new.append(helper.make_node("Gather", [tag + "key/with_pad", p + "key_idx"], [tag + "key/padded"], axis=0,
+                                    name=tag + "key/padded"))
+        parts = [unpack(_linear(g, q[0], wq, bq, tag + "query", new), tag + "query"), tag + "key/padded",
+                 unpack(mha.input[2], tag + "value")]
         del mha.input[:]  # no bias and no mask: the padding keys score about -1e8 on their own
         mha.input.extend(parts)
         context = mha.output[0]
@@ -428,8 +405,7 @@ def rewrite(path: Path, config: GraphConfig, num_heads: int) -> RewriteReport:
     """Apply the configured rewrites to the ONNX file at `path` in place (all or none)."""
     if not config.fuse_attention:
         return RewriteReport()
-    # the exporter writes one smoothing Mul per projection: merged, query, key and value read one input
-    model = merge_common_subexpressions(onnx.load(str(path)))
+    model = onnx.load(str(path))
     try:
         fold_constant_rows(model)
         fused = fuse_attention(model, num_heads)

@@ -95,11 +95,7 @@ def test_smoothed_and_quantized_rewrite_runs(src, tmp_path):
     rewrite(fp32, GraphConfig(fuse_attention=True, remove_padding=True), src.bert.config.num_attention_heads)
     check_parity(enc, fp32, src.vocab_size, src.max_seq_length)
     apply(q, fp32, served)
-    # each attention's query, key and value read one smoothed input: one int8 product instead of three
-    layers = src.bert.config.num_hidden_layers
-    served_ops = _ops(onnx.load(str(served)))
-    assert served_ops["MatMulInteger"] == _ops(onnx.load(str(plain)))["MatMulInteger"] - 2 * layers > 0
-    assert served_ops["Split"] == layers
+    assert _ops(onnx.load(str(served)))["MatMulInteger"] == _ops(onnx.load(str(plain)))["MatMulInteger"] > 0
     ids, mask = (a for a in pad_ids([list(rng.integers(5, src.vocab_size, 11))]))
     # one sentence has no padding: the two int8 graphs quantize the same activations
     a, b = _embed(served, ids, mask), _embed(plain, ids, mask)
