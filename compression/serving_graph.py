@@ -131,6 +131,7 @@ class _Graph:
         """Graph inputs whose values (not only shapes) reach `tensor`."""
         return (self.upstream(tensor, through_shapes=False) | {tensor}) & self.inputs
 
+
 def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
     return next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
 
@@ -358,10 +359,9 @@ def remove_padding(model: onnx.ModelProto) -> None:
         new.append(helper.make_node("GatherND", [tensor, p + "positions"], [tag + "/packed"], name=tag + "/packed"))
         return tag + "/packed"
 
-    def unpack(tensor: str, tag: str) -> str:  # (T, H) → (B, L, H): a Gather by the (B, L) row indices
-        new.append(helper.make_node("Gather", [tensor, p + "pad_idx"], [tag + "/padded"], axis=0,
-                                    name=tag + "/padded"))
-        return tag + "/padded"
+    def unpack(tensor: str, tag: str, rows: str = p + "pad_idx") -> str:  # (T, H) → (B, L, H): a Gather
+        new.append(helper.make_node("Gather", [tensor, rows], [tag + "/padded"], axis=0, name=tag + "/padded"))
+        return tag + "/padded"  # by the (B, L) row indices
 
     def redirect(old: str, new_name: str, readers: list[onnx.NodeProto]) -> None:
         for n in readers:
@@ -385,10 +385,8 @@ def remove_padding(model: onnx.ModelProto) -> None:
         key = _linear(g, k[0], wk, bk, tag + "key", new)
         new.append(helper.make_node("Concat", [key, tag + "key.pad_row"], [tag + "key/with_pad"], axis=0,
                                     name=tag + "key/with_pad"))
-        new.append(helper.make_node("Gather", [tag + "key/with_pad", p + "key_idx"], [tag + "key/padded"], axis=0,
-                                    name=tag + "key/padded"))
-        parts = [unpack(_linear(g, q[0], wq, bq, tag + "query", new), tag + "query"), tag + "key/padded",
-                 unpack(mha.input[2], tag + "value")]
+        parts = [unpack(_linear(g, q[0], wq, bq, tag + "query", new), tag + "query"),
+                 unpack(tag + "key/with_pad", tag + "key", rows=p + "key_idx"), unpack(mha.input[2], tag + "value")]
         del mha.input[:]  # no bias and no mask: the padding keys score about -1e8 on their own
         mha.input.extend(parts)
         context = mha.output[0]
