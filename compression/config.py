@@ -104,15 +104,14 @@ class QuantizeConfig:
     # which ±127 weights can overflow (it saturates); at ±64 no pair can, so AVX2 and AVX-512 VNNI CPUs
     # compute the same exact int8 arithmetic that recovery simulates (docs/method.md)
     reduce_range: bool = False
-    # the pq table's decode product (centroids · B) as a dynamic int8 MatMul like the encoder's, not an
-    # fp32 one: at batch 1 that product was a third of the embedding block's time. Each decoded
-    # coordinate is scaled to ±1 over its codebook (the factor folded into B's row), so the per-tensor
-    # uint8 range of the decoded vectors fits every coordinate alike
+    # the pq table's decode (centroids · B) as one integer product of the stored int8 centroids by int8
+    # B (their scales folded into B's rows), not an fp32 one: at batch 1 that product was a third of the
+    # embedding block's time, and nothing is quantized at run time (quantize.quantize_decode)
     decode_int8: bool = False
 
     def __post_init__(self) -> None:
-        if self.decode_int8 and not (self.factors_int8 and self.encoder_int8 and self.encoder_block is None):
-            raise ConfigError("decode_int8 needs factors_int8 and the dynamic int8 encoder (encoder_int8, no encoder_block)")
+        if self.decode_int8 and not self.factors_int8:
+            raise ConfigError("decode_int8 needs factors_int8 (the int8 centroids and B it multiplies)")
         if self.b_fp16 and self.factors_int8:
             raise ConfigError("b_fp16 and factors_int8 both set: choose one storage for the factors")
         if self.table_bits not in TABLE_BITS:

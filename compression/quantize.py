@@ -12,8 +12,8 @@ Two independent switches:
   int8 (symmetric, a scale per row of B and per group and coordinate of the
   centroids; Cast and Mul, folded at load the same way), a quarter of their
   fp32 bytes, which a pq table can spend on more codes per token (pq codes are
-  one byte already and take no table_bits); with decode_int8 the pq decode's
-  product by B is itself an int8 MatMul of the encoder's kind (B per column);
+  one byte already and take no table_bits); with decode_int8 the pq decode is
+  one integer product of the gathered int8 centroids by int8 B (quantize_decode);
 - the encoder's MatMuls, int8 in one of two onnxruntime schemes:
   * dynamic (quantize_dynamic): weights symmetric int8 per output channel,
     activations uint8 per *tensor*, their range taken from the whole batch at
@@ -63,10 +63,10 @@ def embedding_node_names(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if "/embeddings/" in n.name]
 
 
-def symmetric_int8(x: np.ndarray, axis: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(q, scale) with x ≈ q · scale, q in [-127, 127], one scale per slice reduced over `axis`."""
-    scale = np.maximum(np.abs(x).max(axis=axis, keepdims=True), 1e-12) / 127.0
-    return np.clip(np.rint(x / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+def symmetric_int8(x: np.ndarray, axis: int | tuple[int, ...], levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """(q, scale) with x ≈ q · scale, q in [-levels, levels], one scale per slice reduced over `axis`."""
+    scale = np.maximum(np.abs(x).max(axis=axis, keepdims=True), 1e-12) / levels
+    return np.clip(np.rint(x / scale), -levels, levels).astype(np.int8), scale.astype(np.float32)
 
 
 def _quantize_gather_int8(model: onnx.ModelProto, gather: onnx.NodeProto) -> None:
@@ -211,11 +211,13 @@ def factors_to_int8(model: onnx.ModelProto) -> int:
 
 
 def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False,
-                   positions_fp16: bool = False, factors_int8: bool = False) -> None:
+                   positions_fp16: bool = False, factors_int8: bool = False, decode_int8: bool = False) -> None:
     model = onnx.load(str(src))
     if b_fp16 and not factors_to_fp16(model):
         raise ConfigError("b_fp16: the graph has no factor B (a MatMul on a constant in the embedding block)")
-    if factors_int8 and not factors_to_int8(model):
+    if decode_int8:  # the int8 factors, as one integer product
+        quantize_decode(model)
+    elif factors_int8 and not factors_to_int8(model):
         raise ConfigError("factors_int8: the graph has no factor B (a MatMul on a constant in the embedding block)")
     if positions_fp16 and not _to_fp16(model, _position_operand):
         raise ConfigError("positions_fp16: the graph has no position-embedding Gather on a float table")
@@ -237,39 +239,91 @@ def merge_common_subexpressions(model: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(CommonSubexpressionEliminationPass()(ir.from_proto(model)).model)
 
 
-def normalize_decode(model: onnx.ModelProto) -> str:
-    """Scale each coordinate of a pq table's decoded vectors to ±1 over its codebook, in place: the
-    centroids' coordinate c of group m divided by s[m, c] = max|centroid coordinate|, row m·d + c of B
-    multiplied by it, so centroids · B is unchanged. Returns the name of the product's MatMul."""
+def _row_added_to(model: onnx.ModelProto, tensor: str, width: int) -> tuple[onnx.NodeProto, str] | None:
+    """(the Add, the row's name) when `tensor`'s only reader adds a constant vector of `width` to it."""
+    readers = [n for n in model.graph.node if tensor in n.input]
+    if len(readers) != 1 or readers[0].op_type != "Add":
+        return None
+    other = next((i for i in readers[0].input if i != tensor), None)
+    init = next((i for i in model.graph.initializer if i.name == other), None)
+    if init is None or list(init.dims) != [width] or init.data_type != onnx.TensorProto.FLOAT:
+        return None
+    return readers[0], other
+
+
+DECODE_WEIGHT_LEVELS = 64  # B of the int8 decode: 7-bit, as reduce_range (see quantize_decode)
+
+
+def quantize_decode(model: onnx.ModelProto) -> str:
+    """The pq decode (centroid Gather → Flatten → MatMul by B) as one int8 product, in place.
+
+    The centroids are stored as int8 codes q with a scale s per group and coordinate (as
+    factors_to_int8), and the gathered codes feed onnxruntime's MatMulIntegerToFloat as they are:
+    Σ q·s·B = Σ q·(s·B), so s folds into B's rows, and (s·B) is quantized per column. No activation is
+    quantized at run time: the decode is as exact as the stored centroids and int8 B, and costs one
+    Gather of bytes and one integer product. The codes are stored as uint8 q + 128 (zero point 128):
+    onnxruntime's x86 kernels are u8×s8. B keeps 7-bit weights (±64) so that AVX2's pairwise int16 sums
+    (255·64·2 < 2¹⁵) cannot saturate: the same result on AVX2 and AVX-512 VNNI. Returns the node's name."""
     found = _float_operands(model, _factor_operand)
     gathers = [(n, i) for n, i in found if n.op_type == "Gather"]
     matmuls = [(n, i) for n, i in found if n.op_type == "MatMul"]
     if len(gathers) != 1 or len(matmuls) != 1:
         raise ConfigError("decode_int8 needs a pq table: one centroid Gather and one product by B in fp32, "
                           f"found {len(gathers)} and {len(matmuls)}")
-    (_, c_init), (matmul, b_init) = gathers[0], matmuls[0]
+    (gather, c_init), (matmul, b_init) = gathers[0], matmuls[0]
+    producers = {o: n for n in model.graph.node for o in n.output}
+    link, chain = matmul.input[0], {matmul.input[0]}
+    while link != gather.output[0] and link in producers and producers[link].op_type in ("Flatten", "Reshape"):
+        link = producers[link].input[0]
+        chain.add(link)
+    if link != gather.output[0]:  # the codes must reach the product unchanged (they become uint8 bytes)
+        raise ConfigError("decode_int8: the product by B does not read the centroid Gather through reshapes only")
     C, B = numpy_helper.to_array(c_init).astype(np.float32), numpy_helper.to_array(b_init).astype(np.float32)
     M = _pq_groups(model)
     K, d = C.shape[0] // M, C.shape[1]
     if B.shape[0] != M * d:
         raise ConfigError(f"decode_int8: B has {B.shape[0]} rows, the pq groups decode {M}×{d} coordinates")
-    scale = np.maximum(np.abs(C.reshape(M, K, d)).max(axis=1), 1e-12)  # (M, d)
-    c_init.CopyFrom(numpy_helper.from_array((C.reshape(M, K, d) / scale[:, None, :]).reshape(C.shape), c_init.name))
-    b_init.CopyFrom(numpy_helper.from_array(B * scale.reshape(-1, 1), b_init.name))
-    return matmul.name
+    q, s = symmetric_int8(C.reshape(M, K, d), axis=1)  # s: (M, 1, d)
+    B_q, b_scale = symmetric_int8(B * s.reshape(-1, 1), axis=0, levels=DECODE_WEIGHT_LEVELS)
+    name, H = matmul.name, B.shape[1]
+    stored = {c_init.name + "_u8": (q.astype(np.int16) + 128).astype(np.uint8).reshape(C.shape),
+              name + ".B_quantized": B_q, name + ".B_scale": b_scale.reshape(H),
+              name + ".B_zero_point": np.zeros(H, np.int8), name + ".codes_scale": np.array(1.0, np.float32),
+              name + ".codes_zero_point": np.array(128, np.uint8)}
+    model.graph.initializer.remove(c_init)
+    model.graph.initializer.remove(b_init)
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in stored.items())
+    gather.input[0] = c_init.name + "_u8"
+    stale = [v for v in model.graph.value_info if v.name in chain]  # recorded as float; bytes now
+    for v in stale:
+        model.graph.value_info.remove(v)
+    inputs = [matmul.input[0], name + ".B_quantized", name + ".codes_scale", name + ".B_scale",
+              name + ".codes_zero_point", name + ".B_zero_point"]
+    outputs, drop = list(matmul.output), [matmul]
+    bias = _row_added_to(model, matmul.output[0], H)
+    if bias is not None:  # a constant row added to every decoded vector (the token type's): the product's bias
+        add, row = bias
+        inputs.append(row)
+        outputs, drop = list(add.output), [matmul, add]
+    product = helper.make_node("MatMulIntegerToFloat", inputs, outputs, domain="com.microsoft", name=name)
+    at = list(model.graph.node).index(matmul)
+    for node in drop:
+        model.graph.node.remove(node)
+    model.graph.node.insert(at, product)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return name
 
 
 def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None,
-                     reduce_range: bool = False, decode: bool = False) -> None:
+                     reduce_range: bool = False) -> None:
     """int8 on every MatMul with a constant weight, embeddings excluded: onnxruntime's dynamic
     quantization (reduce_range: weights within ±64), or with `block` its MatMulNBits (8-bit weights,
-    int8 compute). decode: the pq table's product by B too (normalize_decode first; dynamic only)."""
+    int8 compute)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
     excluded = embedding_node_names(model)
-    if decode:
-        excluded.remove(normalize_decode(model))
     if block is not None:
         from onnxruntime.quantization.matmul_nbits_quantizer import (
             DefaultWeightOnlyQuantConfig,
@@ -303,13 +357,12 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
     current = src
     if config.encoder_int8:
         step = dst.with_suffix(".encoder.onnx")
-        quantize_encoder(current, step, config.per_channel, config.encoder_block, config.reduce_range,
-                         config.decode_int8)
+        quantize_encoder(current, step, config.per_channel, config.encoder_block, config.reduce_range)
         current = step
     if config.table_bits or config.b_fp16 or config.positions_fp16 or config.factors_int8:
         step = dst.with_suffix(".table.onnx")
         quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16, config.positions_fp16,
-                       config.factors_int8)
+                       config.factors_int8, config.decode_int8)
         if current != src:
             current.unlink()
         current = step

@@ -116,7 +116,6 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
     qz = dict(overrides.get("quantize", {}))
     if qz.get("encoder_block") is not None or qz.get("encoder_int8") is False:
         qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
-        qz.setdefault("decode_int8", False)  # and so is the int8 decode product
     if method != "pq" or qz.get("factors_int8") is False:
         qz.setdefault("decode_int8", False)  # a pq table's decode, with int8 factors
     quantize = with_settings(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
