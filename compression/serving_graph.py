@@ -16,7 +16,10 @@ torch (padded batches included) proves them, and the int8 quantizer sees the sam
    matrix after the embeddings, runs those operators on it, and pads back to (B, L, H) only for
    each attention's query, key and value and for the pooling. A batch of sentences of mixed lengths
    then costs what its tokens cost: a padded batch of 32 STS-B sentences is 41% padding. (Padding
-   rows are filled with a copy of a real row; the pooling's mask ignores them.)
+   rows are filled with a copy of a real row; the pooling's mask ignores them.) Where the embedding
+   block is BERT's (word table by input_ids, constant rows, position table by arange(L)), the token
+   ids are packed instead of the embeddings: the table then decodes, and the embedding LayerNorm
+   normalizes, the real tokens only.
    The attention then needs no mask either: onnxruntime's CPU MultiHeadAttention takes its fast
    (flash) path only without one. Each head's query gains a coordinate that is always 1 and its key
    one that is 0 (a zero weight column and a bias of 1 or 0: exact under per-column int8), and the
@@ -321,6 +324,111 @@ def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
     return region
 
 
+def _is_arange_slice(g: _Graph, tensor: str) -> bool:
+    """True when `tensor` is Slice(arange(n) along its last axis, from 0, step 1): BERT's position ids."""
+    node = g.producer.get(tensor)
+    if node is None or node.op_type != "Slice" or len(node.input) < 3:
+        return False
+    data = g.const(node.input[0])
+    if data is None or data.size == 0 or not np.array_equal(data.reshape(-1), np.arange(data.size)):
+        return False
+    if data.shape[-1] != data.size:  # (n,) or (1, n)
+        return False
+    starts, axes, steps = (g.const(node.input[k]) if len(node.input) > k and node.input[k] else None for k in (1, 3, 4))
+    return (starts is not None and not starts.any()
+            and (axes is None or np.all(axes % data.ndim == data.ndim - 1))
+            and (steps is None or np.all(steps == 1)))
+
+
+def _id_readers(g: _Graph, gather: onnx.NodeProto) -> list[onnx.NodeProto] | None:
+    """The nodes through which a word-embedding Gather reads input_ids: the Gather itself (a dense
+    table), or the Unique and the Shape of the distinct-id decode (Unique → decode of the distinct ids
+    alone → Gather by the inverse indices reshaped like input_ids); None if it is neither."""
+    ids = contract.INPUT_IDS
+    if any(a.name == "axis" and a.i != 0 for a in gather.attribute):
+        return None
+    if gather.input[1] == ids:
+        return [gather] if gather.input[0] in g.inits else None
+    reshape = g.producer.get(gather.input[1])
+    if reshape is None or reshape.op_type != "Reshape":
+        return None
+    unique, shape = g.producer.get(reshape.input[0]), g.producer.get(reshape.input[1])
+    if (unique is None or unique.op_type != "Unique" or any(a.name == "axis" for a in unique.attribute)
+            or len(unique.output) < 3 or reshape.input[0] != unique.output[2] or unique.input[0] != ids
+            or shape is None or shape.op_type != "Shape" or shape.input[0] != ids
+            or not g.graph_inputs_behind(gather.input[0]) <= {ids}
+            or g.upstream(gather.input[0]) & {*unique.output[1:], shape.output[0]}):
+        return None
+    return [unique, shape]
+
+
+def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new: list[onnx.NodeProto]) -> bool:
+    """Pack the batch's token ids, not its embeddings, when the embedding block is BERT's: a word table
+    read by input_ids (directly, or each distinct id once), constant rows and a position table read by
+    arange(L), summed, then the LayerNorm `norm`. Each real token's id and its column (`column`: the
+    column index of each row of `positions`) then give its embedding directly: the table decodes and
+    the LayerNorm normalizes T rows, not B·L, and no GatherND of the embeddings is needed. A table that
+    decodes each distinct id once decodes the T ids instead (at batch 1 its Unique and the Gather back
+    cost more than the repeats it saves; at batch 32 the two measured the same). Exact: the same rows
+    are summed. Returns False, changing nothing, for any other embedding block."""
+    if any(a.name == "axis" and a.i != -1 for a in norm.attribute):
+        return False
+    leaves, stack, tree = [], [norm.input[0]], [norm.input[0]]
+    while stack:
+        t = stack.pop()
+        node = g.producer.get(t)
+        if node is not None and node.op_type == "Add" and g.const(t) is None:
+            stack.extend(node.input)
+            tree.extend(node.input)
+        else:
+            leaves.append(t)
+    word = position = None
+    for t in leaves:
+        node = g.producer.get(t)
+        const = g.const(t) if node is None or node.op_type in ("Constant", "Identity") else None
+        if const is not None:
+            if const.ndim > 1:  # only a row broadcast to every token sums the same when packed
+                return False
+            continue
+        if node is None or node.op_type != "Gather":
+            return False
+        if position is None and node.input[0] in g.inits and _is_arange_slice(g, node.input[1]):
+            position = node
+        elif word is None and _id_readers(g, node) is not None:
+            word = node
+        else:
+            return False
+    if word is None or any(len(g.consumers.get(t, [])) != 1 for t in tree if g.const(t) is None):
+        return False  # every partial sum must feed only the next one
+    readers = _id_readers(g, word)
+    # input_ids' other readers (its Shape, for L) may only compute the position indices being replaced
+    index_path = (g.upstream(position.input[1]) | {position.input[1]}) if position is not None else set()
+    names = {n.name for n in readers} | ({position.name} if position is not None else set())
+    # what else reads input_ids (or its shape, beside the decode's Reshape) may only compute the
+    # position indices being replaced: it is then left unread
+    todo = [o for r in g.consumers[contract.INPUT_IDS] if r.name not in names for o in r.output]
+    todo += [o for r in readers if r.op_type == "Shape" for u in g.consumers[r.output[0]]
+             if u.op_type != "Reshape" or u.input[0] not in {x.output[2] for x in readers if x.op_type == "Unique"}
+             for o in u.output]
+    while todo:
+        t = todo.pop()
+        if t not in index_path:
+            return False
+        todo.extend(o for u in g.consumers.get(t, []) if u.name not in names for o in u.output)
+    p = PREFIX
+    new.append(helper.make_node("GatherND", [contract.INPUT_IDS, positions], [p + "ids"], name=p + "ids"))
+    if readers[0].op_type == "Unique":  # the decode reads the packed ids themselves: no Unique, no Gather back
+        for u in g.consumers[readers[0].output[0]]:
+            u.input[list(u.input).index(readers[0].output[0])] = p + "ids"
+        for u in g.consumers[word.output[0]]:
+            u.input[list(u.input).index(word.output[0])] = word.input[0]
+    else:
+        word.input[1] = p + "ids"
+    if position is not None:
+        position.input[1] = column
+    return True
+
+
 def remove_padding(model: onnx.ModelProto) -> None:
     """Run the token-wise part of a fused-attention graph on the batch's real tokens only, in place."""
     g = _Graph(model)
@@ -353,6 +461,8 @@ def remove_padding(model: onnx.ModelProto) -> None:
         helper.make_node("Mul", [p + "is_pad", p + "tokens"], [p + "pad_row"], name=p + "pad_row"),
         helper.make_node("Add", [p + "pad_idx_flat", p + "pad_row"], [p + "key_idx_flat"], name=p + "key_idx_flat"),
         helper.make_node("Reshape", [p + "key_idx_flat", p + "batch_len"], [p + "key_idx"], name=p + "key_idx"),
+        # each real token's column: its position id in BERT's arange(L)
+        helper.make_node("Gather", [p + "positions", p + "one"], [p + "column"], axis=1, name=p + "column"),
     ]
 
     def pack(tensor: str, tag: str) -> str:  # (B, L, H) → (T, H): one GatherND, no reshape
@@ -369,7 +479,8 @@ def remove_padding(model: onnx.ModelProto) -> None:
                 if i == old:
                     n.input[slot] = new_name
 
-    redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
+    if not _pack_ids(g, norms[0], p + "positions", p + "column", new):
+        redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
     for layer, mha in enumerate(attentions):
         tag = f"{p}layer{layer}/"
         heads = next(a.i for a in mha.attribute if a.name == "num_heads")

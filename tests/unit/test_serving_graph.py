@@ -51,6 +51,10 @@ def test_rewrite_is_exact_on_padded_batches(src, exported, tmp_path, unpad):
     ops = _ops(model)
     assert ops["MultiHeadAttention"] == src.bert.config.num_hidden_layers and ops["Softmax"] == 0
     assert ("NonZero" in ops) == unpad
+    # the batch's token ids are packed, not its embeddings: the table reads T ids, the LayerNorm T rows
+    packs = [n.input[0] for n in model.graph.node if n.op_type == "GatherND"]
+    assert (contract.INPUT_IDS in packs) == unpad
+    assert not any(n.op_type == "LayerNormalization" for n in model.graph.node if n.output[0] in packs)
     assert "ConstantOfShape" not in ops  # the token types' Gather of zeros is its constant row
     # without padding in the token stream the attention needs no mask (onnxruntime's flash path): the
     # padding keys come from a row whose extra coordinate scores -1e8
@@ -155,3 +159,50 @@ def test_left_padding_is_exact_too(src, exported, tmp_path):
     ids, mask = random_batch(4, 18, src.vocab_size, np.random.default_rng(7))
     ids, mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
     np.testing.assert_allclose(_embed(out, ids, mask), _embed(path, ids, mask), atol=1e-5)
+
+
+def test_a_distinct_id_table_decodes_the_packed_ids(src, tmp_path):
+    """A factorized table exports as Unique → decode of the distinct ids → Gather back in place; with
+    padding removed it decodes the batch's real token ids directly (no Unique), exact on padded batches."""
+    from compression.factorize import FactorizeConfig, factorize
+    from compression.model import with_factorized_embedding, word_embedding_matrix
+
+    E = word_embedding_matrix(src.bert)
+    f = factorize(E, FactorizeConfig(method="pq", rank=src.hidden_size, subspaces=16, codebook_size=32),
+                  np.arange(E.shape[0])[::-1].copy())
+    enc = SentenceEncoder(with_factorized_embedding(src.bert, f))
+    path = tmp_path / "pq.onnx"
+    export_onnx(enc, path, src.vocab_size)
+    assert "Unique" in _ops(onnx.load(str(path)))
+    rewrite(path, GraphConfig(fuse_attention=True, remove_padding=True), src.bert.config.num_attention_heads)
+    model = onnx.load(str(path))
+    assert "Unique" not in _ops(model)
+    packed_ids = next(n for n in model.graph.node if n.op_type == "GatherND" and n.input[0] == contract.INPUT_IDS)
+    codes = next(n for n in model.graph.node if n.op_type == "Gather" and "codes" in n.input[0])
+    assert codes.input[1] == packed_ids.output[0]
+    assert [n.op_type for n in model.graph.node if contract.INPUT_IDS in n.input] == ["GatherND"]
+    results = check_parity(enc, path, src.vocab_size, src.max_seq_length)
+    assert max(r.max_abs_diff for r in results) < 1e-5
+
+
+def test_an_unusual_embedding_block_packs_the_embeddings_instead(src, exported, tmp_path):
+    """Ids are packed only where the rows summed are the same: a position index that is not arange(L)
+    (here reversed) leaves the packing after the embedding LayerNorm, still exact."""
+    _, path = exported
+    model = onnx.load(str(path))
+    pos = next(n for n in model.graph.node if n.op_type == "Gather" and "position" in n.input[0])
+    flip = helper.make_node("Neg", [pos.input[1]], ["neg_pos"])
+    add = helper.make_node("Add", ["neg_pos", "last_pos"], ["rev_pos"])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(src.max_seq_length - 1, np.int64), "last_pos"))
+    pos.input[1] = "rev_pos"
+    model.graph.node.insert(list(model.graph.node).index(pos), flip)
+    model.graph.node.insert(list(model.graph.node).index(pos), add)
+    odd = tmp_path / "odd.onnx"
+    onnx.save(model, str(odd))
+    out = tmp_path / "r.onnx"
+    out.write_bytes(odd.read_bytes())
+    rewrite(out, GraphConfig(fuse_attention=True, remove_padding=True), src.bert.config.num_attention_heads)
+    packs = {n.input[0] for n in onnx.load(str(out)).graph.node if n.op_type == "GatherND"}
+    assert contract.INPUT_IDS not in packs
+    ids, mask = random_batch(4, 18, src.vocab_size, np.random.default_rng(2))
+    np.testing.assert_allclose(_embed(out, ids, mask), _embed(odd, ids, mask), atol=1e-5)
