@@ -285,7 +285,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
         smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha, share_qkv=recipe.quantize.smooth_shared_qkv,
-                       ffn_output=recipe.quantize.smooth_ffn_output)
+                       ffn_output=recipe.quantize.smooth_ffn_output, min_ratio=recipe.quantize.smooth_min_ratio)
     rank = None
     losses: list[float] = []
     diagnosis: list[dict] = []

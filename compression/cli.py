@@ -80,6 +80,7 @@ OVERRIDES = {
     "b_fp16": ("quantize", "b_fp16"), "factors_int8": ("quantize", "factors_int8"),
     "encoder_int8": ("quantize", "encoder_int8"), "smooth_alpha": ("quantize", "smooth_alpha"),
     "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"), "smooth_ffn_output": ("quantize", "smooth_ffn_output"),
+    "smooth_min_ratio": ("quantize", "smooth_min_ratio"),
     "encoder_block": ("quantize", "encoder_block"),
     "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
     "decode_int8": ("quantize", "decode_int8"),
@@ -95,7 +96,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, dict]:
         if value is not None:
             out.setdefault(section, {})[key] = value
     if args.no_smoothing:
-        out.setdefault("quantize", {}).update(smooth_alpha=None, smooth_shared_qkv=False, smooth_ffn_output=True)
+        out.setdefault("quantize", {}).update(smooth_alpha=None, smooth_shared_qkv=False, smooth_ffn_output=True,
+                                              smooth_min_ratio=None)
     return out
 
 
@@ -227,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--smooth-shared-qkv", action=bool_flag, default=None)
     k.add_argument("--smooth-ffn-output", action=bool_flag, default=None,
                    help="smooth the FFN's second linear too (keeps its 4·H-wide Mul in the graph)")
+    k.add_argument("--smooth-min-ratio", type=float, default=None,
+                   help="smooth only inputs whose largest channel maximum is at least this many times the median one")
     k.add_argument("--encoder-block", type=int, default=None, help="int8 encoder in the block scheme (MatMulNBits)")
     k.add_argument("--positions-fp16", action=bool_flag, default=None)
     k.add_argument("--reduce-range", action=bool_flag, default=None,

@@ -96,6 +96,9 @@ class QuantizeConfig:
     smooth_shared_qkv: bool = False
     # smooth the FFN's second linear too (its input, GELU's output, keeps a Mul in the graph: the widest)
     smooth_ffn_output: bool = True
+    # smooth only the inputs whose largest channel maximum is at least this many times their median
+    # one (smooth.outlier_ratio): an input without outliers gains little from its Mul; None: all
+    smooth_min_ratio: float | None = None
     # None: dynamic int8 of the encoder; an int: the block scheme (MatMulNBits) with this many
     # input rows per weight scale (and elements per activation scale); a power of two ≥ 16
     encoder_block: int | None = None
@@ -122,6 +125,8 @@ class QuantizeConfig:
             raise ConfigError(f"smooth_alpha must be in (0, 1] and needs encoder_int8, got {self.smooth_alpha}")
         if self.smooth_shared_qkv and self.smooth_alpha is None:
             raise ConfigError("smooth_shared_qkv needs smooth_alpha")
+        if self.smooth_min_ratio is not None and (self.smooth_alpha is None or self.smooth_min_ratio < 1):
+            raise ConfigError(f"smooth_min_ratio must be ≥ 1 and needs smooth_alpha, got {self.smooth_min_ratio}")
         if not self.smooth_ffn_output and self.smooth_alpha is None:
             raise ConfigError("smooth_ffn_output=false needs smooth_alpha (without smoothing nothing is smoothed)")
         if self.reduce_range and not (self.encoder_int8 and self.encoder_block is None):
@@ -147,7 +152,8 @@ class QuantizeConfig:
             parts.append("encoder-int8" + scheme
                          + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
                          + ("-qkv" if self.smooth_shared_qkv else "")
-                         + ("-ffn-out-plain" if self.smooth_alpha is not None and not self.smooth_ffn_output else ""))
+                         + ("-ffn-out-plain" if self.smooth_alpha is not None and not self.smooth_ffn_output else "")
+                         + (f"-min-ratio{self.smooth_min_ratio:g}" if self.smooth_min_ratio is not None else ""))
         return "+".join(parts) or "fp32"
 
 

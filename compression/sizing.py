@@ -30,6 +30,10 @@ FP32 = 4
 DEFAULT_STEPS = 400
 DEFAULT_SENTENCES = 12800  # two passes of the 400 × 64 texts
 DEFAULT_METRIC_SENTENCES = 256
+# smooth an int8 input only if its largest channel maximum is ≥ 7× the median one (smooth.outlier_ratio):
+# on MiniLM that is the FFN's inputs (8.5–21) and not the query/key/value input (4–6), eight Muls
+# fewer for 0.0007 of mean fidelity (docs/experiments.md)
+SMOOTH_MIN_RATIO = 7.0
 
 
 def pq_table_bytes(vocab: int, hidden: int, codes: int, codebook: int = CODEBOOK, group_dim: int = GROUP_DIM) -> int:
@@ -118,8 +122,11 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
         qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
     if method != "pq" or qz.get("factors_int8") is False:
         qz.setdefault("decode_int8", False)  # a pq table's decode, with int8 factors
+    if "smooth_alpha" in qz and qz["smooth_alpha"] is None:
+        qz.setdefault("smooth_min_ratio", None)  # nothing smoothed, nothing to choose
     quantize = with_settings(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
-                                       smooth_shared_qkv=True, reduce_range=True, decode_int8=True), qz, "quantize")
+                                       smooth_shared_qkv=True, reduce_range=True, decode_int8=True,
+                                       smooth_min_ratio=SMOOTH_MIN_RATIO), qz, "quantize")
     gz = dict(overrides.get("graph", {}))
     if gz.get("fuse_attention") is False:
         gz.setdefault("remove_padding", False)  # padding is removed only around fused attention

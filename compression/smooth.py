@@ -102,19 +102,29 @@ def _unwrapped(module: nn.Module) -> nn.Linear:
     return module.linear if isinstance(module, SmoothedLinear) else module
 
 
+def outlier_ratio(x_max: torch.Tensor) -> float:
+    """How far an input's largest channel stands out: max over channels of max|x_j|, over their median."""
+    return float(x_max.max() / x_max.median().clamp(min=1e-12))
+
+
 @torch.no_grad()
 def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_size: int = 64,
-                   share_qkv: bool = False, ffn_output: bool = True) -> int:
+                   share_qkv: bool = False, ffn_output: bool = True, min_ratio: float | None = None) -> int:
     """Smooth every nn.Linear in bert.encoder (in place; the FFN's second one only with ffn_output):
     a SmoothedLinear, or for the attention's output projection its division folded into the value
-    projection. Returns how many linears were smoothed."""
+    projection. With min_ratio, an input that would keep a Mul in the graph is smoothed only if its
+    outlier_ratio reaches min_ratio (the folded attention output costs nothing and is always smoothed).
+    Returns how many linears were smoothed."""
     linears = {name: m for name, m in bert.encoder.named_modules() if isinstance(m, nn.Linear)}
     if not ffn_output:
         linears = {name: m for name, m in linears.items() if not _is_ffn_output(name)}
     if not ids:
         raise ValueError("smoothing needs calibration sentences")
     maxima = _input_maxima(bert, linears, ids, batch_size)
-    for group in _shared_input_groups(linears, share_qkv):
+    groups = _shared_input_groups(linears, share_qkv)
+    if min_ratio is not None:
+        groups = [g for g in groups if g[0].endswith(ATTENTION_OUTPUT) or outlier_ratio(maxima[g[0]]) >= min_ratio]
+    for group in groups:
         # weight is (out, in): one maximum per input channel, over every linear of the group
         w_max = torch.stack([linears[name].weight.abs().amax(dim=0) for name in group]).amax(dim=0)
         x_max = maxima[group[0]]  # a group's linears read the same input
@@ -134,4 +144,4 @@ def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_si
             parent_name, _, attr = name.rpartition(".")
             parent = bert.encoder.get_submodule(parent_name) if parent_name else bert.encoder
             setattr(parent, attr, SmoothedLinear(lin, inv_scale))
-    return len(linears)
+    return sum(len(g) for g in groups)

@@ -187,10 +187,12 @@ def test_dev_check_refuses_a_directory_without_a_model(built, tiny_data_dir, tmp
 
 def test_compress_with_the_rarer_build_paths(tiny_model_dir, tiny_data_dir, tmp_path):
     """One end-to-end compress through the paths the default recipe does not take: rare-token augmentation
-    (its teacher embeddings cached), the block int8 encoder without smoothing, a euclidean metric."""
+    (its teacher embeddings cached), the block int8 encoder without smoothing, a euclidean metric, the
+    int8 factors dequantized at load (no integer decode)."""
     rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--subspaces", "8", "--rank", "16", "--codebook-size",
                    "16", "--steps", "3", "--batch-size", "8", "--num-sentences", "64", "--metric", "euclidean",
-                   "--augment-share", "0.5", "--augment-tokens", "1", "--no-smoothing", "--encoder-block", "16")
+                   "--augment-share", "0.5", "--augment-tokens", "1", "--no-smoothing", "--encoder-block", "16",
+                   "--no-decode-int8")
     assert rc == 0
     manifest = Manifest.read(tmp_path / "x-fact")
     recover = manifest.recipe["recover"]

@@ -142,3 +142,30 @@ def test_shared_qkv_needs_smoothing():
         QuantizeConfig(encoder_int8=True, smooth_shared_qkv=True)
     with pytest.raises(ConfigError, match="smooth_ffn_output=false needs smooth_alpha"):
         QuantizeConfig(encoder_int8=True, smooth_ffn_output=False)
+
+
+def test_min_ratio_smooths_only_inputs_with_outliers(src):
+    """smooth_min_ratio: an input whose largest channel maximum is under min_ratio times the median one
+    keeps no Mul (its linear stays plain); the folded attention output is smoothed regardless; the
+    fp32 function is the same."""
+    from torch import nn
+
+    from compression.smooth import _input_maxima, outlier_ratio
+
+    calibration = _calibration(src.vocab_size)
+    linears = {n: m for n, m in src.bert.encoder.named_modules() if isinstance(m, nn.Linear)}
+    ratios = {n: outlier_ratio(m) for n, m in _input_maxima(src.bert, linears, calibration, 64).items()}
+    wrapped = [n for n in ratios if not n.endswith("attention.output.dense")]
+    threshold = float(np.median([ratios[n] for n in wrapped]))
+    bert = copy.deepcopy(src.bert)
+    before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
+    n = smooth_encoder(bert, calibration, alpha=0.9, min_ratio=threshold)
+    smoothed = {name for name, m in bert.encoder.named_modules() if isinstance(m, SmoothedLinear)}
+    expected = {name for name in wrapped if ratios[name] >= threshold}
+    assert smoothed == expected and 0 < len(expected) < len(wrapped)
+    assert n == len(expected) + src.bert.config.num_hidden_layers  # + each folded attention output
+    ids, mask = (torch.from_numpy(a) for a in random_batch(3, 12, src.vocab_size, np.random.default_rng(0)))
+    with torch.no_grad():
+        torch.testing.assert_close(SentenceEncoder(bert).eval()(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match="smooth_min_ratio"):
+        QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_min_ratio=0.5)
