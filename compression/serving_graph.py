@@ -340,26 +340,26 @@ def _is_arange_slice(g: _Graph, tensor: str) -> bool:
             and (steps is None or np.all(steps == 1)))
 
 
-def _id_readers(g: _Graph, gather: onnx.NodeProto) -> list[onnx.NodeProto] | None:
-    """The nodes through which a word-embedding Gather reads input_ids: the Gather itself (a dense
-    table), or the Unique and the Shape of the distinct-id decode (Unique → decode of the distinct ids
-    alone → Gather by the inverse indices reshaped like input_ids); None if it is neither."""
+def _distinct_ids(g: _Graph, gather: onnx.NodeProto) -> str | None:
+    """For a word-embedding Gather: "" if it reads a constant table by input_ids (a dense table); the
+    distinct ids (Unique's first output) if it gathers back rows decoded from them alone (Unique →
+    decode → Gather by the inverse indices reshaped like input_ids); None if it is neither."""
     ids = contract.INPUT_IDS
     if any(a.name == "axis" and a.i != 0 for a in gather.attribute):
         return None
     if gather.input[1] == ids:
-        return [gather] if gather.input[0] in g.inits else None
+        return "" if gather.input[0] in g.inits else None
     reshape = g.producer.get(gather.input[1])
-    if reshape is None or reshape.op_type != "Reshape":
-        return None
-    unique, shape = g.producer.get(reshape.input[0]), g.producer.get(reshape.input[1])
+    unique = g.producer.get(reshape.input[0]) if reshape is not None and reshape.op_type == "Reshape" else None
     if (unique is None or unique.op_type != "Unique" or any(a.name == "axis" for a in unique.attribute)
-            or len(unique.output) < 3 or reshape.input[0] != unique.output[2] or unique.input[0] != ids
-            or shape is None or shape.op_type != "Shape" or shape.input[0] != ids
-            or not g.graph_inputs_behind(gather.input[0]) <= {ids}
-            or g.upstream(gather.input[0]) & {*unique.output[1:], shape.output[0]}):
+            or unique.input[0] != ids or len(unique.output) < 3 or reshape.input[0] != unique.output[2]):
         return None
-    return [unique, shape]
+    behind = g.upstream(gather.input[0]) | {gather.input[0]}  # the decoded rows: from the distinct ids alone
+    if (unique.output[0] not in behind or behind & set(unique.output[1:])
+            or g.graph_inputs_behind(gather.input[0]) - {ids}
+            or any(not set(u.output) & behind for u in g.consumers[unique.output[0]])):
+        return None  # (and the distinct ids feed nothing else)
+    return unique.output[0]
 
 
 def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new: list[onnx.NodeProto]) -> bool:
@@ -394,32 +394,20 @@ def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new:
             return False
         if position is None and node.input[0] in g.inits and _is_arange_slice(g, node.input[1]):
             position = node
-        elif word is None and _id_readers(g, node) is not None:
+        elif word is None and _distinct_ids(g, node) is not None:
             word = node
         else:
             return False
     if word is None or any(len(g.consumers.get(t, [])) != 1 for t in tree if g.const(t) is None):
         return False  # every partial sum must feed only the next one
-    readers = _id_readers(g, word)
-    # input_ids' other readers (its Shape, for L) may only compute the position indices being replaced
-    index_path = (g.upstream(position.input[1]) | {position.input[1]}) if position is not None else set()
-    names = {n.name for n in readers} | ({position.name} if position is not None else set())
-    # what else reads input_ids (or its shape, beside the decode's Reshape) may only compute the
-    # position indices being replaced: it is then left unread
-    todo = [o for r in g.consumers[contract.INPUT_IDS] if r.name not in names for o in r.output]
-    todo += [o for r in readers if r.op_type == "Shape" for u in g.consumers[r.output[0]]
-             if u.op_type != "Reshape" or u.input[0] not in {x.output[2] for x in readers if x.op_type == "Unique"}
-             for o in u.output]
-    while todo:
-        t = todo.pop()
-        if t not in index_path:
-            return False
-        todo.extend(o for u in g.consumers.get(t, []) if u.name not in names for o in u.output)
+    # Nothing else changes what it reads: whatever else reads input_ids still sees the padded batch
+    # (and _token_region keeps any such (B, L) tensor out of the token stream).
     p = PREFIX
     new.append(helper.make_node("GatherND", [contract.INPUT_IDS, positions], [p + "ids"], name=p + "ids"))
-    if readers[0].op_type == "Unique":  # the decode reads the packed ids themselves: no Unique, no Gather back
-        for u in g.consumers[readers[0].output[0]]:
-            u.input[list(u.input).index(readers[0].output[0])] = p + "ids"
+    distinct = _distinct_ids(g, word)
+    if distinct:  # the decode reads the packed ids themselves: no Unique, no Gather back
+        for u in g.consumers[distinct]:
+            u.input[list(u.input).index(distinct)] = p + "ids"
         for u in g.consumers[word.output[0]]:
             u.input[list(u.input).index(word.output[0])] = word.input[0]
     else:

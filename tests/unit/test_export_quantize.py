@@ -272,7 +272,8 @@ def test_pq_decode_int8_is_one_integer_product_of_the_stored_codes(src, pq, tmp_
     name = quantize_decode(model)
     node = next(n for n in model.graph.node if n.name == name)
     assert node.op_type == "MatMulIntegerToFloat"
-    assert not [n for n in model.graph.node if n.op_type in ("DynamicQuantizeLinear", "MatMul") and "/embeddings/" in n.name]
+    assert not [n for n in model.graph.node
+                if n.op_type in ("DynamicQuantizeLinear", "MatMul") and "/embeddings/" in n.name]
     after = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     codes, B_q, b_scale = after[cname + "_u8"], after[node.input[1]], after[node.input[3]]
     assert codes.dtype == np.uint8 and np.abs(B_q).max() <= DECODE_WEIGHT_LEVELS
@@ -298,7 +299,8 @@ def test_pq_decode_int8_is_one_integer_product_of_the_stored_codes(src, pq, tmp_
             src.bert.config.num_attention_heads)
     apply(q, tmp_path / "fp32.onnx", tmp_path / "served.onnx")
     served = onnx.load(str(tmp_path / "served.onnx"))
-    (product,) = [n for n in served.graph.node if n.op_type == "MatMulIntegerToFloat" and "/embeddings/" in n.name]
+    (product,) = [n for n in served.graph.node
+                  if n.op_type == "MatMulIntegerToFloat" and "/embeddings/" in n.name]
     assert len(product.input) == 7 and "token_type" in product.input[6]
     assert (ref * _run(tmp_path / "served.onnx", ids, mask)).sum(1).min() > 0.99
     with pytest.raises(ConfigError, match="decode_int8 needs"):
