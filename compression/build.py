@@ -284,8 +284,14 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
-        smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha, share_qkv=recipe.quantize.smooth_shared_qkv,
-                       ffn_output=recipe.quantize.smooth_ffn_output, min_ratio=recipe.quantize.smooth_min_ratio)
+        smoothed = smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha,
+                                  share_qkv=recipe.quantize.smooth_shared_qkv,
+                                  ffn_output=recipe.quantize.smooth_ffn_output,
+                                  min_ratio=recipe.quantize.smooth_min_ratio)
+        total = sum(type(m).__name__ == "Linear" for m in src.bert.encoder.modules())
+        log.info("smoothing: %d of the encoder's %d linears (α %g%s)", smoothed, total, recipe.quantize.smooth_alpha,
+                 "" if recipe.quantize.smooth_min_ratio is None
+                 else f"; inputs whose outlier ratio is under {recipe.quantize.smooth_min_ratio:g} left plain")
     rank = None
     losses: list[float] = []
     diagnosis: list[dict] = []
