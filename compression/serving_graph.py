@@ -216,6 +216,14 @@ def _finish(model: onnx.ModelProto) -> None:
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
 
 
+def _redirect(old: str, new: str, readers: list[onnx.NodeProto]) -> None:
+    """Every input `old` of `readers` now reads `new`."""
+    for n in readers:
+        for slot, i in enumerate(n.input):
+            if i == old:
+                n.input[slot] = new
+
+
 def fold_constant_rows(model: onnx.ModelProto) -> int:
     """Replace each Gather of a constant table by constant indices (ConstantOfShape: BERT's token types,
     all 0 for one sentence) that only Adds read by the one row it gathers, broadcast by the Add: the
@@ -231,8 +239,7 @@ def fold_constant_rows(model: onnx.ModelProto) -> int:
         value = next((numpy_helper.to_array(a.t).reshape(-1)[0] for a in source.attribute if a.name == "value"), 0)
         row = node.output[0] + "_row"
         g.graph.initializer.append(numpy_helper.from_array(table[int(value)].copy(), row))
-        for r in readers:  # the other operand of each Add is the full (batch, length, H) sum
-            r.input[list(r.input).index(node.output[0])] = row
+        _redirect(node.output[0], row, readers)  # the other operand of each Add is the full (B, L, H) sum
         folded += 1
     _finish(model)
     return folded
@@ -382,7 +389,7 @@ def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new:
             tree.extend(node.input)
         else:
             leaves.append(t)
-    word = position = None
+    word = position = distinct = None
     for t in leaves:
         node = g.producer.get(t)
         const = g.const(t) if node is None or node.op_type in ("Constant", "Identity") else None
@@ -394,7 +401,7 @@ def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new:
             return False
         if position is None and node.input[0] in g.inits and _is_arange_slice(g, node.input[1]):
             position = node
-        elif word is None and _distinct_ids(g, node) is not None:
+        elif word is None and (distinct := _distinct_ids(g, node)) is not None:
             word = node
         else:
             return False
@@ -404,12 +411,9 @@ def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new:
     # (and _token_region keeps any such (B, L) tensor out of the token stream).
     p = PREFIX
     new.append(helper.make_node("GatherND", [contract.INPUT_IDS, positions], [p + "ids"], name=p + "ids"))
-    distinct = _distinct_ids(g, word)
     if distinct:  # the decode reads the packed ids themselves: no Unique, no Gather back
-        for u in g.consumers[distinct]:
-            u.input[list(u.input).index(distinct)] = p + "ids"
-        for u in g.consumers[word.output[0]]:
-            u.input[list(u.input).index(word.output[0])] = word.input[0]
+        _redirect(distinct, p + "ids", list(g.consumers[distinct]))
+        _redirect(word.output[0], word.input[0], list(g.consumers[word.output[0]]))
     else:
         word.input[1] = p + "ids"
     if position is not None:
@@ -461,14 +465,8 @@ def remove_padding(model: onnx.ModelProto) -> None:
         new.append(helper.make_node("Gather", [tensor, rows], [tag + "/padded"], axis=0, name=tag + "/padded"))
         return tag + "/padded"  # by the (B, L) row indices
 
-    def redirect(old: str, new_name: str, readers: list[onnx.NodeProto]) -> None:
-        for n in readers:
-            for slot, i in enumerate(n.input):
-                if i == old:
-                    n.input[slot] = new_name
-
     if not _pack_ids(g, norms[0], p + "positions", p + "column", new):
-        redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
+        _redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
     for layer, mha in enumerate(attentions):
         tag = f"{p}layer{layer}/"
         heads = next(a.i for a in mha.attribute if a.name == "num_heads")
@@ -490,10 +488,10 @@ def remove_padding(model: onnx.ModelProto) -> None:
         mha.input.extend(parts)
         context = mha.output[0]
         readers = list(g.consumers[context])
-        redirect(context, pack(context, tag + "context"), readers)
+        _redirect(context, pack(context, tag + "context"), readers)
     inside = {n.name for n in region}
     readers = [u for u in g.consumers[exit_] if u.name not in inside]
-    redirect(exit_, unpack(exit_, p + "hidden"), readers)
+    _redirect(exit_, unpack(exit_, p + "hidden"), readers)
     g.graph.node.extend(new)
     _finish(model)
 
