@@ -49,11 +49,12 @@ bench-quick: models
 bench-peers: models
 	$(BIN)/python -m bench.peers --publish
 
-## Per-operator profile and wall-clock session time of each variant (docs/benchmark.md's ops block).
+## Per-operator profile and wall-clock session time of each variant, natively and on the AVX2 kernels (docs/benchmark.md's ops blocks).
 bench-ops: models
 	$(BIN)/python -m bench.ops --models minilm-l6-int8 minilm-l6-fact minilm-l6 --wall 15 --publish
+	$(BIN)/python -m bench.ops --models minilm-l6-int8 minilm-l6-fact minilm-l6 --wall 15 --publish --cpu avx2
 
-## Each model's host check natively and on an emulated AVX2 CPU (needs qemu-user; docs/results.md's isa block).
+## Each model's host check natively, with AVX-512 hidden from cpuid and on an emulated AVX2 CPU (needs qemu-user; docs/results.md's isa block).
 bench-isa: models
 	$(BIN)/python -m bench.isa_fidelity --publish
 

@@ -13,6 +13,7 @@ import argparse
 import collections
 import json
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -185,8 +186,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="also profile each model with this onnxruntime fusion back on (the service leaves it out)")
     p.add_argument("--wall", type=int, default=0, metavar="REPS",
                    help="also time session.run by the wall clock, this many interleaved repetitions")
-    p.add_argument("--publish", action="store_true", help="also write the table into docs/benchmark.md's ops block")
+    p.add_argument("--cpu", choices=("native", "avx2"), default="native",
+                   help="avx2: run in a child that sees this CPU without AVX-512/VNNI (bench/cpuid), so "
+                        "onnxruntime takes the kernels AVX2-only hosts run")
+    p.add_argument("--publish", action="store_true",
+                   help="also write the table into docs/benchmark.md's ops block (ops-avx2 with --cpu avx2)")
     args = p.parse_args(argv)
+    if args.cpu == "avx2":
+        from bench.cpuid import run_as_avx2
+
+        try:
+            status = run_as_avx2("bench.ops", sys.argv[1:] if argv is None else list(argv))
+        except RuntimeError as exc:
+            print(f"ops: {exc}", file=sys.stderr)
+            return 1
+        if status is not None:
+            return status
     missing = [m for m in args.models if not (args.models_dir / m / contract.MODEL_FILE).is_file()]
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
@@ -194,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
               args.sentences, args.by_operator, args.fusion, args.wall)
     print(out)
     if args.publish:
-        replace_block(BENCH_PAGE, "ops", out)
+        replace_block(BENCH_PAGE, "ops" if args.cpu == "native" else "ops-avx2", out)
     return 0
 
 

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.ops import op_times, operator_table, split, wall_table, wall_times
+from bench.cpuid import unavailable_reason
+from bench.ops import main, op_times, operator_table, split, wall_table, wall_times
+from common.machine import HIDDEN_BY_SHIM, cpu_info
 from tests.onnx_tiny import make_model_dir
 
 
@@ -44,3 +46,13 @@ def test_wall_table_ratios_are_per_repetition_medians():
     assert rows[0]["× first model's speed"] == 1.0
     # per repetition int8/fact = 0.5, 1.0, 2.0: the median is 1.0 although the median times differ
     assert rows[1]["× first model's speed"] == 1.0 and rows[1]["range over repetitions"] == "0.500–2.000"
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
+def test_avx2_kernels_run_in_a_child_that_names_what_it_hid(tmp_path: Path, capfd):
+    make_model_dir(tmp_path / "a")
+    assert main(["--models-dir", str(tmp_path), "--models", "a", "--batches", "4", "--sentences", "16",
+                 "--cpu", "avx2"]) == 0
+    out = capfd.readouterr().out
+    assert "| a | 4 |" in out
+    assert ("hidden from cpuid by bench/cpuid" in out) == bool(set(cpu_info()["features"]) & set(HIDDEN_BY_SHIM))

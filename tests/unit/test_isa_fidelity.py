@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.isa_fidelity import KERNEL_FEATURES, advertised_features, main, report, run_child
+from bench.cpuid import unavailable_reason
+from bench.isa_fidelity import HIDDEN_LABEL, KERNEL_FEATURES, advertised_features, main, report, run_child
 from common.probe_set import ProbeSet
 from tests.onnx_tiny import make_served
 
@@ -52,9 +53,22 @@ def test_cli_refuses_what_is_not_a_model_directory(tmp_path: Path, capsys):
 def test_emulated_haswell_sees_avx2_and_no_avx512(served: Path):
     """Under `qemu-x86_64 -cpu Haswell` the child sees AVX2 and FMA but no AVX-512, so onnxruntime
     takes its AVX2 kernels; the table has a column for it."""
-    out = report([served / "tiny", served / "tiny-fact"], ["Haswell"])
+    out = report([served / "tiny", served / "tiny-fact"], ["Haswell"], hidden=False)
     assert "emulated Haswell" in out
     assert "emulated Haswell: AVX2 FMA3." in out  # the features the emulated CPU reported, nothing more
     row = next(line for line in out.splitlines() if line.startswith("| tiny-fact |"))
     native, emulated = (cell.strip() for cell in row.strip("|").split("|")[2:4])
     assert native.split(" / ")[0] == emulated.split(" / ")[0]  # fp32 graph: the same on both kernels
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
+def test_avx512_hidden_from_cpuid_gives_the_avx2_column(served: Path):
+    """With the cpuid shim the child sees AVX2 and FMA but no AVX-512 on this silicon: its own column."""
+    out = report([served / "tiny", served / "tiny-fact"], [], hidden=True)
+    assert f"{HIDDEN_LABEL}: AVX2 FMA3;" in out or out.rstrip().endswith(f"{HIDDEN_LABEL}: AVX2 FMA3.")
+    header = next(line for line in out.splitlines() if line.startswith("| model |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["model", "built with (manifest)", "native", HIDDEN_LABEL]
+    row = next(line for line in out.splitlines() if line.startswith("| tiny-fact |"))
+    native, hidden = (cell.strip() for cell in row.strip("|").split("|")[2:4])
+    assert native.split(" / ")[0] == hidden.split(" / ")[0]  # fp32 graph: the same on both kernels
+    assert "not with AVX-512 hidden" in report([served / "tiny"], [], hidden=False)
