@@ -1,6 +1,6 @@
 """Build one variant end to end into models/<name>/, atomically.
 
-1 load → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
+1 load (1b tanh GELU) → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
 → 6 quantize → 7 evaluate → 8 manifest;
 the step modules' docstrings carry these numbers.
 Everything is written into a hidden temporary directory beside the target and
@@ -31,6 +31,7 @@ from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 
 from . import quantize, serving_graph
+from .activation import tanh_gelu
 from .corpus import Corpus, has_eval_data, load_corpus, read_corpus, token_counts
 from .errors import ConfigError, PipelineError, ShapeError, ToleranceError
 from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
@@ -281,9 +282,13 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     ensure_writable(ctx.out_root)
     src = ctx.source
     bert = src.bert
+    if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None:
+        bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
+    if recipe.graph.tanh_gelu:
+        log.info("activation: %d exact GELUs replaced by the tanh approximation (FastGelu when served)",
+                 tanh_gelu(bert))
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
-        bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
         smoothed = smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha,
                                   share_qkv=recipe.quantize.smooth_shared_qkv,
                                   ffn_output=recipe.quantize.smooth_ffn_output,

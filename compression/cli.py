@@ -85,6 +85,7 @@ OVERRIDES = {
     "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
     "decode_int8": ("quantize", "decode_int8"),
     "fuse_attention": ("graph", "fuse_attention"), "remove_padding": ("graph", "remove_padding"),
+    "tanh_gelu": ("graph", "tanh_gelu"),
 }
 
 
@@ -241,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each attention as one onnxruntime MultiHeadAttention node (exact; faster)")
     k.add_argument("--remove-padding", action=bool_flag, default=None,
                    help="run all but attention on the batch's real tokens only (exact; needs --fuse-attention)")
+    k.add_argument("--tanh-gelu", action=bool_flag, default=None,
+                   help="the FFN's GELU as its tanh approximation (≤ 5e-4; onnxruntime's FastGelu, faster on AVX2)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")

@@ -159,12 +159,16 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Exact rewrites of the exported graph for serving speed (compression/serving_graph.py)."""
+    """Changes to the served graph for speed: exact rewrites of the export (compression/serving_graph.py),
+    and one approximation made in torch before training (compression/activation.py)."""
 
     # each attention core as one onnxruntime MultiHeadAttention node (fewer, larger operators)
     fuse_attention: bool = False
     # run everything but attention on the batch's real tokens only (needs fuse_attention)
     remove_padding: bool = False
+    # the FFN's erf GELU as its tanh approximation (≤ 5e-4 per activation; onnxruntime's FastGelu),
+    # swapped in torch before smoothing and recovery so the model is trained and checked as served
+    tanh_gelu: bool = False
 
     def __post_init__(self) -> None:
         if self.remove_padding and not self.fuse_attention:

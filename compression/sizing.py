@@ -130,7 +130,7 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
     gz = dict(overrides.get("graph", {}))
     if gz.get("fuse_attention") is False:
         gz.setdefault("remove_padding", False)  # padding is removed only around fused attention
-    graph = with_settings(GraphConfig(fuse_attention=True, remove_padding=True), gz, "graph")
+    graph = with_settings(GraphConfig(fuse_attention=True, remove_padding=True, tanh_gelu=True), gz, "graph")
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
     return VariantRecipe(name=name, baseline=baseline, factorize=factorize, recover=recover, quantize=quantize,

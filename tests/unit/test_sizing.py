@@ -44,6 +44,7 @@ def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
     assert default.quantize.decode_int8 and not _recipe("--method", "svd", "--rank", "64").quantize.decode_int8
     assert default.quantize.smooth_min_ratio == 7.0 and _recipe("--no-smoothing").quantize.smooth_min_ratio is None
     assert _recipe("--smooth-min-ratio", "1").quantize.smooth_min_ratio == 1.0
+    assert default.graph.tanh_gelu and not _recipe("--no-tanh-gelu").graph.tanh_gelu
     block = _recipe("--encoder-block", "32").quantize  # the decode's product does not depend on the encoder's scheme
     assert block.decode_int8 and not block.reduce_range
     r = _recipe("--subspaces", "48", "--steps", "10", "--encoder-lr", "0", "--no-factors-int8", "--b-fp16",
