@@ -284,9 +284,9 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     bert = src.bert
     if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None:
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
+    swapped = tanh_gelu(bert) if recipe.graph.tanh_gelu else 0
     if recipe.graph.tanh_gelu:
-        log.info("activation: %d exact GELUs replaced by the tanh approximation (FastGelu when served)",
-                 tanh_gelu(bert))
+        log.info("activation: %d exact GELUs replaced by the tanh approximation (FastGelu when served)", swapped)
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
         smoothed = smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha,
@@ -373,7 +373,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             versions=tool_versions(),
             machine=cpu_info(),
             diagnosis=diagnosis,
-            graph=dataclasses.asdict(graph),
+            graph=dataclasses.asdict(graph) | ({"tanh_gelu": swapped} if swapped else {}),
             probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
                    "fidelity_p1": round(probe_p1, 5)},
             pooling=src.pooling.mode,

@@ -21,10 +21,11 @@ def built_manifests(models_dir: Path) -> list[Manifest]:
 
 
 def graph_label(graph: dict) -> str:
-    """The serving rewrites a manifest records (compression/serving_graph.py), or 'plain'."""
-    if not graph.get("fused_attention"):
-        return "plain"
-    return "fused attention" + (", unpadded" if graph.get("padding_removed") else "")
+    """The serving changes a manifest records (compression/serving_graph.py, activation.py), or 'plain'."""
+    parts = (["fused attention"] if graph.get("fused_attention") else []) + (
+        ["unpadded"] if graph.get("fused_attention") and graph.get("padding_removed") else []) + (
+        ["tanh GELU"] if graph.get("tanh_gelu") else [])
+    return ", ".join(parts) or "plain"
 
 
 def rows(manifests: list[Manifest]) -> list[dict]:

@@ -61,6 +61,7 @@ def test_manifest_fields_describe_the_recipe(built):
     assert fact.params.embedding < base.params.embedding
     assert fact.bytes.embedding < base.bytes.embedding and fact.bytes.file < base.bytes.file
     assert fact.recipe["recover"]["steps"] == 6 and fact.recipe["final_distill_loss"] is not None
+    assert fact.graph["tanh_gelu"] == 2 and "tanh_gelu" not in base.graph  # one GELU per layer, swapped
 
 
 def test_report_lists_every_variant(built, tmp_path):
@@ -68,6 +69,8 @@ def test_report_lists_every_variant(built, tmp_path):
     rows = json.loads((tmp_path / "report.json").read_text())
     assert [r["variant"] for r in rows] == ["tiny", "tiny-fact", "tiny-int8"]
     assert "| tiny-fact |" in (tmp_path / "report.md").read_text()
+    graph = {r["variant"]: r["graph"] for r in rows}
+    assert graph == {"tiny": "plain", "tiny-fact": "fused attention, unpadded, tanh GELU", "tiny-int8": "plain"}
 
 
 def test_failed_build_leaves_nothing(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys):
