@@ -48,6 +48,7 @@ bench-quick: models
 ## Ours beside sentence-transformers ONNX (fp32, int8), fastembed and model2vec, each in its own venv.
 bench-peers: models
 	$(BIN)/python -m bench.peers --publish
+	$(BIN)/python -m bench.peers --publish --cpu avx2
 
 ## Per-operator profile and wall-clock session time of each variant, natively and on the AVX2 kernels (docs/benchmark.md's ops blocks).
 bench-ops: models

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common.fidelity import fidelity
-from common.machine import cpu_info
+from common.machine import cpu_info, describe
 from common.markdown import replace_block, table
 
 from . import OURS, REFERENCE, Peer
@@ -124,8 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--venvs", type=Path, default=ROOT, help="where the peers' environments live")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--no-http", action="store_true", help="leave out the servers (ours vs Infinity over HTTP)")
-    p.add_argument("--publish", action="store_true", help="write the table into docs/benchmark.md")
+    p.add_argument("--cpu", choices=("native", "avx2"), default="native",
+                   help="avx2: every contender in processes that see this CPU without AVX-512/VNNI (bench/cpuid)")
+    p.add_argument("--publish", action="store_true",
+                   help="write the table into docs/benchmark.md (the peers-avx2 block with --cpu avx2)")
     a = p.parse_args(argv)
+    if a.cpu == "avx2":
+        from bench.cpuid import run_as_avx2
+
+        try:
+            status = run_as_avx2("bench.peers", sys.argv[1:] if argv is None else list(argv))
+        except RuntimeError as exc:
+            raise SystemExit(f"peers: {exc}") from None
+        if status is not None:
+            return status
     source = a.source or default_model_dir()
     for name in filter(None, (a.compressed, a.int8, a.baseline)):
         if not (a.models_dir / name / "manifest.json").is_file():
@@ -169,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     cpu = summary["machine"]
     body = "\n".join([
-        f"Measured by `python -m bench.peers{' --quick' if a.quick else ''}` on {cpu['model']}, {cpu['cores']} "
-        f"cores, int8 features: {' '.join(cpu['features']) or 'none'}; {len(texts)} STS-B test sentences, "
+        f"Measured by `python -m bench.peers{' --quick' if a.quick else ''}"
+        f"{' --cpu avx2' if a.cpu == 'avx2' else ''}` on {describe(cpu)}; {len(texts)} STS-B test sentences, "
         f"{seconds:g} s per throughput sample, every contender in its own process, one after another.", "",
         table(["contender", "b1 texts/s", "b1 median ms", "b32 texts/s", "STS-B", "fidelity mean", "fidelity p1",
                "RSS MB", "configured"], report_rows(results)), "",
@@ -180,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         "", *summary["targets"]])
     (out / "report.md").write_text(body + "\n")
     print(body)
-    if a.publish and not replace_block(REPO / "docs" / "benchmark.md", BLOCK, body):
-        raise SystemExit(f"docs/benchmark.md has no <!-- {BLOCK}:start --> block")
+    block = BLOCK if a.cpu == "native" else f"{BLOCK}-avx2"
+    if a.publish and not replace_block(REPO / "docs" / "benchmark.md", block, body):
+        raise SystemExit(f"docs/benchmark.md has no <!-- {block}:start --> block")
     return 0
 
 

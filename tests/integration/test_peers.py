@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from bench.cpuid import unavailable_reason
 from bench.peers.__main__ import main
+from common.machine import HIDDEN_BY_SHIM
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +37,20 @@ def test_quick_mode_measures_ours_and_the_peers(tiny_models, tiny_model_dir, tin
     report = (out / "report.md").read_text()
     assert "python -m bench.peers --quick" in report and "export_dynamic_quantized_onnx_model" in report
     assert any("st-onnx-fp32" in line for line in r["targets"])
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
+def test_avx2_mode_runs_the_peers_on_avx2_kernels(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path):
+    """--cpu avx2: every contender's process sees no AVX-512, so sentence-transformers' int8 export is
+    made with its avx2 config, and the report says what was hidden."""
+    out = tmp_path / "peers"
+    rc = main(["--quick", "--cpu", "avx2", "--only", "st-onnx-int8", "--models-dir", str(tiny_models),
+               "--compressed", "tiny-fact", "--int8", "tiny-int8", "--baseline", "tiny",
+               "--source", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    assert rc == 0
+    r = json.loads((out / "results.json").read_text())
+    assert set(r["results"]) == {"tiny", "st-onnx-int8"}
+    assert "avx2" in r["results"]["st-onnx-int8"]["configured"]
+    assert not set(r["machine"]["features"]) & set(HIDDEN_BY_SHIM)
+    if r["machine"].get("hidden"):
+        assert "hidden from cpuid" in (out / "report.md").read_text()
