@@ -38,6 +38,7 @@ RESULTS_PAGE = REPO / "docs" / "results.md"
 KERNEL_FEATURES = ("AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI")
 DEFAULT_CPUS = ("Haswell",)  # AVX2 + FMA, no AVX-512: the AVX2-only machines' kernels
 CHILD_TIMEOUT_S = 3600
+HIDDEN = "hidden"  # run_child's `emulate` for this CPU with AVX-512/VNNI hidden from cpuid
 HIDDEN_LABEL = "AVX2 kernels here"
 
 
@@ -60,9 +61,6 @@ def child(model_dirs: list[Path]) -> dict:
         out["models"][d.name] = None if host is None else {"mean": host.mean, "p1": host.p1, "texts": host.texts,
                                                            "built_mean": host.built_mean}
     return out
-
-
-HIDDEN = "hidden"  # run_child's `emulate` for this CPU with AVX-512/VNNI hidden from cpuid
 
 
 def run_child(model_dirs: list[Path], emulate: str | None) -> dict:
