@@ -52,16 +52,17 @@ def st_onnx_export(model: Path, work: Path) -> Path:
 def load(peer: str, model: Path, work: Path, threads: int):
     """(encode(texts) -> (n, dim) float32, a description of how the peer was configured)."""
     if peer == "ours":
-        from dataclasses import replace
-
         from common.manifest import Manifest
-        from common.onnx_encoder import SERVING
+        from common.onnx_encoder import SessionConfig
         from service.runtime import OnnxBackend
 
-        backend = OnnxBackend(model, Manifest.read(model).max_seq_length, replace(SERVING, threads=threads))
-        # the service's own backend: its tokenizer calls, padding, session options and output
+        # the service's own backend (its tokenizer calls, padding and output) with its in-process
+        # defaults: idle threads spin after a run, as onnxruntime's own default sessions do, which the
+        # other ONNX contenders use; the service's non-spinning sessions are measured over HTTP
+        backend = OnnxBackend(model, Manifest.read(model).max_seq_length, SessionConfig(threads=threads))
         return (lambda texts: backend.run(backend.tokenize(texts, True)),
-                f"service/runtime.OnnxBackend on {model.name}/model.onnx, {threads or 'all'} threads")
+                f"service/runtime.OnnxBackend on {model.name}/model.onnx, {threads or 'all'} threads, spinning "
+                "(in-process default)")
     if peer in ("st-onnx-fp32", "st-onnx-int8"):
         from sentence_transformers import SentenceTransformer
 
