@@ -67,13 +67,13 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
 
 
 def wall_times(model_dirs: dict[str, Path], texts: list[str], batch: int, threads: int,
-               repetitions: int) -> dict[str, list[float]]:
+               repetitions: int, spin: bool = False) -> dict[str, list[float]]:
     """Wall-clock ms per batch of session.run alone (the service's session settings, no profiler), per
     repetition: the profile counts kernels, not the time between them, which at batch 1 is a large
     share. Each repetition runs every model over the same batches, starting with a different model."""
     runs = {}
     for name, model_dir in model_dirs.items():
-        session = make_session(model_dir / contract.MODEL_FILE, replace(SERVING, threads=threads))
+        session = make_session(model_dir / contract.MODEL_FILE, replace(SERVING, threads=threads, spin=spin))
         feeds = _batch_feeds(session, model_dir, texts, batch)
         session.run([contract.OUTPUT_EMBEDDING], feeds[0])  # warm-up
         runs[name] = (session, feeds)
@@ -127,7 +127,7 @@ def sessions(names: list[str], fusions: list[str]) -> list[tuple[str, str, tuple
 
 
 def run(models_dir: Path, names: list[str], batches: list[int], threads: int, data_dir: Path,
-        sentences: int, by_operator: bool = False, fusions: list[str] = (), wall: int = 0) -> str:
+        sentences: int, by_operator: bool = False, fusions: list[str] = (), wall: int = 0, spin: bool = False) -> str:
     from compression.corpus import read_sts
 
     sts = read_sts(data_dir, "test")
@@ -155,18 +155,19 @@ def run(models_dir: Path, names: list[str], batches: list[int], threads: int, da
             f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
             "kernel time only (no tokenizer, no Python), after two warm-up batches; onnxruntime fusions "
             f"left out as the service does: {', '.join(DISABLED_FUSIONS) or 'none'}."
-            + (_wall_section(models_dir, names, batches, threads, texts, wall) if wall else "")
+            + (_wall_section(models_dir, names, batches, threads, texts, wall, spin) if wall else "")
             + "".join(f"\n\n{d}" for d in detail))
 
 
 def _wall_section(models_dir: Path, names: list[str], batches: list[int], threads: int, texts: list[str],
-                  repetitions: int) -> str:
+                  repetitions: int, spin: bool = False) -> str:
     rows = [row for batch in batches
             for row in wall_table(batch, wall_times({n: models_dir / n for n in names}, texts, batch, threads,
-                                                    repetitions))]
+                                                    repetitions, spin))]
     cols = ("model", "batch", "wall ms per batch", "× first model's speed", "range over repetitions")
+    settings = "but idle threads spinning, as in-process" if spin else "no spinning"
     return (f"\n\nWall-clock time of `session.run` alone, the same batches and threads, the service's session "
-            f"settings (no spinning), {repetitions} repetitions with the models interleaved; speed ratios are "
+            f"settings ({settings}), {repetitions} repetitions with the models interleaved; speed ratios are "
             "medians of per-repetition ratios:\n\n" + table(cols, rows))
 
 
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also profile each model with this onnxruntime fusion back on (the service leaves it out)")
     p.add_argument("--wall", type=int, default=0, metavar="REPS",
                    help="also time session.run by the wall clock, this many interleaved repetitions")
+    p.add_argument("--spin", action="store_true",
+                   help="time --wall with idle threads spinning (the in-process default) instead of the service's")
     p.add_argument("--cpu", choices=("native", "avx2"), default="native",
                    help="avx2: run in a child that sees this CPU without AVX-512/VNNI (bench/cpuid), so "
                         "onnxruntime takes the kernels AVX2-only hosts run")
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
     out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),
-              args.sentences, args.by_operator, args.fusion, args.wall)
+              args.sentences, args.by_operator, args.fusion, args.wall, args.spin)
     print(out)
     if args.publish:
         replace_block(BENCH_PAGE, "ops" if args.cpu == "native" else "ops-avx2", out)

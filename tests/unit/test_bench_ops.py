@@ -56,3 +56,10 @@ def test_avx2_kernels_run_in_a_child_that_names_what_it_hid(tmp_path: Path, capf
     out = capfd.readouterr().out
     assert "| a | 4 |" in out
     assert ("hidden from cpuid by bench/cpuid" in out) == bool(set(cpu_info()["features"]) & set(HIDDEN_BY_SHIM))
+
+
+def test_wall_clock_with_spinning_threads(tmp_path: Path):
+    a = make_model_dir(tmp_path / "a")
+    texts = [f"word{i} and more words" for i in range(8)]
+    ms = wall_times({"a": a}, texts, batch=4, threads=2, repetitions=2, spin=True)
+    assert len(ms["a"]) == 2 and min(ms["a"]) > 0
