@@ -28,12 +28,9 @@ def cpuid_shim_active() -> bool:
 
 
 @lru_cache(maxsize=1)
-def cpu_info() -> dict[str, object]:
-    """{"model": ..., "features": [...], "cores": n} of this machine (features: those of INT8_FEATURES it has
-    and shows this process; with "hidden": [...] those the cpuid shim keeps from it)."""
-    import os
-
-    model, flags = platform.processor() or platform.machine(), set()
+def _proc_cpuinfo() -> tuple[str, frozenset[str]]:
+    """(model name, flags) of the first CPU in /proc/cpuinfo, as the kernel lists them (cpuid shim or not)."""
+    model, flags = platform.processor() or platform.machine(), frozenset()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -41,10 +38,25 @@ def cpu_info() -> dict[str, object]:
                 if key.strip() == "model name" and value.strip():
                     model = value.strip()
                 elif key.strip() in ("flags", "Features"):
-                    flags = set(value.split())
+                    flags = frozenset(value.split())
                     break
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_flags() -> frozenset[str]:
+    """Every flag /proc/cpuinfo lists for this CPU (e.g. cpuid_fault), hidden ones included."""
+    return _proc_cpuinfo()[1]
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, object]:
+    """{"model": ..., "features": [...], "cores": n} of this machine (features: those of INT8_FEATURES it has
+    and shows this process; with "hidden": [...] those the cpuid shim keeps from it)."""
+    import os
+
+    model, flags = _proc_cpuinfo()
     info = {"model": model, "features": [f for f in INT8_FEATURES if f in flags], "cores": os.cpu_count() or 0}
     if cpuid_shim_active():
         info["hidden"] = [f for f in info["features"] if f in HIDDEN_BY_SHIM]

@@ -284,8 +284,9 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     bert = src.bert
     if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None:
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
-    swapped = tanh_gelu(bert) if recipe.graph.tanh_gelu else 0
+    swapped = 0
     if recipe.graph.tanh_gelu:
+        swapped = tanh_gelu(bert)
         log.info("activation: %d exact GELUs replaced by the tanh approximation (FastGelu when served)", swapped)
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)

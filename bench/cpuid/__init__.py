@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common.machine import CPUID_SHIM_LIBRARY, SHIM_FLAG, cpuid_shim_active
+from common.machine import CPUID_SHIM_LIBRARY, SHIM_FLAG, cpu_flags, cpuid_shim_active
 
 SOURCE = Path(__file__).with_name("hide_avx512.c")
 REPO = Path(__file__).resolve().parents[2]
@@ -28,11 +28,7 @@ def unavailable_reason() -> str | None:
     """Why the shim cannot work here, or None."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return "needs Linux on x86-64"
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    if "cpuid_fault" not in flags.split():
+    if "cpuid_fault" not in cpu_flags():
         return "this CPU or its hypervisor cannot make cpuid fault (no cpuid_fault in /proc/cpuinfo)"
     if shutil.which("cc") is None:
         return "no C compiler (cc) to build the cpuid shim"
@@ -67,11 +63,17 @@ def avx2_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_as_avx2(module: str, argv: list[str]) -> int | None:
-    """None in a process the shim already hides AVX-512 from (go on); else `python -m module argv` in
-    a child that sees an AVX2 CPU, and its exit status."""
+def run_as_avx2(module: str, argv: list[str] | None) -> int | None:
+    """None in a process the shim already hides AVX-512 from (go on); else `python -m module argv`
+    (default: this command line's arguments) in a child that sees an AVX2 CPU, and its exit status.
+    Where the shim cannot work, SystemExit with the reason in one line."""
     if cpuid_shim_active():
         return None
-    if SHIM_FLAG in os.environ:  # this is that child, and the shim could not hide anything
-        raise RuntimeError("the cpuid shim loaded but this CPU would not fault on cpuid")
-    return subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO, env=avx2_env()).returncode
+    try:
+        if SHIM_FLAG in os.environ:  # this is that child, and the shim could not hide anything
+            raise RuntimeError("the cpuid shim loaded but this CPU would not fault on cpuid")
+        env = avx2_env()
+    except RuntimeError as exc:
+        raise SystemExit(f"{module}: {exc}") from None
+    args = sys.argv[1:] if argv is None else list(argv)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env).returncode

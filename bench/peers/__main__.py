@@ -132,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cpu == "avx2":
         from bench.cpuid import run_as_avx2
 
-        try:
-            status = run_as_avx2("bench.peers", sys.argv[1:] if argv is None else list(argv))
-        except RuntimeError as exc:
-            raise SystemExit(f"peers: {exc}") from None
+        status = run_as_avx2("bench.peers", argv)
         if status is not None:
             return status
     source = a.source or default_model_dir()
