@@ -1,13 +1,16 @@
 """One contender of the peer comparison, measured in its own process and virtual environment:
 
-    PYTHON bench/peers/runner.py --peer NAME --model DIR --work DIR --texts FILE --out FILE [--seconds S]
+    PYTHON bench/peers/runner.py --peer NAME --model DIR --work DIR --texts FILE --out FILE
 
 It is run by the peer's own interpreter (its pins conflict with ours), so it imports only the
 standard library, numpy and the peer's library — never this repository's
 packages, except for the peer `ours`, which runs a model directory through the service's backend with
 this repository's interpreter. Every contender is measured by the same code below: resident memory
-after load, throughput at batch 1 and batch 32 over a fixed time, and its embeddings of the texts
-(for STS-B and fidelity, computed by the parent).
+after load and its embeddings of the texts (for STS-B and fidelity, computed by the parent). Then it
+prints `ready` and waits: the parent, which holds every contender's worker at once, asks each in turn
+for a throughput sample (`BATCH SECONDS` on stdin, one JSON line back), so the host's drift falls on
+all of them alike; `quit` (or end of input) writes the resident memory after the runs and exits.
+The protocol has stdout to itself: anything a library prints goes to stderr.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -108,7 +112,6 @@ def load(peer: str, model: Path, work: Path, threads: int):
         folder = work / "model2vec"
         if not (folder / "config.json").is_file():  # distilled in a process of its own: it runs torch,
             import subprocess                        # which the static model does not need
-            import sys
 
             subprocess.run([sys.executable, "-c", "import sys; from model2vec.distill import distill; "
                             "distill(model_name=sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])",
@@ -136,14 +139,25 @@ def throughput(encode, texts: list[str], batch: int, seconds: float) -> dict:
             "batches": len(times)}
 
 
+def serve(encode, texts: list[str], answers) -> None:
+    """Answer the parent's sample requests until `quit`."""
+    for line in sys.stdin:
+        request = line.split()
+        if not request or request[0] == "quit":
+            return
+        answers.write(json.dumps(throughput(encode, texts, int(request[0]), float(request[1]))) + "\n")
+        answers.flush()
+
+
 def main() -> None:
+    answers = os.fdopen(os.dup(1), "w")  # the protocol's channel; fd 1 itself now goes to stderr
+    os.dup2(2, 1)
     p = argparse.ArgumentParser()
     p.add_argument("--peer", required=True)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--texts", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=0, help="ours and fastembed: intra-op threads (0: every core, "
                    "as the others run)")
     a = p.parse_args()
@@ -155,13 +169,14 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     vectors = np.concatenate([encode(texts[i:i + 32]) for i in range(0, len(texts), 32)])
     rss_loaded = rss_bytes()
-    b1 = throughput(encode, texts, 1, a.seconds)
-    b32 = throughput(encode, texts, 32, a.seconds)
     np.save(a.out.with_suffix(".npy"), vectors.astype(np.float32))
+    answers.write("ready\n")
+    answers.flush()
+    serve(encode, texts, answers)
     a.out.write_text(json.dumps({
         "peer": a.peer, "configured": configured, "load_s": round(load_s, 2), "dim": int(vectors.shape[1]),
         "rss_start": rss_start, "rss_after_use": rss_loaded, "rss_peak_after_runs": rss_bytes(),
-        "b1": b1, "b32": b32, "python": platform.python_version()}) + "\n")
+        "python": platform.python_version()}) + "\n")
 
 
 if __name__ == "__main__":

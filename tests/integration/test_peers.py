@@ -8,7 +8,9 @@ import json
 import pytest
 
 from bench.cpuid import unavailable_reason
+from bench.peers import Peer
 from bench.peers.__main__ import main
+from bench.peers.workers import measure
 from common.machine import HIDDEN_BY_SHIM
 
 pytestmark = pytest.mark.slow
@@ -24,6 +26,7 @@ def test_quick_mode_measures_ours_and_the_peers(tiny_models, tiny_model_dir, tin
     assert set(r["results"]) == {"tiny-fact", "tiny-int8", "tiny", "st-onnx-fp32", "st-onnx-int8", "fastembed"}
     for name, res in r["results"].items():
         assert res["b1"]["texts_per_s"] > 0 and res["b32"]["texts_per_s"] > 0, name
+        assert len(res["b1"]["rounds"]) == len(res["b32"]["rounds"]) == r["rounds"] == 2, name
         assert res["rss_after_use"] > res["rss_start"] > 0, name
         assert res["configured"], name
     assert r["results"]["tiny"]["fidelity_mean"] == pytest.approx(1.0, abs=1e-6)
@@ -36,7 +39,16 @@ def test_quick_mode_measures_ours_and_the_peers(tiny_models, tiny_model_dir, tin
     assert "avx" in r["results"]["st-onnx-int8"]["configured"] or "arm" in r["results"]["st-onnx-int8"]["configured"]
     report = (out / "report.md").read_text()
     assert "python -m bench.peers --quick" in report and "export_dynamic_quantized_onnx_model" in report
-    assert any("st-onnx-fp32" in line for line in r["targets"])
+    assert any("st-onnx-fp32" in line and "over the rounds" in line for line in r["targets"])
+
+
+def test_a_contender_that_fails_to_load_stops_the_run_with_its_reason(tmp_path):
+    """The worker's process dies before `ready`: the run ends with the runner's last line, no hang."""
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(["a sentence"]))
+    with pytest.raises(SystemExit, match="peer broken failed: .*no-such-model"):
+        measure([(Peer("broken", "ours", None, "broken"), tmp_path / "no-such-model")], tmp_path / "work", texts,
+                tmp_path, tmp_path, rounds=1, seconds=0.1)
 
 
 @pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
