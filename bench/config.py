@@ -8,6 +8,7 @@ from dataclasses import dataclass
 class BenchConfig:
     seconds: float  # duration of one in-process or HTTP sample
     reps: int  # repetitions of every sample, interleaved across contenders (A B A B ...)
+    slices: int  # turns each in-process sample is cut into, taken in turn across contenders
     batches: tuple[int, ...]  # in-process batch sizes
     mixed_batch: int  # batch size of the mixed-length sample (1–4 sentences joined per text)
     concurrencies: tuple[int, ...]  # HTTP clients, one sentence per request
@@ -18,7 +19,8 @@ class BenchConfig:
     sentences: int  # STS-B test sentences in the pool
 
 
-FULL = BenchConfig(seconds=3.0, reps=3, batches=(1, 8, 32), mixed_batch=32, concurrencies=(1, 8, 32, 64),
+FULL = BenchConfig(seconds=3.0, reps=3, slices=6, batches=(1, 8, 32), mixed_batch=32,
+                   concurrencies=(1, 8, 32, 64),
                    http_batch=16, http_batch_concurrency=8, memory_reps=2, memory_batches=20, sentences=2000)
-QUICK = BenchConfig(seconds=0.3, reps=1, batches=(1, 32), mixed_batch=8, concurrencies=(1, 8),
+QUICK = BenchConfig(seconds=0.3, reps=1, slices=2, batches=(1, 32), mixed_batch=8, concurrencies=(1, 8),
                     http_batch=8, http_batch_concurrency=2, memory_reps=1, memory_batches=2, sentences=200)

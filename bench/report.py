@@ -25,8 +25,14 @@ def machine_line(results: dict) -> str:
     return (f"{m['cpu']} ({m['cpus']} cores; {features}), {m['platform']}, Python {m['python']}; "
             + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; run {results['started']}, "
             f"{results['duration_s'] / 60:.1f} min, {results['config']['reps']} repetitions of "
-            f"{results['config']['seconds']:g} s per sample, contenders interleaved, "
+            f"{results['config']['seconds']:g} s per sample, contenders interleaved"
+            f"{_slices(results['config'])}, "
             f"HTTP load from {results.get('load_generator', 'httpx')}" + _server_line(results))
+
+
+def _slices(config: dict) -> str:
+    n = config.get("slices", 1)  # runs before 2026-12-06 (late) took each in-process sample whole
+    return f" (in-process samples in {n} turns each)" if n > 1 else ""
 
 
 def _server_line(results: dict) -> str:

@@ -44,8 +44,9 @@ def against_ceiling(measured: list[dict], ceilings: list[dict], key: str,
     return [combine(s[key], s.get("ceiling", c)[key]) for s, c in zip(measured, ceilings)]
 
 
-def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> list[dict]:
-    """Ratios per repetition from the in-process, HTTP and memory samples of one run."""
+def evaluate(results: dict, compressed: str, baseline: str, st: str | None, int8: str | None = None) -> list[dict]:
+    """Ratios per repetition from the in-process, HTTP and memory samples of one run (int8: the plain
+    int8 variant the compressed model must be at least as fast as, at batch 1 and at the largest batch)."""
     ip, http, mem = results["in_process"], results["http"], results["memory"]
 
     def per_rep(section: dict, name: str, mode: str, key: str) -> list[float]:
@@ -57,6 +58,11 @@ def evaluate(results: dict, compressed: str, baseline: str, st: str | None) -> l
     if c_b32 and base_b32:
         out.append(judge(Target(f"{compressed} / {baseline} in-process throughput at {b32}", ">=", 3.0),
                          [a / b for a, b in zip(c_b32, base_b32)]))
+    for mode in ("b1", b32) if int8 else ():
+        a, b = per_rep(ip, compressed, mode, "sentences_per_s"), per_rep(ip, int8, mode, "sentences_per_s")
+        if a and b:
+            out.append(judge(Target(f"{compressed} / {int8} in-process throughput at {mode}", ">=", 1.0),
+                             [x / y for x, y in zip(a, b)]))
     fidelity = (results["static"][compressed].get("quality") or {}).get("fidelity_mean")
     if fidelity is not None:
         out.append(judge(Target(f"{compressed} mean fidelity to {baseline} (manifest)", ">=", 0.99), [fidelity]))

@@ -19,7 +19,8 @@ def run(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path_factory):
     sweep.write_text(json.dumps([{"source": "sweep", "method": "svd", "rank": 8, "embedding_bytes": 5000,
                                   "stsb_spearman": 10.0, "fidelity_mean": 0.5}]))
     rc = main(["--quick", "--models-dir", str(tiny_models), "--models", "tiny", "tiny-int8", "tiny-fact",
-               "--compressed", "tiny-fact", "--baseline", "tiny", "--st-model", str(tiny_model_dir),
+               "--compressed", "tiny-fact", "--baseline", "tiny", "--int8", "tiny-int8",
+               "--st-model", str(tiny_model_dir),
                "--sentences", str(tiny_data_dir / "stsbenchmark" / "sts-test.csv"), "--sweep", str(sweep),
                "--out", str(out / "run")])
     assert rc == 0
@@ -54,7 +55,8 @@ def test_results_json_has_every_section_for_every_contender(run):
     for name, mem in r["service_rss"].items():  # the service's own gauge of what its model added
         assert 0 < mem["model_load_delta"] < mem["after_warmup"] <= mem["after_load"] * 1.5, (name, mem)
         assert len(mem["after_each_rep"]) == r["config"]["reps"] and mem["after_each_rep"][-1] > 0
-    assert len(r["targets"]) == 8, [t["target"] for t in r["targets"]]
+    assert len(r["targets"]) == 10, [t["target"] for t in r["targets"]]
+    assert "tiny-fact / tiny-int8 in-process throughput at b1" in {t["target"] for t in r["targets"]}
     for t in r["targets"]:
         assert t["min"] <= t["median"] <= t["max"] and isinstance(t["met"], bool)
 

@@ -29,6 +29,21 @@ def test_latency_gap_subtracts_the_ceiling():
     assert gaps == [3.0, -3.0]
 
 
+def test_compressed_is_judged_against_int8_at_batch_1_and_the_largest_batch():
+    r = _results([], [])
+    def runs(*values: float) -> list[dict]:
+        return [{"sentences_per_s": v} for v in values]
+    r["in_process"] = {"fact": {"b1": runs(99.0, 105.0, 101.0), "b32": runs(130.0, 130.0, 130.0)},
+                       "int8": {"b1": runs(100.0, 100.0, 100.0), "b32": runs(100.0, 100.0, 100.0)}}
+    b1, b32 = evaluate(r, "fact", "base", None, int8="int8")
+    assert b1["target"] == "fact / int8 in-process throughput at b1" and b1["values"] == [0.99, 1.05, 1.01]
+    assert b1["median"] == 1.01 and b1["met"] and b1["min"] == 0.99
+    assert b32["median"] == 1.3 and b32["met"]
+    r["in_process"]["fact"]["b1"] = [{"sentences_per_s": 98.0}] * 3
+    assert not evaluate(r, "fact", "base", None, int8="int8")[0]["met"]
+    assert evaluate(r, "fact", "base", None) == []  # no int8 in the run: nothing judged
+
+
 def test_efficiency_concurrency():
     assert efficiency_concurrency((1, 8, 32, 64)) == 32 and efficiency_concurrency((1, 8)) == 8
 
