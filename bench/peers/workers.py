@@ -46,10 +46,14 @@ class Worker:
         line = self._proc.stdout.readline() if selector.select(timeout) else ""
         selector.close()
         if not line or (expect is not None and line.strip() != expect):
-            self.kill()
-            last = (self._log.read_text().strip().splitlines() or ["no output"])[-1]
-            raise SystemExit(f"peer {self.peer.name} failed: {last}")
+            self._fail()
         return line
+
+    def _fail(self) -> None:
+        """Stop the runner and end the run with the last line it logged."""
+        self.kill()
+        last = (self._log.read_text().strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"peer {self.peer.name} failed: {last}")
 
     def sample(self, batch: int, seconds: float) -> dict:
         self._proc.stdin.write(f"{batch} {seconds}\n")
@@ -61,8 +65,7 @@ class Worker:
         self._proc.stdin.write("quit\n")
         self._proc.stdin.close()
         if self._proc.wait(timeout=120) != 0:
-            last = (self._log.read_text().strip().splitlines() or ["no output"])[-1]
-            raise SystemExit(f"peer {self.peer.name} failed: {last}")
+            self._fail()
         result = json.loads(self.out.read_text())
         result["vectors"] = np.load(self.out.with_suffix(".npy"))
         return result
