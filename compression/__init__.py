@@ -1,4 +1,4 @@
-"""Offline compression pipeline: source → (smooth) → factorize → recover → export + parity → quantize
+"""Offline compression pipeline: source → (prune) → (smooth) → factorize → recover → export + parity → quantize
 → evaluate → manifest (compression/build.py runs them in that order).
 
 `compression.compress(source, out_dir, …)` is the front door (compression/api.py); it is imported

@@ -1,6 +1,6 @@
 """Build one variant end to end into models/<name>/, atomically.
 
-1 load (1b tanh GELU) → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
+1 load (1b tanh GELU, 1c FFN pruning) → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
 → 6 quantize → 7 evaluate → 8 manifest;
 the step modules' docstrings carry these numbers.
 Everything is written into a hidden temporary directory beside the target and
@@ -43,6 +43,7 @@ from .factorize import factorize
 from .metric import metric_root
 from .measure import embedding_bytes
 from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
+from .prune import prune_ffn
 from .recipes import VariantRecipe
 from .recover import RecoverConfig, distill
 from .source import SourceModel, load_source
@@ -282,12 +283,18 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     ensure_writable(ctx.out_root)
     src = ctx.source
     bert = src.bert
-    if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None:
+    if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None or recipe.prune.ffn_keep < 1:
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
     swapped = 0
     if recipe.graph.tanh_gelu:
         swapped = tanh_gelu(bert)
         log.info("activation: %d exact GELUs replaced by the tanh approximation (FastGelu when served)", swapped)
+    if recipe.prune.ffn_keep < 1:
+        _, calibration = ctx.sample_train(recipe.prune.sentences, recipe.recover.max_length, recipe.recover.seed)
+        inter = bert.config.intermediate_size
+        kept = prune_ffn(bert, calibration, recipe.prune.ffn_keep, recipe.prune.ridge)
+        log.info("pruning: %d of each FFN's %d neurons kept, output projections refitted on %d corpus texts",
+                 kept, inter, len(calibration))
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
         smoothed = smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha,

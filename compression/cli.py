@@ -86,6 +86,7 @@ OVERRIDES = {
     "decode_int8": ("quantize", "decode_int8"),
     "fuse_attention": ("graph", "fuse_attention"), "remove_padding": ("graph", "remove_padding"),
     "tanh_gelu": ("graph", "tanh_gelu"),
+    "ffn_keep": ("prune", "ffn_keep"),
 }
 
 
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run all but attention on the batch's real tokens only (exact; needs --fuse-attention)")
     k.add_argument("--tanh-gelu", action=bool_flag, default=None,
                    help="the FFN's GELU as its tanh approximation (≤ 5e-4; onnxruntime's FastGelu, faster on AVX2)")
+    k.add_argument("--ffn-keep", type=float, default=None,
+                   help="share of each FFN's neurons kept, the rest pruned and the FFN refitted (default 1: none)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")

@@ -80,6 +80,19 @@ class RecoverConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """Structured pruning of the encoder's FFNs (compression/prune.py)."""
+
+    ffn_keep: float = 1.0  # share of each FFN's intermediate neurons kept (rounded to 32); 1.0: none pruned
+    sentences: int = 1024  # corpus texts whose activations rank the neurons and refit the output projection
+    ridge: float = 1e-3  # of the refit, relative to the Gram matrix's mean diagonal
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ffn_keep <= 1 or self.sentences <= 0 or self.ridge < 0:
+            raise ConfigError(f"prune settings out of range: {self}")
+
+
+@dataclass(frozen=True)
 class QuantizeConfig:
     table_bits: int | None = None  # None keeps the (factor) table fp32
     table_block: int = 64  # int4 only: elements per scale along the row

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .config import FactorizeConfig, GraphConfig, QuantizeConfig, RecoverConfig, with_settings
+from .config import FactorizeConfig, GraphConfig, PruneConfig, QuantizeConfig, RecoverConfig, with_settings
 
 DEFAULT_RECIPES = Path(__file__).resolve().parents[1] / "models" / "recipes.toml"
 
@@ -20,6 +20,7 @@ class VariantRecipe:
     recover: RecoverConfig = field(default_factory=RecoverConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)  # serving rewrites of the exported graph
+    prune: PruneConfig = field(default_factory=PruneConfig)  # the encoder's FFN neurons kept
     corpus: str | None = None  # text file for token counts; None: the train splits in the data dir
     description: str = ""
 
@@ -43,6 +44,7 @@ def parse_variant(table: dict[str, Any]) -> VariantRecipe:
     return VariantRecipe(
         name=name,
         baseline=table.get("baseline"),
+        prune=_make(PruneConfig, table.get("prune"), f"{name}.prune") or PruneConfig(),
         factorize=_make(FactorizeConfig, table.get("factorize"), f"{name}.factorize"),
         recover=_make(RecoverConfig, table.get("recover"), f"{name}.recover") or RecoverConfig(),
         quantize=_make(QuantizeConfig, table.get("quantize"), f"{name}.quantize") or QuantizeConfig(),

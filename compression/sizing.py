@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .errors import ConfigError
 from .factorize import resolve_rank
-from .config import FactorizeConfig, GraphConfig, QuantizeConfig, RecoverConfig, with_settings
+from .config import FactorizeConfig, GraphConfig, PruneConfig, QuantizeConfig, RecoverConfig, with_settings
 from .recipes import VariantRecipe
 
 GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
@@ -133,8 +133,9 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
     graph = with_settings(GraphConfig(fuse_attention=True, remove_padding=True, tanh_gelu=True), gz, "graph")
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
-    return VariantRecipe(name=name, baseline=baseline, factorize=factorize, recover=recover, quantize=quantize,
-                         graph=graph,
+    prune = with_settings(PruneConfig(), overrides.get("prune", {}), "prune")
+    return VariantRecipe(name=name, baseline=baseline, prune=prune, factorize=factorize, recover=recover,
+                         quantize=quantize, graph=graph,
                          description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
                                      f", rank {factorize.rank}, {factorize.subspaces} codes per token")
 

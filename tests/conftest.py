@@ -32,6 +32,7 @@ quantize = { table_bits = 8, encoder_int8 = true }
 [[variant]]
 name = "tiny-fact"
 baseline = "tiny"
+prune = { ffn_keep = 0.5, sentences = 64 }
 factorize = { method = "pq", metric = "sensitivity", metric_sentences = 32, rank = 64, subspaces = 16, codebook_size = 32, alpha = 0.5 }
 recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16, anchor = 0.1 }
 quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9, smooth_shared_qkv = true, decode_int8 = true }

@@ -59,6 +59,7 @@ def test_manifest_fields_describe_the_recipe(built):
     assert fact.baseline == "tiny" and fact.method == "pq" and fact.rank == 64
     assert fact.quantization == "factors-int8-decode-int8+positions-fp16+encoder-int8-per-channel-smooth0.9-qkv"
     assert fact.params.embedding < base.params.embedding
+    assert fact.recipe["prune"]["ffn_keep"] == 0.5 and fact.params.encoder < base.params.encoder  # half the FFN
     assert fact.bytes.embedding < base.bytes.embedding and fact.bytes.file < base.bytes.file
     assert fact.recipe["recover"]["steps"] == 6 and fact.recipe["final_distill_loss"] is not None
     assert fact.graph["tanh_gelu"] == 2 and "tanh_gelu" not in base.graph  # one GELU per layer, swapped
