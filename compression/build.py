@@ -285,7 +285,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     bert = src.bert
     if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None or recipe.prune.ffn_keep < 1:
         bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
-    swapped = 0
+    swapped = kept = 0
     if recipe.graph.tanh_gelu:
         swapped = tanh_gelu(bert)
         log.info("activation: %d exact GELUs replaced by the tanh approximation (FastGelu when served)", swapped)
@@ -381,7 +381,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             versions=tool_versions(),
             machine=cpu_info(),
             diagnosis=diagnosis,
-            graph=dataclasses.asdict(graph) | ({"tanh_gelu": swapped} if swapped else {}),
+            graph=dataclasses.asdict(graph) | ({"tanh_gelu": swapped} if swapped else {})
+            | ({"ffn_kept": kept} if kept else {}),
             probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
                    "fidelity_p1": round(probe_p1, 5)},
             pooling=src.pooling.mode,
