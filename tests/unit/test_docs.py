@@ -30,3 +30,21 @@ def test_generated_blocks_live_in_their_pages():
     assert "<!-- results:start -->" not in readme and "<!-- bench:start -->" not in readme
     assert "<!-- results:start -->" in (REPO / "docs" / "results.md").read_text()
     assert "<!-- bench:start -->" in (REPO / "docs" / "benchmark.md").read_text()
+
+
+def _cells(row: str) -> int:
+    """Cells in a Markdown table row (a | inside a code span or escaped does not split)."""
+    row = re.sub(r"`[^`]*`", "x", row).replace("\\|", "x")
+    return row.strip().strip("|").count("|") + 1
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_table_row_has_its_header_s_cells(page):
+    rows: list[tuple[int, str]] = []
+    for number, line in enumerate([*page.read_text().splitlines(), ""], start=1):
+        if line.startswith("|"):
+            rows.append((number, line))
+            continue
+        for n, row in rows:  # a table ended: every row as wide as its header
+            assert _cells(row) == _cells(rows[0][1]), f"{page.name}:{n} has {_cells(row)} cells, its header {_cells(rows[0][1])}"
+        rows = []
