@@ -102,6 +102,7 @@ def _nothing_built(out: Path) -> bool:
     (["--method", "svd", "--rank", "-2"], "rank must satisfy"),
     (["--rank", "16", "--subspaces", "5"], "multiple of subspaces"),
     (["--b-fp16"], "choose one storage for the factors"),
+    (["--ffn-keep", "0"], "prune settings out of range"),
 ])
 def test_bad_settings_are_one_line_errors_before_anything_is_built(tiny_model_dir, tiny_data_dir, tmp_path, capsys,
                                                                    extra, message):
