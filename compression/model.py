@@ -4,11 +4,14 @@ factorized one (compression/tables/)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from common.onnx_encoder import pad_ids
 
 from .factorize import Factors
 from .tables import FactorizedEmbedding, from_factors
@@ -56,6 +59,13 @@ class SentenceEncoder(nn.Module):
         hidden = hidden_states(self.bert, input_ids, attention_mask)
         pooled = pool_tokens(hidden, attention_mask, self.pooling.mode)
         return pooled, (nn.functional.normalize(pooled, p=2.0, dim=-1) if self.pooling.normalize else pooled)
+
+
+def padded_batches(ids: list[list[int]], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(input_ids, attention_mask) int64 tensors for consecutive batches of token-id rows, right-padded."""
+    for start in range(0, len(ids), batch_size):
+        input_ids, mask = pad_ids(ids[start:start + batch_size])
+        yield torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
 def hidden_states(bert: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -21,17 +21,11 @@ not see. Recovery (step 4) then distils the whole model as usual.
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
-from common.onnx_encoder import pad_ids
-
 from .errors import ModelLayoutError
-from .model import hidden_states
-
-log = logging.getLogger(__name__)
+from .model import hidden_states, padded_batches
 
 MULTIPLE = 32  # kept neurons are rounded to this: int8 kernels work in blocks of columns
 
@@ -58,20 +52,19 @@ def _gram(bert: nn.Module, down: nn.Linear, ids: list[list[int]], batch_size: in
     width = down.in_features + 1
     gram = torch.zeros(width, width, dtype=torch.float64)
     count = 0
-    mask_now: list[torch.Tensor] = []
+    real = torch.zeros(0, dtype=torch.bool)  # the running batch's real-token mask
 
     def record(_module: nn.Module, args: tuple) -> None:
-        nonlocal gram, count
-        a = args[0].detach()[mask_now[0].bool()].double()  # real tokens only: (T, I)
+        nonlocal count
+        a = args[0].detach()[real].double()  # real tokens only: (T, I)
         x = torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype)], dim=1)
-        gram += x.T @ x
+        gram.add_(x.T @ x)
         count += a.shape[0]
 
     handle = down.register_forward_pre_hook(record)
     try:
-        for start in range(0, len(ids), batch_size):
-            input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
-            mask_now[:] = [mask]
+        for input_ids, mask in padded_batches(ids, batch_size):
+            real = mask.bool()
             hidden_states(bert, input_ids, mask)
     finally:
         handle.remove()

@@ -23,9 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.onnx_encoder import pad_ids
-
-from .model import Pooling, pool
+from .model import Pooling, padded_batches, pool
 
 def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor,
                                  pooling: Pooling = Pooling()) -> torch.Tensor:
@@ -49,9 +47,8 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
     try:
         from tqdm.auto import tqdm
 
-        for start in tqdm(range(0, len(ids), batch_size), desc="sensitivity", unit="batch", disable=not progress,
-                          leave=False):
-            input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
+        for input_ids, mask in tqdm(padded_batches(ids, batch_size), total=-(-len(ids) // batch_size),
+                                    desc="sensitivity", unit="batch", disable=not progress, leave=False):
             real = mask.bool()
             for _ in range(probes):
                 x_bth = table[input_ids].clone().requires_grad_(True)

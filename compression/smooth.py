@@ -36,9 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from common.onnx_encoder import pad_ids
-
-from .model import hidden_states
+from .model import hidden_states, padded_batches
 
 
 class SmoothedLinear(nn.Module):
@@ -66,8 +64,7 @@ def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list
 
     handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
     try:
-        for start in range(0, len(ids), batch_size):
-            input_ids, mask = (torch.from_numpy(a) for a in pad_ids(ids[start:start + batch_size]))
+        for input_ids, mask in padded_batches(ids, batch_size):
             hidden_states(bert, input_ids, mask)
     finally:
         for h in handles:

@@ -50,6 +50,14 @@ def make_tiny_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def random_id_rows(vocab: int, n: int, seed: int = 0) -> list[list[int]]:
+    """n rows of 3–19 random non-special token ids: calibration sentences for a tiny model."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [rng.integers(len(SPECIAL), vocab, size=rng.integers(3, 20)).tolist() for _ in range(n)]
+
+
 def _sentence(rng: random.Random, n: int | None = None) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n or rng.randint(3, 9)))
 

@@ -12,16 +12,12 @@ from compression.export import check_parity, export_onnx, random_batch
 from compression.model import SentenceEncoder
 from compression.prune import kept_neurons, prune_ffn
 from compression.source import load_source
+from tests.tiny import random_id_rows
 
 
 @pytest.fixture(scope="module")
 def src(tiny_model_dir):
     return load_source(tiny_model_dir)
-
-
-def _calibration(vocab: int, n: int = 60) -> list[list[int]]:
-    rng = np.random.default_rng(0)
-    return [rng.integers(5, vocab, size=rng.integers(3, 20)).tolist() for _ in range(n)]
 
 
 def _outputs(bert, vocab: int) -> torch.Tensor:
@@ -47,7 +43,7 @@ def test_constant_neurons_are_dropped_and_their_output_moves_into_the_bias(src):
             layer.intermediate.dense.bias[half:] = torch.linspace(0.5, 2.0, half)
             layer.output.dense.weight[:, half:] *= 5  # large columns: a ranking by weight alone would keep them
     before = _outputs(bert, src.vocab_size)
-    kept = prune_ffn(bert, _calibration(src.vocab_size), share=0.5, ridge=0.0)
+    kept = prune_ffn(bert, random_id_rows(src.vocab_size, 60), share=0.5, ridge=0.0)
     assert kept == half == bert.config.intermediate_size
     for layer in bert.encoder.layer:
         assert layer.intermediate.dense.out_features == layer.output.dense.in_features == half
@@ -57,7 +53,7 @@ def test_constant_neurons_are_dropped_and_their_output_moves_into_the_bias(src):
 
 def test_refit_beats_dropping_and_the_pruned_model_exports_with_parity(src, tmp_path):
     before = _outputs(src.bert, src.vocab_size)
-    ids = _calibration(src.vocab_size)
+    ids = random_id_rows(src.vocab_size, 60)
     refit = copy.deepcopy(src.bert)
     prune_ffn(refit, ids, share=0.5)
     dropped = copy.deepcopy(refit)  # same kept neurons, the original output projection without refit
@@ -79,7 +75,7 @@ def test_refit_beats_dropping_and_the_pruned_model_exports_with_parity(src, tmp_
 
 def test_keep_all_leaves_the_model_as_it_was(src):
     bert = copy.deepcopy(src.bert)
-    assert prune_ffn(bert, _calibration(src.vocab_size), share=1.0) == src.bert.config.intermediate_size
+    assert prune_ffn(bert, random_id_rows(src.vocab_size, 60), share=1.0) == src.bert.config.intermediate_size
     torch.testing.assert_close(_outputs(bert, src.vocab_size), _outputs(src.bert, src.vocab_size))
 
 

@@ -15,6 +15,7 @@ from compression.model import SentenceEncoder
 from compression.quantize import QuantizeConfig, apply
 from compression.smooth import SmoothedLinear, smooth_encoder
 from compression.source import load_source
+from tests.tiny import random_id_rows
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +23,10 @@ def src(tiny_model_dir):
     return load_source(tiny_model_dir)
 
 
-def _calibration(vocab: int, n: int = 40) -> list[list[int]]:
-    rng = np.random.default_rng(0)
-    return [rng.integers(5, vocab, size=rng.integers(3, 20)).tolist() for _ in range(n)]
-
-
 def test_smoothing_keeps_the_fp32_function_and_exports_with_parity(src, tmp_path):
     bert = copy.deepcopy(src.bert)
     before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
-    n = smooth_encoder(bert, _calibration(src.vocab_size), alpha=0.9)
+    n = smooth_encoder(bert, random_id_rows(src.vocab_size, 40), alpha=0.9)
     after = SentenceEncoder(bert).eval()
     linears = [m for m in bert.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert n == len(linears) == 6 * bert.config.num_hidden_layers
@@ -64,7 +60,7 @@ def _input_range_spread(bert, module_path: str, ids: list[list[int]]) -> float:
 def test_alpha_one_gives_every_input_channel_the_same_range(src):
     """α = 1 divides each input channel by its own calibration maximum: on the calibration sentences
     every channel then spans the same range, which is what a per-tensor int8 scale wants."""
-    calibration = _calibration(src.vocab_size)
+    calibration = random_id_rows(src.vocab_size, 40)
     bert = copy.deepcopy(src.bert)
     plain = _input_range_spread(bert, "layer.0.intermediate.dense", calibration)
     smooth_encoder(bert, calibration, alpha=1.0, batch_size=1)
@@ -84,7 +80,7 @@ def test_shared_qkv_scale_keeps_the_function_and_quantizes_that_input_once(src, 
     """With share_qkv each attention's query, key and value share one scale tensor; the export then has one
     Mul for the three (merged before quantizing), so int8 quantizes that input once: 4 dynamic
     quantizations per layer instead of 6, and the int8 graph stays close to fp32."""
-    calibration = _calibration(src.vocab_size)
+    calibration = random_id_rows(src.vocab_size, 40)
     before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
     graphs = {}
     for share in (False, True):
@@ -124,7 +120,7 @@ def test_unsmoothed_ffn_output_keeps_the_function_and_drops_its_mul(src, tmp_pat
     bert = copy.deepcopy(src.bert)
     before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
     layers = src.bert.config.num_hidden_layers
-    assert smooth_encoder(bert, _calibration(src.vocab_size), alpha=0.9, share_qkv=True, ffn_output=False) == 5 * layers
+    assert smooth_encoder(bert, random_id_rows(src.vocab_size, 40), alpha=0.9, share_qkv=True, ffn_output=False) == 5 * layers
     assert type(bert.encoder.layer[0].output.dense) is torch.nn.Linear
     assert isinstance(bert.encoder.layer[0].intermediate.dense, SmoothedLinear)
     after = SentenceEncoder(bert).eval()
@@ -152,7 +148,7 @@ def test_min_ratio_smooths_only_inputs_with_outliers(src):
 
     from compression.smooth import _input_maxima, outlier_ratio
 
-    calibration = _calibration(src.vocab_size)
+    calibration = random_id_rows(src.vocab_size, 40)
     linears = {n: m for n, m in src.bert.encoder.named_modules() if isinstance(m, nn.Linear)}
     ratios = {n: outlier_ratio(m) for n, m in _input_maxima(src.bert, linears, calibration, 64).items()}
     wrapped = [n for n in ratios if not n.endswith("attention.output.dense")]
