@@ -58,7 +58,8 @@ class Manifest(BaseModel):
     probe: dict[str, Any] = Field(default_factory=dict)  # the probe set's file, size and fidelity where it was built
     # compress --diagnose: held-out fidelity with parts made exact (compression/diagnose.py); empty without
     diagnosis: list[dict[str, Any]] = Field(default_factory=list)
-    # serving changes of the graph: fused attention, padding removed (compression/serving_graph.py), and
+    # serving changes of the graph: fused attention, padding removed (compression/serving_graph.py), the
+    # dense route (compression/dense_route.py), and
     # tanh_gelu: how many exact GELUs the tanh approximation replaced (compression/activation.py)
     graph: dict[str, Any] = Field(default_factory=dict)
     # compress --min-fidelity: the target and each table size tried (codes, ratio, held-out fidelity)

@@ -1,7 +1,7 @@
 """Build one variant end to end into models/<name>/, atomically.
 
 1 load (1b tanh GELU, 1c FFN pruning) → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
-→ 6 quantize → 7 evaluate → 8 manifest;
+→ 6 quantize (6b dense route) → 7 evaluate → 8 manifest;
 the step modules' docstrings carry these numbers.
 Everything is written into a hidden temporary directory beside the target and
 renamed into place only when complete, so an interrupted or failed build
@@ -30,7 +30,7 @@ from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 
-from . import quantize, serving_graph
+from . import dense_route, quantize, serving_graph
 from .activation import tanh_gelu
 from .corpus import Corpus, has_eval_data, load_corpus, read_corpus, token_counts
 from .errors import ConfigError, PipelineError, ShapeError, ToleranceError
@@ -279,6 +279,18 @@ def _rewrite_for_serving(encoder: SentenceEncoder, fp32: Path, config: GraphConf
     return report
 
 
+def _route_dense(model_file: Path, vocab_size: int) -> bool:
+    """Step 6b: the dense route, kept only if it gives the unpadded graph's embeddings (checked inside)."""
+    try:
+        routed = dense_route.route(model_file, vocab_size)
+    except dense_route.UnsupportedGraph as exc:
+        log.warning("dense route left out: %s", exc)
+        return False
+    if routed:
+        log.info("serving graph: batches without padding skip the unpadding (one If, weights shared)")
+    return routed
+
+
 def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     ensure_writable(ctx.out_root)
     src = ctx.source
@@ -351,6 +363,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         graph = _rewrite_for_serving(encoder, fp32, recipe.graph, src)
         quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
         fp32.unlink()
+        if recipe.graph.dense_route and graph.padding_removed:
+            graph = dataclasses.replace(graph, dense_route=_route_dense(tmp / contract.MODEL_FILE, src.vocab_size))
         shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
 
         emb = ctx.embed(tmp)

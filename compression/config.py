@@ -179,6 +179,9 @@ class GraphConfig:
     fuse_attention: bool = False
     # run everything but attention on the batch's real tokens only (needs fuse_attention)
     remove_padding: bool = False
+    # with remove_padding: batches without padding (every batch of one) run a copy of the int8 graph
+    # without the packing, under one If; exact, weights stored once (compression/dense_route.py)
+    dense_route: bool = True
     # the FFN's erf GELU as its tanh approximation (≤ 5e-4 per activation; onnxruntime's FastGelu),
     # swapped in torch before smoothing and recovery so the model is trained and checked as served
     tanh_gelu: bool = False

@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .dense_route import all_nodes
+
 
 def _init_bytes(init: onnx.TensorProto) -> int:
     if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
@@ -18,5 +20,5 @@ def embedding_bytes(model_path: Path) -> int:
     """Bytes of the initializers read by the word-embedding nodes (table or factors, scales, residual)."""
     model = onnx.load(str(model_path))
     inits = {i.name: i for i in model.graph.initializer}
-    used = {name for n in model.graph.node if "word_embeddings" in n.name for name in n.input if name in inits}
+    used = {name for n in all_nodes(model.graph) if "word_embeddings" in n.name for name in n.input if name in inits}
     return sum(_init_bytes(inits[name]) for name in used)

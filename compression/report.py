@@ -21,9 +21,10 @@ def built_manifests(models_dir: Path) -> list[Manifest]:
 
 
 def graph_label(graph: dict) -> str:
-    """The serving changes a manifest records (compression/serving_graph.py, activation.py, prune.py), or 'plain'."""
+    """The serving changes a manifest records (compression/serving_graph.py, dense_route.py, activation.py, prune.py), or 'plain'."""
     parts = (["fused attention"] if graph.get("fused_attention") else []) + (
         ["unpadded"] if graph.get("fused_attention") and graph.get("padding_removed") else []) + (
+        ["dense route"] if graph.get("dense_route") else []) + (
         ["tanh GELU"] if graph.get("tanh_gelu") else []) + (
         [f"FFN pruned to {graph['ffn_kept']}"] if graph.get("ffn_kept") else [])
     return ", ".join(parts) or "plain"

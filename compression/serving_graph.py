@@ -64,6 +64,7 @@ class RewriteReport:
 
     fused_attention: int = 0  # attention blocks now one MultiHeadAttention each
     padding_removed: bool = False
+    dense_route: bool = False  # batches without padding skip the unpadding (dense_route.py, after quantization)
     skipped: str | None = None  # why a requested rewrite was not applied
 
 

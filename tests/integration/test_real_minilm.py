@@ -71,13 +71,17 @@ def test_short_recovery_variant_is_small_and_sane(built):
 
 def test_serving_graph_is_exact_on_the_real_model(built):
     """The fp32 export with fused attention and no padding gives the plain export's vectors, batched
-    with sentences of other lengths (empty and over-length ones included)."""
+    with sentences of other lengths (empty and over-length ones included), and one at a time (the
+    dense route)."""
     m = Manifest.read(built / "minilm-l6-served")
-    assert m.graph == {"fused_attention": 6, "padding_removed": True, "skipped": None}
+    assert m.graph == {"fused_attention": 6, "padding_removed": True, "dense_route": True, "skipped": None}
     assert Manifest.read(built / "minilm-l6-short").graph["padding_removed"] is True
     sts = read_sts(SHARED_DATA, "test")
     texts = sts.s1[:40] + ["", "a", "x " * 400]
     plain = OnnxEncoder(built / "minilm-l6", max_length=256).encode(texts, batch_size=16)
-    served = OnnxEncoder(built / "minilm-l6-served", max_length=256).encode(texts, batch_size=16)
+    served_encoder = OnnxEncoder(built / "minilm-l6-served", max_length=256)
+    served = served_encoder.encode(texts, batch_size=16)
     assert np.abs(plain - served).max() < 1e-5
+    alone = np.concatenate([served_encoder.encode([t]) for t in texts[:8] + texts[-3:]])
+    assert np.abs(plain[list(range(8)) + [-3, -2, -1]] - alone).max() < 1e-5
     assert m.quality.fidelity_mean > 0.99999

@@ -71,7 +71,7 @@ def test_report_lists_every_variant(built, tmp_path):
     assert [r["variant"] for r in rows] == ["tiny", "tiny-fact", "tiny-int8"]
     assert "| tiny-fact |" in (tmp_path / "report.md").read_text()
     graph = {r["variant"]: r["graph"] for r in rows}
-    assert graph == {"tiny": "plain", "tiny-fact": "fused attention, unpadded, tanh GELU, FFN pruned to 32", "tiny-int8": "plain"}
+    assert graph == {"tiny": "plain", "tiny-fact": "fused attention, unpadded, dense route, tanh GELU, FFN pruned to 32", "tiny-int8": "plain"}
 
 
 def test_failed_build_leaves_nothing(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys):
