@@ -29,6 +29,9 @@ BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
 INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "QAttention",
                  "DynamicQuantizeLinear", "QGemm"}
 FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
+# operators whose kernel time is that of the subgraph they run, whose operators the profile lists too
+# (the dense route's If, compression/dense_route.py): counting both would count that time twice
+CONTROL_FLOW = {"If", "Loop", "Scan"}
 
 
 def _batch_feeds(session, model_dir: Path, texts: list[str], batch: int) -> list[dict]:
@@ -60,7 +63,8 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
     warm_end = runs[1]["ts"] + runs[1]["dur"] if len(runs) > 2 else 0
     totals: collections.Counter[str] = collections.Counter()
     for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end:
+        if (e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end
+                and e["args"]["op_name"] not in CONTROL_FLOW):
             totals[e["args"]["op_name"]] += e["dur"] / 1e3
     return {op: ms / len(feeds) for op, ms in totals.items()}
 

@@ -85,7 +85,7 @@ OVERRIDES = {
     "positions_fp16": ("quantize", "positions_fp16"), "reduce_range": ("quantize", "reduce_range"),
     "decode_int8": ("quantize", "decode_int8"),
     "fuse_attention": ("graph", "fuse_attention"), "remove_padding": ("graph", "remove_padding"),
-    "tanh_gelu": ("graph", "tanh_gelu"),
+    "dense_route": ("graph", "dense_route"), "tanh_gelu": ("graph", "tanh_gelu"),
     "ffn_keep": ("prune", "ffn_keep"),
 }
 
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each attention as one onnxruntime MultiHeadAttention node (exact; faster)")
     k.add_argument("--remove-padding", action=bool_flag, default=None,
                    help="run all but attention on the batch's real tokens only (exact; needs --fuse-attention)")
+    k.add_argument("--dense-route", action=bool_flag, default=None,
+                   help="batches without padding skip the unpadding: one If, two graph bodies (exact; default on)")
     k.add_argument("--tanh-gelu", action=bool_flag, default=None,
                    help="the FFN's GELU as its tanh approximation (≤ 5e-4; onnxruntime's FastGelu, faster on AVX2)")
     k.add_argument("--ffn-keep", type=float, default=None,

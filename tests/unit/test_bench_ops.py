@@ -19,6 +19,27 @@ def test_profile_of_a_tiny_model_by_operator(tmp_path: Path):
         op_times(model, texts[:3], batch=8, threads=1, work=tmp_path)
 
 
+def test_a_routed_graph_s_if_is_not_counted_beside_its_body(tmp_path: Path):
+    """The dense route's If reports its body's time as its own; the body's operators are listed too."""
+    import onnx
+    from onnx import helper
+
+    from common import contract
+    from compression.dense_route import _body
+
+    model_dir = make_model_dir(tmp_path / "routed")
+    model = onnx.load(str(model_dir / contract.MODEL_FILE))
+    g = model.graph
+    route = [helper.make_node("ReduceMin", [contract.ATTENTION_MASK], ["min"], keepdims=0),
+             helper.make_node("Cast", ["min"], ["dense"], to=onnx.TensorProto.BOOL),
+             helper.make_node("If", ["dense"], [o.name for o in g.output],
+                              then_branch=_body(g, "a/"), else_branch=_body(g, "b/"))]
+    routed = helper.make_graph(route, g.name, list(g.input), list(g.output), list(g.initializer))
+    onnx.save(helper.make_model(routed, opset_imports=list(model.opset_import)), str(model_dir / contract.MODEL_FILE))
+    times = op_times(model_dir, [f"word{i} and more words" for i in range(40)], batch=8, threads=1, work=tmp_path)
+    assert "If" not in times and "Gather" in times and "ReduceMin" in times
+
+
 def test_split_by_kind_of_work():
     parts = split({"DynamicQuantizeMatMul": 3.0, "MatMulIntegerToFloat": 1.0, "DynamicQuantizeLinear": 0.5,
                    "MatMul": 2.0, "FusedMatMul": 1.0, "Softmax": 0.25, "SkipLayerNormalization": 0.25})

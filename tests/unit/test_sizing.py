@@ -45,6 +45,7 @@ def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
     assert default.quantize.smooth_min_ratio == 7.0 and _recipe("--no-smoothing").quantize.smooth_min_ratio is None
     assert _recipe("--smooth-min-ratio", "1").quantize.smooth_min_ratio == 1.0
     assert default.graph.tanh_gelu and not _recipe("--no-tanh-gelu").graph.tanh_gelu
+    assert default.graph.dense_route and not _recipe("--no-dense-route").graph.dense_route
     assert default.prune.ffn_keep == 1.0 and _recipe("--ffn-keep", "0.75").prune.ffn_keep == 0.75
     block = _recipe("--encoder-block", "32").quantize  # the decode's product does not depend on the encoder's scheme
     assert block.decode_int8 and not block.reduce_range
