@@ -25,7 +25,7 @@ from onnx import helper, numpy_helper
 
 from common import contract
 
-from .serving_graph import PREFIX, UnsupportedGraph, _finish, _redirect
+from .serving_graph import PREFIX, UnsupportedGraph, finish, redirect
 
 DENSE = PREFIX + "dense/"  # names the dense body adds
 ROUTE = PREFIX + "route/"
@@ -68,29 +68,29 @@ def dense_body(model: onnx.ModelProto) -> onnx.ModelProto:
                     helper.make_node("Sub", [DENSE + "cumsum", DENSE + "one"], [DENSE + "rank"], name=DENSE + "rank"),
                     helper.make_node("Reshape", [DENSE + "rank", DENSE + "flat"], [DENSE + "column"],
                                      name=DENSE + "column")]
-            _redirect(column.output[0], DENSE + "column", readers(column.output[0]))
+            redirect(column.output[0], DENSE + "column", readers(column.output[0]))
         # the embeddings come out (B·L, H); the encoder takes them as (B, L, H)
         entry = next(n for n in g.node if n.op_type == "LayerNormalization").output[0]
         new += [helper.make_node("Shape", [contract.ATTENTION_MASK], [DENSE + "batch_len"], name=DENSE + "batch_len"),
                 helper.make_node("Concat", [DENSE + "batch_len", DENSE + "rest"], [DENSE + "shape"], axis=0,
                                  name=DENSE + "shape"),
                 helper.make_node("Reshape", [entry, DENSE + "shape"], [DENSE + "embeddings"], name=DENSE + "embeddings")]
-        _redirect(entry, DENSE + "embeddings", readers(entry))
+        redirect(entry, DENSE + "embeddings", readers(entry))
     for node in list(g.node):
         if not node.name.startswith(PREFIX):
             continue
         if node.op_type == "GatherND" and node.name.endswith("/packed"):  # (B, L, H) → (T, H): now the same
-            _redirect(node.output[0], node.input[0], readers(node.output[0]))
+            redirect(node.output[0], node.input[0], readers(node.output[0]))
         elif node.op_type == "Gather" and node.name.endswith("/padded"):  # (T, H) → (B, L, H): the same
             source = producer.get(node.input[0])
             data = source.input[0] if source is not None and source.name.endswith("/with_pad") else node.input[0]
-            _redirect(node.output[0], data, readers(node.output[0]))
+            redirect(node.output[0], data, readers(node.output[0]))
     g.node.extend(new)
-    _finish(model)
+    finish(model)
     return model
 
 
-def _body(graph: onnx.GraphProto, tag: str) -> onnx.GraphProto:
+def as_branch(graph: onnx.GraphProto, tag: str) -> onnx.GraphProto:
     """`graph`'s nodes as an If branch: values it computes renamed under `tag` (names are unique
     across a model's subgraphs), inputs and initializers read from the outer scope."""
     renamed = {o: tag + o for n in graph.node for o in n.output if o}
@@ -123,7 +123,7 @@ def routed(model: onnx.ModelProto) -> onnx.ModelProto:
         helper.make_node("Cast", [ROUTE + "min"], [ROUTE + "no_padding"], to=onnx.TensorProto.BOOL,
                          name=ROUTE + "no_padding"),
         helper.make_node("If", [ROUTE + "no_padding"], [o.name for o in model.graph.output], name=ROUTE + "if",
-                         then_branch=_body(dense.graph, "dense/"), else_branch=_body(model.graph, "packed/")),
+                         then_branch=as_branch(dense.graph, "dense/"), else_branch=as_branch(model.graph, "packed/")),
     ]
     graph = helper.make_graph(nodes, model.graph.name, list(model.graph.input), list(model.graph.output),
                               list(inits.values()))

@@ -183,7 +183,7 @@ def _match_attention(g: _Graph, softmax: onnx.NodeProto) -> _Attention:
                       scale=scale)
 
 
-def _finish(model: onnx.ModelProto) -> None:
+def finish(model: onnx.ModelProto) -> None:
     """Topological order, then drop the nodes and initializers nothing reads any more; shapes that
     the exporter recorded for intermediate tensors may no longer hold, so they go too."""
     g = model.graph
@@ -217,7 +217,7 @@ def _finish(model: onnx.ModelProto) -> None:
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
 
 
-def _redirect(old: str, new: str, readers: list[onnx.NodeProto]) -> None:
+def redirect(old: str, new: str, readers: list[onnx.NodeProto]) -> None:
     """Every input `old` of `readers` now reads `new`."""
     for n in readers:
         for slot, i in enumerate(n.input):
@@ -240,9 +240,9 @@ def fold_constant_rows(model: onnx.ModelProto) -> int:
         value = next((numpy_helper.to_array(a.t).reshape(-1)[0] for a in source.attribute if a.name == "value"), 0)
         row = node.output[0] + "_row"
         g.graph.initializer.append(numpy_helper.from_array(table[int(value)].copy(), row))
-        _redirect(node.output[0], row, readers)  # the other operand of each Add is the full (B, L, H) sum
+        redirect(node.output[0], row, readers)  # the other operand of each Add is the full (B, L, H) sum
         folded += 1
-    _finish(model)
+    finish(model)
     return folded
 
 
@@ -263,7 +263,7 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
         g.graph.node.append(helper.make_node("MultiHeadAttention", [b.q, b.k, b.v, "", MASK_INT32], [b.context],
                                              domain=MS_DOMAIN, num_heads=num_heads, scale=b.scale,
                                              name=where + "/MultiHeadAttention"))
-    _finish(model)
+    finish(model)
     return len(blocks)
 
 
@@ -413,8 +413,8 @@ def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new:
     p = PREFIX
     new.append(helper.make_node("GatherND", [contract.INPUT_IDS, positions], [p + "ids"], name=p + "ids"))
     if distinct:  # the decode reads the packed ids themselves: no Unique, no Gather back
-        _redirect(distinct, p + "ids", list(g.consumers[distinct]))
-        _redirect(word.output[0], word.input[0], list(g.consumers[word.output[0]]))
+        redirect(distinct, p + "ids", list(g.consumers[distinct]))
+        redirect(word.output[0], word.input[0], list(g.consumers[word.output[0]]))
     else:
         word.input[1] = p + "ids"
     if position is not None:
@@ -467,7 +467,7 @@ def remove_padding(model: onnx.ModelProto) -> None:
         return tag + "/padded"  # by the (B, L) row indices
 
     if not _pack_ids(g, norms[0], p + "positions", p + "column", new):
-        _redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
+        redirect(entry, pack(entry, p + "embeddings"), list(g.consumers[entry]))
     for layer, mha in enumerate(attentions):
         tag = f"{p}layer{layer}/"
         heads = next(a.i for a in mha.attribute if a.name == "num_heads")
@@ -489,12 +489,12 @@ def remove_padding(model: onnx.ModelProto) -> None:
         mha.input.extend(parts)
         context = mha.output[0]
         readers = list(g.consumers[context])
-        _redirect(context, pack(context, tag + "context"), readers)
+        redirect(context, pack(context, tag + "context"), readers)
     inside = {n.name for n in region}
     readers = [u for u in g.consumers[exit_] if u.name not in inside]
-    _redirect(exit_, unpack(exit_, p + "hidden"), readers)
+    redirect(exit_, unpack(exit_, p + "hidden"), readers)
     g.graph.node.extend(new)
-    _finish(model)
+    finish(model)
 
 
 def rewrite(path: Path, config: GraphConfig, num_heads: int) -> RewriteReport:

@@ -25,7 +25,7 @@ def test_a_routed_graph_s_if_is_not_counted_beside_its_body(tmp_path: Path):
     from onnx import helper
 
     from common import contract
-    from compression.dense_route import _body
+    from compression.dense_route import as_branch
 
     model_dir = make_model_dir(tmp_path / "routed")
     model = onnx.load(str(model_dir / contract.MODEL_FILE))
@@ -33,7 +33,7 @@ def test_a_routed_graph_s_if_is_not_counted_beside_its_body(tmp_path: Path):
     route = [helper.make_node("ReduceMin", [contract.ATTENTION_MASK], ["min"], keepdims=0),
              helper.make_node("Cast", ["min"], ["dense"], to=onnx.TensorProto.BOOL),
              helper.make_node("If", ["dense"], [o.name for o in g.output],
-                              then_branch=_body(g, "a/"), else_branch=_body(g, "b/"))]
+                              then_branch=as_branch(g, "a/"), else_branch=as_branch(g, "b/"))]
     routed = helper.make_graph(route, g.name, list(g.input), list(g.output), list(g.initializer))
     onnx.save(helper.make_model(routed, opset_imports=list(model.opset_import)), str(model_dir / contract.MODEL_FILE))
     times = op_times(model_dir, [f"word{i} and more words" for i in range(40)], batch=8, threads=1, work=tmp_path)
