@@ -8,6 +8,7 @@ exists. Both directories land in out_dir, which the service serves as is.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -70,17 +71,24 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     check_device(device)
     _check_min_fidelity(min_fidelity, max_table_mb, overrides or {})
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     ensure_writable(out_dir)
-    ctx = BuildContext(out_root=out_dir, data_dir=Path(data_dir) if data_dir else default_data_dir(),
-                       model_dir=Path(source) if source is not None else None, progress=progress, threads=threads,
-                       corpus_path=Path(corpus) if corpus is not None else None, device=device, pooling=pooling,
-                       tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed, diagnose=diagnose)
-    src = ctx.source  # refuses an unsupported or broken source before anything is written
-    name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
-    ctx.corpus  # a missing corpus is a one-line error before the first build
-    # Sized (and every setting checked) before anything is built: a bad flag leaves nothing behind.
-    recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, target_ratio=target_ratio,
-                          max_table_mb=max_table_mb, seed=seed, overrides=overrides)
+    try:
+        ctx = BuildContext(out_root=out_dir, data_dir=Path(data_dir) if data_dir else default_data_dir(),
+                           model_dir=Path(source) if source is not None else None, progress=progress,
+                           threads=threads, corpus_path=Path(corpus) if corpus is not None else None, device=device,
+                           pooling=pooling, tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed,
+                           diagnose=diagnose)
+        src = ctx.source  # refuses an unsupported or broken source before anything is built
+        name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
+        ctx.corpus  # a missing corpus is a one-line error before the first build
+        # Sized (and every setting checked) before anything is built: a bad flag leaves nothing behind.
+        recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, target_ratio=target_ratio,
+                              max_table_mb=max_table_mb, seed=seed, overrides=overrides)
+    except BaseException:
+        if created:  # only the source's scratch cache is in it: no directory is left behind either
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     start = time.time()
     if not _baseline_is_built(out_dir, name, src.path):
         build_variant(VariantRecipe(name=name, description=f"uncompressed fp32 baseline of {src.path}"), ctx)

@@ -92,10 +92,6 @@ def _compress(tiny_model_dir, tiny_data_dir, out, *extra):
                  *_args(tiny_model_dir, tiny_data_dir, out)])
 
 
-def _nothing_built(out: Path) -> bool:
-    return not out.exists() or not [p for p in out.iterdir() if p.name != ".cache"]
-
-
 @pytest.mark.parametrize("extra,message", [
     (["--method", "svd", "--rank", "0"], "rank must satisfy"),
     (["--method", "svd", "--rank", "64"], "rank must satisfy"),
@@ -109,7 +105,7 @@ def test_bad_settings_are_one_line_errors_before_anything_is_built(tiny_model_di
     assert _compress(tiny_model_dir, tiny_data_dir, tmp_path / "out", *extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
-    assert _nothing_built(tmp_path / "out")  # not even the baseline
+    assert not (tmp_path / "out").exists()  # not even the baseline, nor the directory it would have made
 
 
 def test_missing_model_dir(tiny_data_dir, tmp_path, capsys):
@@ -130,7 +126,15 @@ def test_empty_corpus(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
     empty.write_text("\n\n")
     assert _compress(tiny_model_dir, tiny_data_dir, tmp_path / "out", "--corpus", str(empty)) == 2
     assert "is empty" in capsys.readouterr().err
-    assert _nothing_built(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_refused_compress_leaves_an_existing_output_directory_as_it_was(tiny_model_dir, tiny_data_dir, tmp_path):
+    out = tmp_path / "out"
+    (out / "other-model").mkdir(parents=True)
+    (out / "other-model" / "manifest.json").write_text("{}")
+    assert _compress(tiny_model_dir, tiny_data_dir, out, "--ffn-keep", "0") == 2
+    assert (out / "other-model" / "manifest.json").read_text() == "{}"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
