@@ -24,6 +24,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from common import contract
+from common.onnx_encoder import SessionConfig, make_session
 
 from .serving_graph import PREFIX, UnsupportedGraph, finish, redirect
 
@@ -54,8 +55,7 @@ def dense_body(model: onnx.ModelProto) -> onnx.ModelProto:
     def readers(tensor: str) -> list[onnx.NodeProto]:
         return [n for n in g.node if tensor in n.input]
 
-    consts = {DENSE + "flat": np.array([-1], np.int64), DENSE + "rest": np.array([-1], np.int64),
-              DENSE + "one": np.array(1, np.int64)}
+    consts = {DENSE + "flat": np.array([-1], np.int64), DENSE + "one": np.array(1, np.int64)}
     g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
     new = []
     ids = next((n for n in g.node if n.name == PREFIX + "ids"), None)
@@ -72,7 +72,7 @@ def dense_body(model: onnx.ModelProto) -> onnx.ModelProto:
         # the embeddings come out (B·L, H); the encoder takes them as (B, L, H)
         entry = next(n for n in g.node if n.op_type == "LayerNormalization").output[0]
         new += [helper.make_node("Shape", [contract.ATTENTION_MASK], [DENSE + "batch_len"], name=DENSE + "batch_len"),
-                helper.make_node("Concat", [DENSE + "batch_len", DENSE + "rest"], [DENSE + "shape"], axis=0,
+                helper.make_node("Concat", [DENSE + "batch_len", DENSE + "flat"], [DENSE + "shape"], axis=0,
                                  name=DENSE + "shape"),
                 helper.make_node("Reshape", [entry, DENSE + "shape"], [DENSE + "embeddings"], name=DENSE + "embeddings")]
         redirect(entry, DENSE + "embeddings", readers(entry))
@@ -134,11 +134,8 @@ def routed(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _outputs(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """The embeddings of `feeds` from the file at `path`, in a session like the service's."""
+    session = make_session(path, SessionConfig(threads=1))
     inputs = {i.name for i in session.get_inputs()}
     return [session.run([contract.OUTPUT_EMBEDDING], {k: v for k, v in f.items() if k in inputs})[0] for f in feeds]
 
