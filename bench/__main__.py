@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     st_path = None
     if not args.no_st:
         if args.st_model is None:
-            from compression.source import default_model_dir
+            from compression.sources.load import default_model_dir
             st_path = default_model_dir()
         else:
             st_path = args.st_model

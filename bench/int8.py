@@ -24,7 +24,7 @@ RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 
 def _int8(src: Path, dst_dir: Path, tokenizer: Path, reduce_range: bool) -> Path:
-    from compression.quantize import quantize_encoder
+    from compression.export.quantize import quantize_encoder
 
     dst_dir.mkdir(parents=True, exist_ok=True)
     quantize_encoder(src, dst_dir / "model.onnx", per_channel=True, reduce_range=reduce_range)
@@ -35,9 +35,9 @@ def _int8(src: Path, dst_dir: Path, tokenizer: Path, reduce_range: bool) -> Path
 def run(data_dir: Path, alphas: list[float], work: Path) -> str:
     from compression.build import BuildContext
     from compression.corpus import read_sst2, read_sts
-    from compression.export import export_onnx
+    from compression.encoder.smooth import smooth_encoder
+    from compression.export.onnx_export import export_onnx
     from compression.model import SentenceEncoder
-    from compression.smooth import smooth_encoder
 
     sts = read_sts(data_dir, "test")
     texts = sts.s1 + sts.s2 + read_sst2(data_dir, "test")[0]

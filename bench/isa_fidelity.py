@@ -88,6 +88,7 @@ def report(model_dirs: list[Path], cpus: list[str], hidden: bool = True) -> str:
     """The table: natively, with AVX-512/VNNI hidden from cpuid (`hidden`, where this CPU can), and
     under each emulated CPU."""
     import onnxruntime
+
     from bench.cpuid import unavailable_reason
 
     runs = {"native": run_child(model_dirs, None)}

@@ -30,7 +30,7 @@ INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger
                  "DynamicQuantizeLinear", "QGemm"}
 FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
 # operators whose kernel time is that of the subgraph they run, whose operators the profile lists too
-# (the dense route's If, compression/dense_route.py): counting both would count that time twice
+# (the dense route's If, compression/export/dense_route.py): counting both would count that time twice
 CONTROL_FLOW = {"If", "Loop", "Scan"}
 
 

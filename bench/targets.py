@@ -3,8 +3,8 @@ of the same run, summarised as min / median / max over repetitions."""
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,11 @@ class Manifest(BaseModel):
     evaluations: dict[str, dict[str, Any]] = Field(default_factory=dict)  # which ran, on which data, how many texts
     machine: dict[str, Any] = Field(default_factory=dict)  # CPU model and int8 features the figures were measured on
     probe: dict[str, Any] = Field(default_factory=dict)  # the probe set's file, size and fidelity where it was built
-    # compress --diagnose: held-out fidelity with parts made exact (compression/diagnose.py); empty without
+    # compress --diagnose: held-out fidelity with parts made exact (compression/evaluation/diagnose.py); empty without
     diagnosis: list[dict[str, Any]] = Field(default_factory=list)
-    # serving changes of the graph: fused attention, padding removed (compression/serving_graph.py), the
-    # dense route (compression/dense_route.py), and
-    # tanh_gelu: how many exact GELUs the tanh approximation replaced (compression/activation.py)
+    # serving changes of the graph: fused attention, padding removed (compression/export/serving_graph.py), the
+    # dense route (compression/export/dense_route.py), and
+    # tanh_gelu: how many exact GELUs the tanh approximation replaced (compression/encoder/activation.py)
     graph: dict[str, Any] = Field(default_factory=dict)
     # compress --min-fidelity: the target and each table size tried (codes, ratio, held-out fidelity)
     sizing: dict[str, Any] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ __all__ = ["compress"]
 
 def __getattr__(name: str) -> Any:
     if name == "compress":
-        from .api import compress
+        from compression.api import compress
 
         globals()["compress"] = compress
         return compress

@@ -2,7 +2,7 @@
 
 One call builds what a user needs to serve their own encoder beside its compressed variant:
 the baseline export `<name>` (unless it is built already), `<name>-fact` with the default recipe
-sized to the model's table (compression.sizing), and the classification heads where their data
+sized to the model's table (compression.table.sizing), and the classification heads where their data
 exists. Both directories land in out_dir, which the service serves as is.
 """
 from __future__ import annotations
@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from common.manifest import Manifest
-
-from .errors import ConfigError, PipelineError
-from .recipes import VariantRecipe
+from compression.errors import ConfigError, PipelineError
+from compression.recipes import VariantRecipe
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +56,16 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     source: None for the bundled all-MiniLM-L6-v2. corpus: the texts to learn from (a file with one text
     per line, .jsonl with a "text" field, or a folder of them); None uses the shared data's train splits
     where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
-    where they exist). overrides: explicit settings laid over the sized recipe (compression.sizing).
-    diagnose: also measure where the variant's infidelity comes from (compression.diagnose).
+    where they exist). overrides: explicit settings laid over the sized recipe (compression.table.sizing).
+    diagnose: also measure where the variant's infidelity comes from (compression.evaluation.diagnose).
     min_fidelity: the held-out fidelity the variant must reach ("int8": that of onnxruntime's plain int8
     export of the same model, measured on this CPU); if the sized table misses it, larger
-    tables (compression.sizing.larger_tables) are built in turn until one does. The manifest's `sizing`
+    tables (compression.table.sizing.larger_tables) are built in turn until one does. The manifest's `sizing`
     lists every attempt; if none reaches it, the largest stays built and PipelineError says so.
     """
-    from .build import BuildContext, build_variant, ensure_writable
-    from .corpus import default_data_dir
-    from .sizing import larger_tables, sized_recipe
+    from compression.build import BuildContext, build_variant, ensure_writable
+    from compression.corpus import default_data_dir
+    from compression.table.sizing import larger_tables, sized_recipe
 
     check_device(device)
     _check_min_fidelity(min_fidelity, max_table_mb, overrides or {})
@@ -120,8 +119,8 @@ def _build_until_faithful(tries: list[VariantRecipe], ctx, min_fidelity: float |
                           ) -> tuple[Manifest, list[dict], bool]:
     """Build each recipe in turn (all under one name) until one's held-out fidelity reaches min_fidelity
     (None: the first); the last built's manifest, a summary of every attempt, and whether it reached it."""
-    from .build import build_variant
-    from .sizing import FP32
+    from compression.build import build_variant
+    from compression.table.sizing import FP32
 
     src, attempts = ctx.source, []
     for attempt in tries:
@@ -150,7 +149,7 @@ def _check_min_fidelity(min_fidelity: float | str | None, max_table_mb: float | 
 
 def _add_heads(out_dir: Path, names: list[str], data_dir: Path, threads: int) -> Manifest | None:
     """The standard heads for each variant where their data exists; the last variant's manifest."""
-    from .heads import add_heads, standard_tasks
+    from compression.evaluation.heads import add_heads, standard_tasks
 
     tasks = standard_tasks(data_dir)
     manifest = None

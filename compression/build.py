@@ -24,29 +24,45 @@ from pathlib import Path
 import numpy as np
 
 from common import contract
-from common.machine import cpu_info
 from common.fidelity import fidelity
-from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
+from common.machine import cpu_info
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
-
-from . import dense_route, quantize, serving_graph
-from .activation import tanh_gelu
-from .corpus import Corpus, has_eval_data, load_corpus, read_corpus, token_counts
-from .errors import ConfigError, PipelineError, ShapeError, ToleranceError
-from .evaluate import Embedded, EvalSet, embed_eval_set, evaluations, quality
-from .export import check_parity, export_onnx
-from .config import GraphConfig
-from .smooth import smooth_encoder
-from .diagnose import Simulation, diagnose, diagnosis_table
-from .factorize import factorize
-from .metric import metric_root
-from .measure import embedding_bytes
-from .model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
-from .prune import prune_ffn
-from .recipes import VariantRecipe
-from .recover import RecoverConfig, distill
-from .source import SourceModel, load_source
+from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
+from compression.config import GraphConfig
+from compression.corpus import (
+    Corpus,
+    has_eval_data,
+    load_corpus,
+    read_corpus,
+    token_counts,
+)
+from compression.encoder.activation import tanh_gelu
+from compression.encoder.prune import prune_ffn
+from compression.encoder.smooth import smooth_encoder
+from compression.errors import ConfigError, PipelineError, ShapeError, ToleranceError
+from compression.evaluation.diagnose import Simulation, diagnose, diagnosis_table
+from compression.evaluation.evaluate import (
+    Embedded,
+    EvalSet,
+    embed_eval_set,
+    evaluations,
+    quality,
+)
+from compression.export import dense_route, quantize, serving_graph
+from compression.export.measure import embedding_bytes
+from compression.export.onnx_export import check_parity, export_onnx
+from compression.model import (
+    SentenceEncoder,
+    count_params,
+    with_factorized_embedding,
+    word_embedding_matrix,
+)
+from compression.recipes import VariantRecipe
+from compression.recovery.recover import RecoverConfig, distill
+from compression.sources.load import SourceModel, load_source
+from compression.table.factorize import factorize
+from compression.table.metric import metric_root
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +95,7 @@ class BuildContext:
     pooling: str | None = None  # override of a plain or ONNX source's pooling mode
     tokenizer: Path | None = None  # tokenizer.json of an ONNX source that has none beside it
     seed: int = 0  # of the held-out slice
-    diagnose: bool = False  # measure where a factorized variant's infidelity comes from (compression/diagnose.py)
+    diagnose: bool = False  # measure where a factorized variant's infidelity comes from (compression/evaluation/diagnose.py)
     _embedded: dict[str, Embedded] = field(default_factory=dict)
 
     @cached_property
@@ -168,7 +184,7 @@ class BuildContext:
     def sensitivity(self, bert, num: int, seed: int) -> np.ndarray:
         """The encoder's sensitivity metric G from a seeded sample of the corpus (cached on disk, keyed by
         the model's weights, the pooling and the sample)."""
-        from .sensitivity import estimate_metric
+        from compression.table.sensitivity import estimate_metric
 
         _, ids = self.sample_train(num, SENSITIVITY_MAX_LENGTH, seed)
         weights = [t.detach().contiguous().numpy() for _, t in sorted(bert.state_dict().items())]
@@ -195,7 +211,7 @@ class BuildContext:
     def int8_heldout_fidelity(self, baseline: str) -> float:
         """Held-out fidelity of onnxruntime's plain int8 export of the baseline (int8 encoder per channel, table
         per row) on this CPU: what compressing the table must not lose to."""
-        from .config import QuantizeConfig
+        from compression.config import QuantizeConfig
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{baseline}-int8.tmp-", dir=self.out_root))
         try:
@@ -216,11 +232,11 @@ class BuildContext:
 
     def augmented_corpus(self, baseline: str, ids: list[list[int]], counts: np.ndarray | None,
                          rc: RecoverConfig) -> tuple[list[list[int]], np.ndarray]:
-        """Rare-token copies of the distillation sentences (compression/augment.py) and the baseline's
+        """Rare-token copies of the distillation sentences (compression/recovery/augment.py) and the baseline's
         embeddings of them."""
         from tokenizers import Tokenizer
 
-        from .augment import rare_tokens, replace_tokens
+        from compression.recovery.augment import rare_tokens, replace_tokens
 
         if counts is None:
             counts = self.counts(None)

@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from .config import METHODS, METRICS
-from .corpus import default_data_dir
-from .errors import PipelineError
-from .recipes import DEFAULT_RECIPES, load_recipes
+from compression.config import METHODS, METRICS
+from compression.corpus import default_data_dir
+from compression.errors import PipelineError
+from compression.recipes import DEFAULT_RECIPES, load_recipes
 
 log = logging.getLogger("compression")
 
@@ -40,14 +40,14 @@ def _diagnose_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _context(args: argparse.Namespace):
-    from .build import BuildContext
+    from compression.build import BuildContext
 
     return BuildContext(out_root=args.out, data_dir=args.data_dir or default_data_dir(), model_dir=args.model,
                         progress=not args.no_progress, threads=args.threads, diagnose=getattr(args, "diagnose", False))
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from .build import build_variant
+    from compression.build import build_variant
 
     recipes = load_recipes(args.recipes)
     names = {r.name for r in recipes}
@@ -105,7 +105,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, dict]:
 
 def cmd_compress(args: argparse.Namespace) -> None:
     """The user's model, in one command: baseline export, compressed variant, heads (compression.compress)."""
-    from .api import compress
+    from compression.api import compress
 
     manifest = compress(args.model, args.out, name=args.name, target_ratio=args.target_ratio,
                         max_table_mb=args.max_table_mb, corpus=args.corpus, data_dir=args.data_dir,
@@ -118,8 +118,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 def cmd_heads(args: argparse.Namespace) -> None:
     """Train heads for every built variant (or --only some): the standard tasks, or a user's file."""
-    from .heads import add_heads, standard_tasks, user_task
-    from .report import built_manifests
+    from compression.evaluation.heads import add_heads, standard_tasks, user_task
+    from compression.evaluation.report import built_manifests
 
     data_dir = args.data_dir or default_data_dir()
     if args.train_file:
@@ -142,20 +142,20 @@ def cmd_heads(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .report import RESULTS_PAGE, write_report
+    from compression.evaluation.report import RESULTS_PAGE, write_report
 
     print(write_report(args.out, args.report_dir, page=None if args.no_docs else RESULTS_PAGE))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .sweep import run_sweep
+    from compression.evaluation.sweep import run_sweep
 
     run_sweep(_context(args), args.report_dir, ranks=args.ranks, methods=args.methods, baseline=args.baseline,
               subspaces=args.subspaces, metrics=args.metrics)
 
 
 def cmd_dev_check(args: argparse.Namespace) -> None:
-    from .devcheck import dev_quality, dev_table, rarity_table
+    from compression.evaluation.devcheck import dev_quality, dev_table, rarity_table
 
     rows, bands = dev_quality(args.models, args.baseline, args.data_dir or default_data_dir(), args.threads,
                               by_rarity=args.by_rarity)

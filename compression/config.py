@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from compression.errors import ConfigError
 
 METHODS = ("svd", "weighted", "banded", "pq")
 METRICS = ("euclidean", "sensitivity")
@@ -33,7 +33,7 @@ class FactorizeConfig:
     kmeans_iters: int = 20
     seed: int = 0
     # How a row's error is measured: "euclidean", or "sensitivity" (by how much it moves sentence
-    # embeddings, estimated from metric_sentences train sentences; see compression/sensitivity.py).
+    # embeddings, estimated from metric_sentences train sentences; see compression/table/sensitivity.py).
     metric: str = "euclidean"
     metric_sentences: int = 512
 
@@ -61,7 +61,7 @@ class RecoverConfig:
     # the distillation loss, so this term keeps their rows near the original's as centroids move.
     anchor: float = 0.0
     anchor_tokens: int = 4096  # vocabulary rows drawn (uniformly) per step for the anchor term
-    # Augmented copies (compression/augment.py): this share of the corpus again, each copy with
+    # Augmented copies (compression/recovery/augment.py): this share of the corpus again, each copy with
     # augment_tokens positions swapped for tokens the corpus shows fewer than augment_below times.
     augment_share: float = 0.0
     augment_tokens: int = 2
@@ -81,7 +81,7 @@ class RecoverConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Structured pruning of the encoder's FFNs (compression/prune.py)."""
+    """Structured pruning of the encoder's FFNs (compression/encoder/prune.py)."""
 
     ffn_keep: float = 1.0  # share of each FFN's intermediate neurons kept (rounded to 32); 1.0: none pruned
     sentences: int = 1024  # corpus texts whose activations rank the neurons and refit the output projection
@@ -102,7 +102,7 @@ class QuantizeConfig:
     b_fp16: bool = False
     # or in int8 with float scales: a quarter of their fp32 bytes
     factors_int8: bool = False
-    # SmoothQuant α for the encoder's int8 (compression/smooth.py); None: no smoothing
+    # SmoothQuant α for the encoder's int8 (compression/encoder/smooth.py); None: no smoothing
     smooth_alpha: float | None = None
     # one smoothing scale for the query, key and value of each attention (they read the same input):
     # that input is then divided and quantized once, not three times
@@ -172,15 +172,15 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Changes to the served graph for speed: exact rewrites of the export (compression/serving_graph.py),
-    and one approximation made in torch before training (compression/activation.py)."""
+    """Changes to the served graph for speed: exact rewrites of the export (compression/export/serving_graph.py),
+    and one approximation made in torch before training (compression/encoder/activation.py)."""
 
     # each attention core as one onnxruntime MultiHeadAttention node (fewer, larger operators)
     fuse_attention: bool = False
     # run everything but attention on the batch's real tokens only (needs fuse_attention)
     remove_padding: bool = False
     # with remove_padding: batches without padding (every batch of one) run a copy of the int8 graph
-    # without the packing, under one If; exact, weights stored once (compression/dense_route.py)
+    # without the packing, under one If; exact, weights stored once (compression/export/dense_route.py)
     dense_route: bool = True
     # the FFN's erf GELU as its tanh approximation (≤ 5e-4 per activation; onnxruntime's FastGelu),
     # swapped in torch before smoothing and recovery so the model is trained and checked as served

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorpusError
+from compression.errors import CorpusError
 
 TREC_LABELS = {
     "ABBR": "abbreviation", "DESC": "description", "ENTY": "entity",

@@ -1,6 +1,6 @@
 """Torch modules the pipeline trains and exports: the sentence encoder (BERT → the source's
 pooling over the mask → optional L2 normalisation) and the swap of its word-embedding table for a
-factorized one (compression/tables/)."""
+factorized one (compression/table/embeddings/)."""
 from __future__ import annotations
 
 import copy
@@ -12,10 +12,8 @@ import torch
 from torch import nn
 
 from common.onnx_encoder import pad_ids
-
-from .factorize import Factors
-from .tables import FactorizedEmbedding, from_factors
-
+from compression.table.embeddings import FactorizedEmbedding, from_factors
+from compression.table.factorize import Factors
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 

@@ -6,8 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .config import FactorizeConfig, GraphConfig, PruneConfig, QuantizeConfig, RecoverConfig, with_settings
+from compression.config import (
+    FactorizeConfig,
+    GraphConfig,
+    PruneConfig,
+    QuantizeConfig,
+    RecoverConfig,
+    with_settings,
+)
+from compression.errors import ConfigError
 
 DEFAULT_RECIPES = Path(__file__).resolve().parents[1] / "models" / "recipes.toml"
 

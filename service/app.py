@@ -12,17 +12,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.machine import cpu_info
+
 from .api import admin, classify, embed, health, models, openai, playground
 from .api.deps import AppState
 from .batcher import Batcher
 from .embedding import Embedder
-from common.machine import cpu_info
-
 from .errors import ServiceError
 from .http_errors import error_body, status_of
+from .label_cache import LabelCache
 from .metrics import Metrics
 from .middleware import BodyLimit, Observe
-from .label_cache import LabelCache
 from .registry import LoadedModel, Registry
 from .reload import Reloader
 from .settings import Settings

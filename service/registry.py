@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from common import contract
 from common.heads import Head, load_heads
 from common.machine import describe
-from common.onnx_encoder import SessionConfig
 from common.manifest import Manifest, sha256_file
+from common.onnx_encoder import SessionConfig
 
 from . import host_check
 from .batcher import Batcher
-from .host_check import HostFidelity
 from .errors import NotReady, UnknownModel
+from .host_check import HostFidelity
 from .runtime import Backend, OnnxBackend, SharedTokenizers
 
 log = logging.getLogger(__name__)

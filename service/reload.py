@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .registry import LoadError, LoadedModel, dir_fingerprint, model_dirs
+from .registry import LoadedModel, LoadError, dir_fingerprint, model_dirs
 from .swap_gate import check_swap
 
 log = logging.getLogger(__name__)

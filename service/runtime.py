@@ -14,7 +14,12 @@ import numpy as np
 
 from common import contract
 from common.manifest import sha256_file
-from common.onnx_encoder import SessionConfig, make_session, pad_ids, shrinking_run_options
+from common.onnx_encoder import (
+    SessionConfig,
+    make_session,
+    pad_ids,
+    shrinking_run_options,
+)
 
 from .errors import InputTooLong, InvalidInput
 

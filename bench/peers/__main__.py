@@ -96,7 +96,7 @@ def http_targets(http: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from compression.corpus import read_sts
-    from compression.source import default_model_dir
+    from compression.sources.load import default_model_dir
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")

@@ -111,7 +111,7 @@ def load(peer: str, model: Path, work: Path, threads: int):
 
         folder = work / "model2vec"
         if not (folder / "config.json").is_file():  # distilled in a process of its own: it runs torch,
-            import subprocess                        # which the static model does not need
+            import subprocess  # which the static model does not need
 
             subprocess.run([sys.executable, "-c", "import sys; from model2vec.distill import distill; "
                             "distill(model_name=sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])",

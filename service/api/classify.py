@@ -14,7 +14,14 @@ from common.heads import softmax
 
 from ..embedding import unit, validate_texts
 from ..errors import InvalidInput, UnknownHead
-from ..schemas import INFERENCE_ERRORS, ClassifyRequest, ClassifyResponse, LabelScore, Prediction, Usage
+from ..schemas import (
+    INFERENCE_ERRORS,
+    ClassifyRequest,
+    ClassifyResponse,
+    LabelScore,
+    Prediction,
+    Usage,
+)
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(dependencies=[Depends(require_api_key)])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from ..embedding import Embedder, Embedded
+from ..embedding import Embedded, Embedder
 from ..errors import Unauthorized
 from ..label_cache import LabelCache
 from ..metrics import Metrics

@@ -5,7 +5,12 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ..embedding import encode_vectors, postprocess, validate_texts
 from ..errors import InvalidInput
-from ..schemas import INFERENCE_ERRORS, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, error_responses
+from ..schemas import (
+    INFERENCE_ERRORS,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    error_responses,
+)
 from .deps import AppState, require_api_key, state, timing_headers
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])

@@ -9,7 +9,7 @@ from common.manifest import Manifest
 from common.onnx_encoder import OnnxEncoder
 from compression.cli import main
 from compression.corpus import read_sts, train_sentences
-from compression.source import default_model_dir, load_source
+from compression.sources.load import default_model_dir, load_source
 from tests.conftest import SHARED_DATA
 from tests.tiny import export_hf_onnx
 

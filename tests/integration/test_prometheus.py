@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from bench.loadgen import drive, mixed_traffic
-from tests import deploy_files as df
 from bench.server import Server, free_port
+from tests import deploy_files as df
 from tests.onnx_tiny import make_served
 
 pytestmark = pytest.mark.slow

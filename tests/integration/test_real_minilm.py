@@ -7,7 +7,7 @@ from common.manifest import Manifest
 from common.onnx_encoder import OnnxEncoder
 from compression.cli import main
 from compression.corpus import read_sts
-from compression.source import default_model_dir
+from compression.sources.load import default_model_dir
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.slow

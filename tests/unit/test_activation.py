@@ -1,4 +1,4 @@
-"""compression/activation.py: the exact GELU swapped for its tanh approximation, which onnxruntime
+"""compression/encoder/activation.py: the exact GELU swapped for its tanh approximation, which onnxruntime
 serves as one FastGelu kernel even in the smoothed, rewritten int8 graph."""
 import collections
 import copy
@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from compression.activation import tanh_gelu
 from compression.config import GraphConfig, QuantizeConfig
-from compression.export import check_parity, export_onnx
+from compression.encoder.activation import tanh_gelu
+from compression.encoder.smooth import smooth_encoder
+from compression.export.onnx_export import check_parity, export_onnx
+from compression.export.quantize import apply
+from compression.export.serving_graph import rewrite
 from compression.model import SentenceEncoder
-from compression.quantize import apply
-from compression.serving_graph import rewrite
-from compression.smooth import smooth_encoder
-from compression.source import load_source
+from compression.sources.load import load_source
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from compression.augment import rare_tokens, replace_tokens
+from compression.recovery.augment import rare_tokens, replace_tokens
 
 
 def test_rare_tokens_leave_out_specials_reserved_rows_and_frequent_tokens():

@@ -25,7 +25,7 @@ def test_a_routed_graph_s_if_is_not_counted_beside_its_body(tmp_path: Path):
     from onnx import helper
 
     from common import contract
-    from compression.dense_route import as_branch
+    from compression.export.dense_route import as_branch
 
     model_dir = make_model_dir(tmp_path / "routed")
     model = onnx.load(str(model_dir / contract.MODEL_FILE))

@@ -174,7 +174,7 @@ def test_dev_check_compares_on_dev_splits(built, tiny_data_dir, capsys):
 
 
 def test_dev_check_by_rarity_splits_every_dev_sentence_into_bands(built, tiny_data_dir, capsys):
-    from compression.devcheck import _dev_texts
+    from compression.evaluation.devcheck import _dev_texts
 
     rc = main(["dev-check", str(built / "tiny-fact"), "--baseline", str(built / "tiny"),
                "--data-dir", str(tiny_data_dir), "--by-rarity"])

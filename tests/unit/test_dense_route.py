@@ -1,4 +1,4 @@
-"""The dense route (compression/dense_route.py) on a tiny random BERT: batches without padding run a
+"""The dense route (compression/export/dense_route.py) on a tiny random BERT: batches without padding run a
 copy of the int8 graph with the packing taken out, exact against the unpadded graph on any batch."""
 import collections
 
@@ -8,14 +8,14 @@ import pytest
 
 from common import contract
 from common.onnx_encoder import make_session
-from compression import dense_route
 from compression.config import GraphConfig, QuantizeConfig
-from compression.export import export_onnx, random_batch
-from compression.measure import embedding_bytes
+from compression.export import dense_route
+from compression.export.measure import embedding_bytes
+from compression.export.onnx_export import export_onnx, random_batch
+from compression.export.quantize import apply
+from compression.export.serving_graph import UnsupportedGraph, rewrite
 from compression.model import SentenceEncoder
-from compression.quantize import apply
-from compression.serving_graph import UnsupportedGraph, rewrite
-from compression.source import load_source
+from compression.sources.load import load_source
 
 PACKING = {"NonZero", "GatherND"}  # (its CumSum of the mask stays: the position column)
 

@@ -7,8 +7,12 @@ import torch
 from torch import nn
 
 from common.manifest import Manifest
-from compression.diagnose import ExactRows
-from tests.unit.test_own_model import compress_cli, corpus, no_data  # noqa: F401 (fixtures)
+from compression.evaluation.diagnose import ExactRows
+from tests.unit.test_own_model import (  # noqa: F401 (fixtures)
+    compress_cli,
+    corpus,
+    no_data,
+)
 
 
 def test_exact_rows_replace_only_the_chosen_tokens():

@@ -7,12 +7,22 @@ import torch
 from common import contract
 from common.onnx_encoder import make_session
 from compression.errors import ConfigError, ToleranceError
-from compression.export import PARITY_SHAPES, check_parity, export_onnx, random_batch
-from compression.factorize import FactorizeConfig, factorize
-from compression.measure import embedding_bytes
-from compression.model import SentenceEncoder, count_params, with_factorized_embedding, word_embedding_matrix
-from compression.quantize import QuantizeConfig, apply
-from compression.source import load_source
+from compression.export.measure import embedding_bytes
+from compression.export.onnx_export import (
+    PARITY_SHAPES,
+    check_parity,
+    export_onnx,
+    random_batch,
+)
+from compression.export.quantize import QuantizeConfig, apply
+from compression.model import (
+    SentenceEncoder,
+    count_params,
+    with_factorized_embedding,
+    word_embedding_matrix,
+)
+from compression.sources.load import load_source
+from compression.table.factorize import FactorizeConfig, factorize
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +97,8 @@ def test_block_int8_is_what_the_fake_quant_simulates(tmp_path):
     far closer to onnxruntime's answer than the exact product does."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from compression.fake_quant import FakeQuantLinear
-    from compression.quantize import quantize_encoder
+    from compression.export.quantize import quantize_encoder
+    from compression.recovery.fake_quant import FakeQuantLinear
 
     rng = np.random.default_rng(0)
     K, N = 64, 48
@@ -260,7 +270,11 @@ def test_pq_decode_int8_is_one_integer_product_of_the_stored_codes(src, pq, tmp_
     weights stay within ±64 (no int16 pair can saturate on AVX2), and the embeddings stay close."""
     from onnx import numpy_helper
 
-    from compression.quantize import DECODE_WEIGHT_LEVELS, quantize_decode, symmetric_int8
+    from compression.export.quantize import (
+        DECODE_WEIGHT_LEVELS,
+        quantize_decode,
+        symmetric_int8,
+    )
 
     enc, f = pq
     export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
@@ -293,7 +307,7 @@ def test_pq_decode_int8_is_one_integer_product_of_the_stored_codes(src, pq, tmp_
     # served graph: the ids are packed and decoded directly, so the token types' constant row is
     # added to the decoded vectors themselves: it becomes the product's bias
     from compression.config import GraphConfig
-    from compression.serving_graph import rewrite
+    from compression.export.serving_graph import rewrite
 
     rewrite(tmp_path / "fp32.onnx", GraphConfig(fuse_attention=True, remove_padding=True),
             src.bert.config.num_attention_heads)

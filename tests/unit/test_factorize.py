@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from compression.errors import ConfigError
-from compression.factorize import (
+from compression.table.factorize import (
     FactorizeConfig,
     factorize,
     rank_for_ratio,
@@ -69,7 +69,7 @@ def test_weighted_needs_counts(E):
 
 
 def test_zigzag_deals_every_coordinate_once_and_balances_groups():
-    from compression.factorize import zigzag_groups
+    from compression.table.factorize import zigzag_groups
 
     order = zigzag_groups(12, 3)
     assert sorted(order) == list(range(12))

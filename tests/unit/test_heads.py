@@ -8,7 +8,12 @@ from common.heads import Head, load_heads
 from common.onnx_encoder import OnnxEncoder
 from compression.cli import main
 from compression.errors import CorpusError
-from compression.heads import read_labelled_file, sentiment_task, train_head, user_task
+from compression.evaluation.heads import (
+    read_labelled_file,
+    sentiment_task,
+    train_head,
+    user_task,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from bench.cpuid import unavailable_reason
-from bench.isa_fidelity import HIDDEN_LABEL, KERNEL_FEATURES, advertised_features, main, report, run_child
+from bench.isa_fidelity import (
+    HIDDEN_LABEL,
+    KERNEL_FEATURES,
+    advertised_features,
+    main,
+    report,
+    run_child,
+)
 from common.probe_set import ProbeSet
 from tests.onnx_tiny import make_served
 

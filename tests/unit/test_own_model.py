@@ -15,9 +15,9 @@ from onnx import helper
 from common.manifest import Manifest
 from common.onnx_encoder import OnnxEncoder
 from compression.cli import main
-from compression.export import export_onnx
+from compression.export.onnx_export import export_onnx
 from compression.model import SentenceEncoder
-from compression.source import load_source, source_name
+from compression.sources.load import load_source, source_name
 from tests.conftest import REPO
 from tests.tiny import WORDS, export_hf_onnx, make_st_folder
 

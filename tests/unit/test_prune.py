@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from compression.config import PruneConfig
+from compression.encoder.prune import kept_neurons, prune_ffn
 from compression.errors import ConfigError
-from compression.export import check_parity, export_onnx, random_batch
+from compression.export.onnx_export import check_parity, export_onnx, random_batch
 from compression.model import SentenceEncoder
-from compression.prune import kept_neurons, prune_ffn
-from compression.source import load_source
+from compression.sources.load import load_source
 from tests.tiny import random_id_rows
 
 

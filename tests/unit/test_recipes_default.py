@@ -2,7 +2,7 @@
 `compress --min-fidelity int8` settles on for this model — so the bundled default and the front door
 share one method, not two."""
 from compression.recipes import load_recipes
-from compression.sizing import FALLBACK_RATIOS, sized_recipe
+from compression.table.sizing import FALLBACK_RATIOS, sized_recipe
 
 BUNDLED_RATIO = 12.0
 

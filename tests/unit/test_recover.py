@@ -6,11 +6,15 @@ import pytest
 import torch
 
 from compression.errors import ConfigError
-from compression.factorize import FactorizeConfig, factorize
-from compression.model import SentenceEncoder, with_factorized_embedding, word_embedding_matrix
-from compression.tables import FactorizedEmbedding
-from compression.recover import RecoverConfig, distill
-from compression.source import load_source
+from compression.model import (
+    SentenceEncoder,
+    with_factorized_embedding,
+    word_embedding_matrix,
+)
+from compression.recovery.recover import RecoverConfig, distill
+from compression.sources.load import load_source
+from compression.table.embeddings import FactorizedEmbedding
+from compression.table.factorize import FactorizeConfig, factorize
 
 SEEN = range(5, 60)  # the corpus uses only these ids; the rest of the vocabulary is never shown
 
@@ -80,7 +84,7 @@ def test_anchor_settings_out_of_range(kw):
 def _token_error(student: SentenceEncoder, teacher_bert, ids) -> float:
     from common.onnx_encoder import pad_ids
     from compression.model import hidden_states
-    from compression.recover import _token_loss
+    from compression.recovery.recover import _token_loss
 
     batch, mask = (torch.from_numpy(a) for a in pad_ids(ids))
     with torch.no_grad():

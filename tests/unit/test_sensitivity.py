@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from compression.errors import ConfigError
-from compression.factorize import FactorizeConfig, factorize, token_weights
 from compression.model import word_embedding_matrix
-from compression.metric import metric_error, metric_root
-from compression.sensitivity import estimate_metric
-from compression.source import load_source
+from compression.sources.load import load_source
+from compression.table.factorize import FactorizeConfig, factorize, token_weights
+from compression.table.metric import metric_error, metric_root
+from compression.table.sensitivity import estimate_metric
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_metric_predicts_how_far_a_perturbation_moves_the_sentence(src, sentence
     """A small δ added to one token's input embedding moves the sentence embedding by ‖J_t δ‖, whose
     square averages δᵀ G δ over tokens: measured and predicted agree on average."""
     from common.onnx_encoder import pad_ids
-    from compression.sensitivity import sentence_embedding_of_inputs
+    from compression.table.sensitivity import sentence_embedding_of_inputs
 
     ids, mask = (torch.from_numpy(a) for a in pad_ids(sentences))
     lengths = mask.sum(1)

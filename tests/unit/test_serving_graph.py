@@ -1,4 +1,4 @@
-"""Serving rewrites (compression/serving_graph.py) on a tiny random BERT: exact, and refused where unsafe."""
+"""Serving rewrites (compression/export/serving_graph.py) on a tiny random BERT: exact, and refused where unsafe."""
 import collections
 
 import numpy as np
@@ -9,13 +9,18 @@ from onnx import helper
 from common import contract
 from common.onnx_encoder import make_session
 from compression.config import GraphConfig, QuantizeConfig
+from compression.encoder.smooth import smooth_encoder
 from compression.errors import ConfigError
-from compression.export import check_parity, export_onnx, random_batch
+from compression.export.onnx_export import check_parity, export_onnx, random_batch
+from compression.export.quantize import apply
+from compression.export.serving_graph import (
+    UnsupportedGraph,
+    fuse_attention,
+    remove_padding,
+    rewrite,
+)
 from compression.model import SentenceEncoder
-from compression.quantize import apply
-from compression.serving_graph import UnsupportedGraph, fuse_attention, remove_padding, rewrite
-from compression.smooth import smooth_encoder
-from compression.source import load_source
+from compression.sources.load import load_source
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +169,8 @@ def test_left_padding_is_exact_too(src, exported, tmp_path):
 def test_a_distinct_id_table_decodes_the_packed_ids(src, tmp_path):
     """A factorized table exports as Unique → decode of the distinct ids → Gather back in place; with
     padding removed it decodes the batch's real token ids directly (no Unique), exact on padded batches."""
-    from compression.factorize import FactorizeConfig, factorize
     from compression.model import with_factorized_embedding, word_embedding_matrix
+    from compression.table.factorize import FactorizeConfig, factorize
 
     E = word_embedding_matrix(src.bert)
     f = factorize(E, FactorizeConfig(method="pq", rank=src.hidden_size, subspaces=16, codebook_size=32),

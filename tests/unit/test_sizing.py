@@ -3,7 +3,7 @@ import pytest
 
 from compression.cli import build_parser, overrides_from_args
 from compression.errors import ConfigError
-from compression.sizing import DEFAULT_STEPS, pq_table_bytes, sized_recipe
+from compression.table.sizing import DEFAULT_STEPS, pq_table_bytes, sized_recipe
 
 
 @pytest.mark.parametrize("vocab,hidden", [(30522, 384), (30522, 768), (250002, 384), (21128, 1024)])
@@ -83,7 +83,7 @@ def test_a_lower_ratio_buys_narrower_groups_not_a_capped_table(ratio, group_dim)
 
 
 def test_min_fidelity_tries_each_larger_table_once():
-    from compression.sizing import larger_tables
+    from compression.table.sizing import larger_tables
 
     first = sized_recipe("a", "b", 30522, 384)
     shapes = [(r.factorize.subspaces, r.factorize.rank) for r in larger_tables(first, 30522, 384, 16)]

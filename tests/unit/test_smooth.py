@@ -9,12 +9,12 @@ import torch
 
 from common import contract
 from common.onnx_encoder import make_session
+from compression.encoder.smooth import SmoothedLinear, smooth_encoder
 from compression.errors import ConfigError
-from compression.export import check_parity, export_onnx, random_batch
+from compression.export.onnx_export import check_parity, export_onnx, random_batch
+from compression.export.quantize import QuantizeConfig, apply
 from compression.model import SentenceEncoder
-from compression.quantize import QuantizeConfig, apply
-from compression.smooth import SmoothedLinear, smooth_encoder
-from compression.source import load_source
+from compression.sources.load import load_source
 from tests.tiny import random_id_rows
 
 
@@ -146,7 +146,7 @@ def test_min_ratio_smooths_only_inputs_with_outliers(src):
     fp32 function is the same."""
     from torch import nn
 
-    from compression.smooth import _input_maxima, outlier_ratio
+    from compression.encoder.smooth import _input_maxima, outlier_ratio
 
     calibration = random_id_rows(src.vocab_size, 40)
     linears = {n: m for n, m in src.bert.encoder.named_modules() if isinstance(m, nn.Linear)}

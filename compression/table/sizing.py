@@ -1,0 +1,174 @@
+"""The default recipe, sized to the model: from a target ratio of the table's bytes (or a byte budget)
+to the number of one-byte codes per token, the rank and the rest, for any V × H table.
+
+The method is the one measured on MiniLM (docs: the pq factorization in the encoder's sensitivity
+metric, distilled with the int8 encoder simulated); what depends on the model is only how many
+codes a token gets. A token's row costs M bytes of codes; beside them the table stores, in int8,
+M·K centroids of d coordinates (with a float scale per group and coordinate) and the basis B
+(r × H, r = d·M, with a float scale per row). The largest M whose total fits the budget is taken,
+with r ≤ H (a basis never needs more directions than the table has).
+
+Groups of d = 4 coordinates cap M at H/4 (96 codes for H = 384, a table 15.7× smaller than fp32). A
+larger budget (a lower --target-ratio) buys narrower groups, 3, 2 or 1 coordinates a code, so more
+bits per coordinate: the narrowest whose codes still span MIN_KEPT of the table's directions.
+"""
+from __future__ import annotations
+
+from compression.config import (
+    FactorizeConfig,
+    GraphConfig,
+    PruneConfig,
+    QuantizeConfig,
+    RecoverConfig,
+    with_settings,
+)
+from compression.errors import ConfigError
+from compression.recipes import VariantRecipe
+from compression.table.factorize import resolve_rank
+
+GROUP_DIM = 4  # coordinates per pq group (d): 4 kept fidelity ≥ 0.99 on MiniLM at 16×
+GROUP_DIMS = (GROUP_DIM, 3, 2, 1)  # narrower groups for larger budgets
+MIN_KEPT = 0.9  # a narrower group is taken only if its rank d·M keeps this share of the H directions
+CODEBOOK = 256  # centroids per group: one byte per code
+FP32 = 4
+# Recovery's length: steps of 64 texts from a distillation set of DEFAULT_SENTENCES corpus texts, and the
+# texts the sensitivity metric is estimated on. Chosen so the default compress of MiniLM-L6 fits in
+# 12 minutes on 2 cores (docs/results.md has the time and what fewer steps cost).
+DEFAULT_STEPS = 400
+DEFAULT_SENTENCES = 12800  # two passes of the 400 × 64 texts
+DEFAULT_METRIC_SENTENCES = 256
+# smooth an int8 input only if its largest channel maximum is ≥ 7× the median one (smooth.outlier_ratio):
+# on MiniLM that is the FFN's inputs (8.5–21) and not the query/key/value input (4–6), eight Muls
+# fewer for 0.0007 of mean fidelity (docs/experiments.md)
+SMOOTH_MIN_RATIO = 7.0
+
+
+def pq_table_bytes(vocab: int, hidden: int, codes: int, codebook: int = CODEBOOK, group_dim: int = GROUP_DIM) -> int:
+    """Bytes of a pq table stored as the default does (uint8 codes, int8 centroids and B with float scales)."""
+    rank = codes * group_dim
+    return (vocab * codes  # one byte per code
+            + codes * codebook * group_dim + codes * group_dim * FP32  # int8 centroids and their scales
+            + rank * hidden + rank * FP32  # int8 B and a scale per row
+            + codes * 8 + 256)  # the groups' int64 offsets into the flat centroids, and slack for small tensors
+
+
+def codebook_for(vocab: int) -> int:
+    """256 centroids per group, fewer for a vocabulary too small to fill them (a toy model's)."""
+    k = CODEBOOK
+    while k > 2 and k * 4 > vocab:
+        k //= 2
+    return k
+
+
+def codes_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int, group_dim: int = GROUP_DIM) -> int:
+    """The most codes per token of group_dim coordinates whose table fits the budget, with rank ≤ hidden
+    (0: not even one)."""
+    best = 0
+    for codes in range(1, hidden // group_dim + 1):
+        if pq_table_bytes(vocab, hidden, codes, codebook, group_dim) <= budget_bytes:
+            best = codes
+    return best
+
+
+def pq_shape_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int) -> tuple[int, int]:
+    """(codes per token, coordinates per code) of the largest table within the budget: groups of 4, or
+    the narrowest group whose codes keep MIN_KEPT of the directions once 4 reach the rank cap."""
+    codes = codes_for_budget(vocab, hidden, budget_bytes, codebook)
+    if codes == 0:
+        raise ConfigError(f"a {vocab}×{hidden} table cannot be stored in {budget_bytes / 1e6:.3f} MB even with one "
+                          f"code per token ({pq_table_bytes(vocab, hidden, 1, codebook) / 1e6:.3f} MB); lower "
+                          "--target-ratio or raise --max-table-mb")
+    shape = (codes, GROUP_DIM)
+    for d in GROUP_DIMS[1:]:
+        m = codes_for_budget(vocab, hidden, budget_bytes, codebook, d)
+        if d * m >= MIN_KEPT * hidden:
+            shape = (m, d)
+    return shape
+
+
+def table_budget(vocab: int, hidden: int, target_ratio: float | None, max_table_mb: float | None) -> float:
+    if max_table_mb is not None:
+        if max_table_mb <= 0:
+            raise ConfigError(f"--max-table-mb must be positive, got {max_table_mb}")
+        return max_table_mb * 1e6
+    if target_ratio is None or target_ratio <= 1:
+        raise ConfigError(f"--target-ratio must be more than 1, got {target_ratio}")
+    return vocab * hidden * FP32 / target_ratio
+
+
+def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ratio: float | None = 16.0,
+                 max_table_mb: float | None = None, seed: int = 0, overrides: dict | None = None) -> VariantRecipe:
+    """The default compressed variant for a vocab × hidden table, with explicit settings laid over it.
+
+    overrides: {"factorize": {...}, "recover": {...}, "quantize": {...}} of the configs' own field names;
+    a method other than pq without a rank takes the rank whose fp32 factors meet the target ratio.
+    """
+    overrides = overrides or {}
+    budget = table_budget(vocab, hidden, target_ratio, max_table_mb)
+    fz = dict(overrides.get("factorize", {}))
+    method = fz.get("method", "pq")
+    if method == "pq":
+        codebook = fz.get("codebook_size", codebook_for(vocab))
+        if fz.get("subspaces") or fz.get("rank"):  # the user's shape; groups of 4 unless both are given
+            codes, group_dim = fz.get("subspaces") or fz["rank"] // GROUP_DIM, GROUP_DIM
+        else:
+            codes, group_dim = pq_shape_for_budget(vocab, hidden, budget, codebook)
+        base_fz = FactorizeConfig(method="pq", metric="sensitivity", rank=fz.get("rank", codes * group_dim),
+                                  subspaces=codes, codebook_size=codebook, alpha=0.75, seed=seed,
+                                  metric_sentences=DEFAULT_METRIC_SENTENCES)
+    else:
+        ratio = target_ratio if max_table_mb is None else vocab * hidden * FP32 / budget
+        base_fz = FactorizeConfig(method=method, rank=None if "rank" not in fz else fz["rank"],
+                                  target_ratio=None if "rank" in fz else ratio, seed=seed)
+    factorize = with_settings(base_fz, fz, "factorize")
+    recover = with_settings(RecoverConfig(steps=DEFAULT_STEPS, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5,
+                                     anchor=0.1, num_sentences=DEFAULT_SENTENCES, seed=seed),
+                       overrides.get("recover", {}), "recover")
+    qz = dict(overrides.get("quantize", {}))
+    if qz.get("encoder_block") is not None or qz.get("encoder_int8") is False:
+        qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
+    if method != "pq" or qz.get("factors_int8") is False:
+        qz.setdefault("decode_int8", False)  # a pq table's decode, with int8 factors
+    if "smooth_alpha" in qz and qz["smooth_alpha"] is None:
+        qz.setdefault("smooth_min_ratio", None)  # nothing smoothed, nothing to choose
+    quantize = with_settings(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
+                                       smooth_shared_qkv=True, reduce_range=True, decode_int8=True,
+                                       smooth_min_ratio=SMOOTH_MIN_RATIO), qz, "quantize")
+    gz = dict(overrides.get("graph", {}))
+    if gz.get("fuse_attention") is False:
+        gz.setdefault("remove_padding", False)  # padding is removed only around fused attention
+    graph = with_settings(GraphConfig(fuse_attention=True, remove_padding=True, tanh_gelu=True), gz, "graph")
+    check_shape(factorize, vocab, hidden)
+    target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
+    prune = with_settings(PruneConfig(), overrides.get("prune", {}), "prune")
+    return VariantRecipe(name=name, baseline=baseline, prune=prune, factorize=factorize, recover=recover,
+                         quantize=quantize, graph=graph,
+                         description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
+                                     f", rank {factorize.rank}, {factorize.subspaces} codes per token")
+
+
+def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
+    """The settings' checks that need the table's shape, run before anything is built."""
+    rank = resolve_rank(config, vocab, hidden)
+    if config.method == "pq" and (config.subspaces <= 0 or rank % config.subspaces):
+        raise ConfigError(f"pq: rank {rank} must be a positive multiple of subspaces, got {config.subspaces}")
+    if config.method == "pq" and not 2 <= config.codebook_size <= min(256, vocab):
+        raise ConfigError(f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}")
+
+
+# --min-fidelity's larger tables, tried in turn: on a 384-wide table, groups of 3, 2 and 1 coordinates.
+FALLBACK_RATIOS = (12.0, 8.0, 4.0)
+
+
+def larger_tables(first: VariantRecipe, vocab: int, hidden: int, target_ratio: float, seed: int = 0,
+                  overrides: dict | None = None) -> list[VariantRecipe]:
+    """The sized recipes at each fallback ratio below target_ratio, each with a larger table than the
+    one before (a ratio whose sizing gives the same shape is skipped)."""
+    out, shape = [], (first.factorize.subspaces, first.factorize.rank)
+    for ratio in (r for r in FALLBACK_RATIOS if r < target_ratio):
+        recipe = sized_recipe(first.name, first.baseline, vocab, hidden, target_ratio=ratio, seed=seed,
+                              overrides=overrides)
+        if (recipe.factorize.subspaces, recipe.factorize.rank) != shape:
+            out.append(recipe)
+            shape = (recipe.factorize.subspaces, recipe.factorize.rank)
+    return out
