@@ -64,6 +64,15 @@ class Manifest(BaseModel):
     graph: dict[str, Any] = Field(default_factory=dict)
     # compress --min-fidelity: the target and each table size tried (codes, ratio, held-out fidelity)
     sizing: dict[str, Any] = Field(default_factory=dict)
+    # sentence-transformers' named prompts ({"query": "query: ", …}) and the one applied when a caller names
+    # none: the prompt every figure here was measured with (the source's default, else its "query" prompt)
+    prompts: dict[str, str] = Field(default_factory=dict)
+    default_prompt_name: str | None = None
+
+    @property
+    def default_prompt(self) -> str:
+        """The text put before every input a caller sends without naming a prompt ("" for none)."""
+        return self.prompts.get(self.default_prompt_name, "") if self.default_prompt_name else ""
 
     @classmethod
     def read(cls, model_dir: Path) -> "Manifest":

@@ -13,15 +13,29 @@ import numpy as np
 from . import contract
 from .memory import release_free_heap
 
+PAD_TOKENS = ("[PAD]", "<pad>")  # WordPiece (BERT) and SentencePiece (XLM-R: id 1) names
+
+
+def pad_token(tok) -> tuple[int, str]:
+    """(id, text) of a tokenizer's padding token: its own padding setting, else the token named as BERT
+    or SentencePiece vocabularies name it, else id 0."""
+    if tok.padding is not None:
+        return int(tok.padding["pad_id"]), str(tok.padding["pad_token"])
+    for name in PAD_TOKENS:
+        if tok.token_to_id(name) is not None:
+            return int(tok.token_to_id(name)), name
+    return 0, "[PAD]"
+
 
 def load_tokenizer(path: Path, max_length: int):
-    """A `tokenizers.Tokenizer` that pads to the longest item and truncates to max_length."""
+    """A `tokenizers.Tokenizer` that pads to the longest item (with its own pad token) and truncates to
+    max_length."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(path))
     tok.enable_truncation(max_length=max_length)
-    pad_id = tok.token_to_id("[PAD]")
-    tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+    pad_id, pad = pad_token(tok)
+    tok.enable_padding(pad_id=pad_id, pad_token=pad)
     return tok
 
 
@@ -106,8 +120,10 @@ def batch_arrays(encodings) -> dict[str, np.ndarray]:
 class OnnxEncoder:
     """Embed lists of texts with a model directory's model.onnx and tokenizer.json."""
 
-    def __init__(self, model_dir: Path, max_length: int = 256, threads: int = 0, model_file: Path | None = None):
+    def __init__(self, model_dir: Path, max_length: int = 256, threads: int = 0, model_file: Path | None = None,
+                 prompt: str = ""):
         self.model_dir = Path(model_dir)
+        self.prompt = prompt  # put before every text encode() embeds (an e5 model's "query: ")
         self.tokenizer = load_tokenizer(self.model_dir / contract.TOKENIZER_FILE, max_length)
         self.session = make_session(model_file or self.model_dir / contract.MODEL_FILE, SessionConfig(threads))
 
@@ -116,7 +132,7 @@ class OnnxEncoder:
         label (the pipeline's long passes; needs tqdm, which the service does not install)."""
         return self._in_length_order(
             [len(t) for t in texts], batch_size,
-            lambda idx: batch_arrays(self.tokenizer.encode_batch([texts[i] for i in idx])), progress)
+            lambda idx: batch_arrays(self.tokenizer.encode_batch([self.prompt + texts[i] for i in idx])), progress)
 
     def encode_ids(self, rows: list[list[int]], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """(n, dim) unit vectors of already tokenized rows (ids with [CLS]/[SEP]), batched like encode()."""

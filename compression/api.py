@@ -49,7 +49,7 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
              corpus: str | Path | None = None, data_dir: str | Path | None = None, device: str = "cpu",
              seed: int = 0, pooling: str | None = None, tokenizer: str | Path | None = None,
              overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0,
-             diagnose: bool = False, min_fidelity: float | str | None = None) -> Manifest:
+             diagnose: bool = False, min_fidelity: float | str | None = None, prompt: str | None = None) -> Manifest:
     """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
     export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
 
@@ -58,6 +58,8 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
     where they exist). overrides: explicit settings laid over the sized recipe (compression.table.sizing).
     diagnose: also measure where the variant's infidelity comes from (compression.evaluation.diagnose).
+    prompt: the name of the model's prompt to embed with and serve by default ("none": none; None: the
+    source's default prompt, else its "query" prompt; compression.sources.load.choose_prompt).
     min_fidelity: the held-out fidelity the variant must reach ("int8": that of onnxruntime's plain int8
     export of the same model, measured on this CPU); if the sized table misses it, larger
     tables (compression.table.sizing.larger_tables) are built in turn until one does. The manifest's `sizing`
@@ -77,8 +79,9 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
                            model_dir=Path(source) if source is not None else None, progress=progress,
                            threads=threads, corpus_path=Path(corpus) if corpus is not None else None, device=device,
                            pooling=pooling, tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed,
-                           diagnose=diagnose)
+                           diagnose=diagnose, prompt=prompt)
         src = ctx.source  # refuses an unsupported or broken source before anything is built
+        ctx.prompt_name  # an unknown --prompt is refused before anything is built
         name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
         ctx.corpus  # a missing corpus is a one-line error before the first build
         # Sized (and every setting checked) before anything is built: a bad flag leaves nothing behind.

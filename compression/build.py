@@ -60,7 +60,7 @@ from compression.model import (
 )
 from compression.recipes import VariantRecipe
 from compression.recovery.recover import RecoverConfig, distill
-from compression.sources.load import SourceModel, load_source
+from compression.sources.load import SourceModel, choose_prompt, load_source
 from compression.table.factorize import factorize
 from compression.table.metric import metric_root
 
@@ -95,6 +95,7 @@ class BuildContext:
     pooling: str | None = None  # override of a plain or ONNX source's pooling mode
     tokenizer: Path | None = None  # tokenizer.json of an ONNX source that has none beside it
     seed: int = 0  # of the held-out slice
+    prompt: str | None = None  # the prompt name to embed with ("none": none); None: sources.load.choose_prompt's
     diagnose: bool = False  # measure where a factorized variant's infidelity comes from (compression/evaluation/diagnose.py)
     _embedded: dict[str, Embedded] = field(default_factory=dict)
 
@@ -103,13 +104,22 @@ class BuildContext:
         return load_source(self.model_dir, pooling=self.pooling, tokenizer=self.tokenizer, scratch=self.cache_dir)
 
     @cached_property
+    def prompt_name(self) -> str | None:
+        return choose_prompt(self.source.prompts, self.source.default_prompt_name, self.prompt)
+
+    @property
+    def prompt_text(self) -> str:
+        return (self.source.prompts or {}).get(self.prompt_name, "") if self.prompt_name else ""
+
+    @cached_property
     def corpus(self) -> Corpus:
-        return load_corpus(self.corpus_path, self.data_dir, self.seed)
+        """The texts as the model is asked to embed them: with its prompt, in training and evaluation alike."""
+        return load_corpus(self.corpus_path, self.data_dir, self.seed).with_prompt(self.prompt_text)
 
     @cached_property
     def eval_set(self) -> EvalSet | None:
         """STS-B and SST-2 where their data exists; None leaves fidelity as the only figure."""
-        return EvalSet.load(self.data_dir) if has_eval_data(self.data_dir) else None
+        return EvalSet.load(self.data_dir).with_prompt(self.prompt_text) if has_eval_data(self.data_dir) else None
 
     @property
     def cache_dir(self) -> Path:
@@ -419,6 +429,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             normalized=src.pooling.normalize,
             source=src.describe(),
             evaluations=evaluations(ctx.eval_set, ctx.data_dir, len(ctx.corpus.held_out), ctx.corpus.source),
+            prompts=src.prompts or {},
+            default_prompt_name=ctx.prompt_name,
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

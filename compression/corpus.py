@@ -145,6 +145,12 @@ class Corpus:
     held_out: list[str]
     source: str  # what the texts are, for the manifest
 
+    def with_prompt(self, prompt: str) -> "Corpus":
+        """Every text as the model is asked to embed it (an e5 model's "query: " before each)."""
+        if not prompt:
+            return self
+        return Corpus([prompt + t for t in self.train], [prompt + t for t in self.held_out], self.source)
+
     @classmethod
     def split(cls, texts: list[str], source: str, seed: int = 0) -> "Corpus":
         if len(texts) < 2:

