@@ -57,6 +57,18 @@ def validate_texts(inputs: object, settings: Settings) -> list[str]:
 OFFLOAD_CHARS = 4096
 
 
+def prompt_text(model: LoadedModel, name: str | None) -> str:
+    """The text put before each input: the named prompt of the model's manifest, or its default one."""
+    manifest = model.manifest
+    prompts = manifest.prompts if manifest is not None else {}
+    if name is None:
+        return manifest.default_prompt if manifest is not None else ""
+    if name not in prompts:
+        raise InvalidInput(f"prompt_name {name!r} is not one of model {model.name!r}'s prompts: "
+                           f"{', '.join(sorted(prompts)) or 'it has none'}")
+    return prompts[name]
+
+
 async def _watch_disconnect(receive, gone: threading.Event) -> None:
     """Set `gone` when the ASGI server reports the client's disconnect (the body is read already)."""
     while True:
@@ -83,19 +95,26 @@ class Embedder:
         return self.registry.models[rule.candidate], named
 
     async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
-                    token_ids: list[list[int]] | None = None, receive=None, route: bool = True) -> Embedded:
+                    token_ids: list[list[int]] | None = None, receive=None, route: bool = True,
+                    prompt_name: str | None = None) -> Embedded:
         """receive: the request's ASGI receive; when given, a client that disconnects before its request
         reaches a batch has it dropped (TEI's queue does the same), not computed for nobody.
-        route=False: the named model answers even when a canary rule would send the request elsewhere."""
+        route=False: the named model answers even when a canary rule would send the request elsewhere.
+        prompt_name: the model's prompt put before each text (None: its default; token ids are taken as
+        given); the token count includes it."""
         model, named = self._route(model_name) if route else (self.registry.get(model_name), None)
+        prompt = prompt_text(model, prompt_name)
+        raw = texts
+        if texts is not None and prompt:
+            texts = [prompt + t for t in texts]
         # Held until the answer is computed: a reload replacing this model waits for it (service/reload.py).
         model.inflight += 1
         try:
             result = await self._embed(model, texts, truncate, token_ids, receive)
         finally:
             model.inflight -= 1
-        if texts is not None:
-            self.recent.add(model.name, texts)
+        if raw is not None:
+            self.recent.add(model.name, raw)
         if named is not None:
             result.canary_of = named.name
             self.metrics.canary_requests.labels(named.name, model.name).inc()

@@ -13,6 +13,7 @@ class EmbedRequest(BaseModel):
     normalize: bool = True
     truncate: bool = True
     encoding_format: Literal["float", "base64"] = "float"
+    prompt_name: str | None = None  # one of the model's prompts (TEI's field); None: the model's default prompt
 
 
 class Usage(BaseModel):
@@ -35,6 +36,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
+    prompt_name: str | None = None  # an extra field (the openai client's extra_body); None: the model's default
 
 
 class ClassifyRequest(BaseModel):

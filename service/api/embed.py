@@ -15,7 +15,8 @@ async def embed(body: EmbedRequest, request: Request, response: Response,
                 svc: AppState = Depends(state)) -> EmbedResponse:
     request.state.model = svc.registry.metric_label(body.model)
     texts = validate_texts(body.inputs, svc.settings)
-    result = await svc.embedder.embed(body.model, texts, body.truncate, receive=request.receive)
+    result = await svc.embedder.embed(body.model, texts, body.truncate, receive=request.receive,
+                                      prompt_name=body.prompt_name)
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result, body.normalize)
     return EmbedResponse(model=result.model.name, dim=int(vectors.shape[1]),

@@ -20,6 +20,7 @@ def describe(model: LoadedModel) -> dict:
         return {"dim": model.backend.dim, "version": model.version}
     return {"version": model.version, "dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
             "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
+            "prompts": m.prompts, "default_prompt_name": m.default_prompt_name,
             "quality": m.quality.model_dump(),
             "graph": m.graph or None,  # serving rewrites: fused attention, padding removed (or why not)
             "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},

@@ -32,7 +32,8 @@ async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: R
                      svc: AppState = Depends(state)) -> dict:
     request.state.model = svc.registry.metric_label(body.model)
     texts, ids = _split_input(body.input, svc)
-    result = await svc.embedder.embed(body.model, texts, True, token_ids=ids, receive=request.receive)
+    result = await svc.embedder.embed(body.model, texts, True, token_ids=ids, receive=request.receive,
+                                      prompt_name=body.prompt_name)
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result, True, body.dimensions)
     data = [{"object": "embedding", "index": i, "embedding": e}

@@ -49,13 +49,20 @@ async function loadModels() {
       const q = m.quality || {}, h = m.host_fidelity;
       const tr = document.createElement("tr");
       tr.dataset.model = name;
-      tr.append(cell(name + (name === body.default ? " (default)" : "")), cell(m.version), cell(m.baseline || "–"),
-        cell(m.quantization || "–"), cell(m.bytes ? mb(m.bytes.file) : "–"),
+      // what a person compares first (size, ratio, fidelity, STS), the long recipe string last
+      const prompts = Object.entries(m.prompts || {}).map(([p, text]) =>
+        `${p}${p === m.default_prompt_name ? " (default)" : ""}: "${text}"`).join(", ");
+      const quant = cell(m.quantization || "–", { quantization: m.quantization || "" });
+      quant.title = m.quantization || "";
+      quant.className = "recipe";
+      tr.append(cell(name + (name === body.default ? " (default)" : "")), cell(m.bytes ? mb(m.bytes.file) : "–"),
         cell(ratio ? ratio.toFixed(2) + "× smaller" : "–", ratio ? { ratio } : {}),
-        cell(fmt(q.stsb_spearman, 2)),
-        cell(q.fidelity_mean != null ? `${fmt(q.fidelity_mean, 4)} / p1 ${fmt(q.fidelity_p1, 4)}` : "–"),
+        cell(q.fidelity_mean != null ? `${fmt(q.fidelity_mean, 4)} / p1 ${fmt(q.fidelity_p1, 4)}` : "–",
+          q.fidelity_mean != null ? { fidelityMean: q.fidelity_mean } : {}),
         cell(h ? `${fmt(h.mean, 4)} / p1 ${fmt(h.p1, 4)}` : "–", h ? { hostMean: h.mean } : {}),
-        cell(m.built_on ? `${(m.built_on.features || []).join(" ") || "no int8 features"}` : "–"));
+        cell(fmt(q.stsb_spearman, 2)), cell(prompts || "–", { prompts: prompts }),
+        cell(m.baseline || "–"), cell(m.version, { version: m.version }),
+        cell(m.built_on ? `${(m.built_on.features || []).join(" ") || "no int8 features"}` : "–"), quant);
       rows.append(tr);
     }
     const choice = $("model-choice");

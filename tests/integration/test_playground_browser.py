@@ -63,11 +63,24 @@ def test_the_page_shows_the_models_and_compares_them_on_the_users_texts(browser,
     shown = {r.get_attribute("data-model"): r for r in rows}
     models = httpx.get(server.url + "/models").json()["models"]
     assert set(shown) == set(models) == {"tiny", "tiny-fact"}
-    fact = shown["tiny-fact"].find_elements(By.TAG_NAME, "td")
-    assert fact[1].text == models["tiny-fact"]["version"]
-    ratio = float(fact[5].get_attribute("data-ratio"))
+    fact = shown["tiny-fact"]
+
+    def cell_of(attr):
+        return fact.find_element(By.CSS_SELECTOR, f"td[data-{attr}]")
+
+    assert cell_of("version").text == models["tiny-fact"]["version"]
+    ratio = float(cell_of("ratio").get_attribute("data-ratio"))
     assert ratio == pytest.approx(models["tiny"]["bytes"]["file"] / models["tiny-fact"]["bytes"]["file"])
-    assert float(fact[8].get_attribute("data-host-mean")) == pytest.approx(models["tiny-fact"]["host_fidelity"]["mean"])
+    assert float(cell_of("host-mean").get_attribute("data-host-mean")) == pytest.approx(
+        models["tiny-fact"]["host_fidelity"]["mean"])
+    # What a person compares (size, ratio, fidelity here and offline) is on screen at 1280 px; the recipe
+    # string comes last, whole in its tooltip.
+    browser.set_window_size(1280, 1000)
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    for attr in ("ratio", "fidelity-mean", "host-mean"):
+        rect = cell_of(attr).rect
+        assert rect["x"] + rect["width"] <= width, (attr, rect, width)
+    assert cell_of("quantization").get_attribute("title") == models["tiny-fact"]["quantization"]
 
     box = browser.find_element(By.ID, "texts")
     box.clear()
