@@ -68,6 +68,8 @@ class Manifest(BaseModel):
     # none: the prompt every figure here was measured with (the source's default, else its "query" prompt)
     prompts: dict[str, str] = Field(default_factory=dict)
     default_prompt_name: str | None = None
+    # each build step's wall time and the process's peak resident memory so far (compression/steps.py)
+    steps: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def default_prompt(self) -> str:

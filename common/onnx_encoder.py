@@ -5,6 +5,7 @@ run it; the service's runtime builds on the same tokenization and session code.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import numpy as np
 
 from . import contract
 from .memory import release_free_heap
+
+log = logging.getLogger(__name__)
 
 PAD_TOKENS = ("[PAD]", "<pad>")  # WordPiece (BERT) and SentencePiece (XLM-R: id 1) names
 
@@ -151,9 +154,12 @@ class OnnxEncoder:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=progress, unit="batch", leave=False, disable=None)  # None: only on a tty
-        for start in starts:
+        every = max(1, len(lengths) // batch_size // 4)
+        for n, start in enumerate(starts):
             idx = order[start:start + batch_size]
             emb = self.session.run([contract.OUTPUT_EMBEDDING], feeds(idx))[0]
+            if progress is not None and n and n % every == 0:  # the log hears a long pass as well as the bar
+                log.info("%s: %d of %d texts", progress, start, len(lengths))
             if out is None:
                 out = np.empty((len(lengths), emb.shape[1]), dtype=np.float32)
             out[idx] = emb

@@ -61,6 +61,7 @@ from compression.model import (
 from compression.recipes import VariantRecipe
 from compression.recovery.recover import RecoverConfig, distill
 from compression.sources.load import SourceModel, choose_prompt, load_source
+from compression.steps import StepLog
 from compression.table.factorize import factorize
 from compression.table.metric import metric_root
 
@@ -90,7 +91,7 @@ class BuildContext:
     model_dir: Path | None = None
     progress: bool = True
     threads: int = 0
-    corpus_path: Path | None = None
+    corpus_path: Path | list[Path] | None = None
     device: str = "cpu"
     pooling: str | None = None  # override of a plain or ONNX source's pooling mode
     tokenizer: Path | None = None  # tokenizer.json of an ONNX source that has none beside it
@@ -218,7 +219,7 @@ class BuildContext:
 
         return self.cached("teacher", key, compute)["vecs"]
 
-    def int8_heldout_fidelity(self, baseline: str) -> float:
+    def int8_heldout_fidelity(self, baseline: str) -> tuple[float, float]:
         """Held-out fidelity of onnxruntime's plain int8 export of the baseline (int8 encoder per channel, table
         per row) on this CPU: what compressing the table must not lose to."""
         from compression.config import QuantizeConfig
@@ -230,10 +231,10 @@ class BuildContext:
             shutil.copy(self.out_root / baseline / contract.TOKENIZER_FILE, tmp / contract.TOKENIZER_FILE)
             # Embedded as every variant is (one length-ordered pass with the evaluation texts): int8's
             # activation scales are per batch, so the batches must be the ones its rival's figure had.
-            mean, _ = fidelity(self.embed(tmp).held_out, self.embedded(baseline).held_out)
+            mean, p1 = fidelity(self.embed(tmp).held_out, self.embedded(baseline).held_out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return round(mean, 5)
+        return round(mean, 5), round(p1, 5)
 
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
         """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
@@ -317,12 +318,13 @@ def _route_dense(model_file: Path, vocab_size: int) -> bool:
     return routed
 
 
-def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
-    ensure_writable(ctx.out_root)
+def _prepare_encoder(recipe: VariantRecipe, ctx: BuildContext):
+    """Steps 1b–2: the source encoder as it will be served (tanh GELU, FFN pruning, smoothing), on a copy
+    so the source stays as loaded for the other variants. (model, GELUs swapped, FFN neurons kept)"""
     src = ctx.source
     bert = src.bert
     if recipe.graph.tanh_gelu or recipe.quantize.smooth_alpha is not None or recipe.prune.ffn_keep < 1:
-        bert = copy.deepcopy(bert)  # the source model stays as loaded for the other variants
+        bert = copy.deepcopy(bert)
     swapped = kept = 0
     if recipe.graph.tanh_gelu:
         swapped = tanh_gelu(bert)
@@ -343,39 +345,82 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         log.info("smoothing: %d of the encoder's %d linears (α %g%s)", smoothed, total, recipe.quantize.smooth_alpha,
                  "" if recipe.quantize.smooth_min_ratio is None
                  else f"; inputs whose outlier ratio is under {recipe.quantize.smooth_min_ratio:g} left plain")
-    rank = None
-    losses: list[float] = []
-    diagnosis: list[dict] = []
+    return bert, swapped, kept
+
+
+def _simulation(recipe: VariantRecipe) -> Simulation:
+    """The export's quantization as recovery and diagnosis simulate it."""
     q = recipe.quantize
-    sim = Simulation((q.table_bits, q.table_block) if q.table_bits else None, q.encoder_int8, q.encoder_block,
-                     64 if q.reduce_range else 127)
+    return Simulation((q.table_bits, q.table_block) if q.table_bits else None, q.encoder_int8, q.encoder_block,
+                      64 if q.reduce_range else 127)
+
+
+def _recover(recipe: VariantRecipe, ctx: BuildContext, bert, table_E: np.ndarray, counts: np.ndarray | None,
+             metric: np.ndarray | None, sim: Simulation) -> list[float]:
+    """Step 4: distil the factorized model towards the baseline's embeddings of the corpus (and rare-token
+    copies of it), with the export's quantization simulated; the loss curve."""
+    if recipe.baseline is None:
+        raise ConfigError(f"{recipe.name}: recovery needs a baseline to distil from")
+    src, rc = ctx.source, recipe.recover
+    ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
+    if rc.augment_share > 0:
+        extra_ids, extra_teacher = ctx.augmented_corpus(recipe.baseline, ids, counts, rc)
+        ids, teacher = ids + extra_ids, np.concatenate([teacher, extra_teacher])
+    anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
+              ) if rc.anchor > 0 else None
+    return distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, sim.table_quant,
+                   sim.encoder_int8, progress=ctx.progress, encoder_block=sim.encoder_block,
+                   anchor_target=anchor, device=ctx.device, weight_levels=sim.weight_levels,
+                   token_teacher=src.bert if rc.token_weight > 0 else None)
+
+
+def _export_for_serving(recipe: VariantRecipe, ctx: BuildContext, encoder: SentenceEncoder, tmp: Path,
+                        steps: StepLog) -> serving_graph.RewriteReport:
+    """Steps 5–6b: ONNX export with parity, the serving rewrites, quantization and the dense route, into
+    tmp/model.onnx beside the tokenizer."""
+    src = ctx.source
+    fp32 = tmp / "model.fp32.onnx"
+    with steps.step("export"):
+        export_onnx(encoder, fp32, src.vocab_size)
+        check_parity(encoder, fp32, src.vocab_size, src.max_seq_length)
+        graph = _rewrite_for_serving(encoder, fp32, recipe.graph, src)
+    with steps.step("quantize"):
+        quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
+        fp32.unlink()
+        if recipe.graph.dense_route and graph.padding_removed:
+            graph = dataclasses.replace(graph, dense_route=_route_dense(tmp / contract.MODEL_FILE, src.vocab_size))
+    shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
+    return graph
+
+
+def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
+    """One variant, top to bottom: prepare the encoder, compress the table, recover, export for serving,
+    evaluate, write the manifest; staged in a hidden directory and committed whole."""
+    ensure_writable(ctx.out_root)
+    src = ctx.source
+    steps = StepLog(recipe.name)
+    with steps.step("prepare encoder"):
+        bert, swapped, kept = _prepare_encoder(recipe, ctx)
+    rank, losses, diagnosis = None, [], []
+    sim = _simulation(recipe)
     if recipe.factorize is not None:
-        counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
-        metric = (ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
-                  if recipe.factorize.metric == "sensitivity" else None)
-        table_E = word_embedding_matrix(bert)
-        factors = factorize(table_E, recipe.factorize, counts, metric)
-        rank = factors.rank
-        bert = with_factorized_embedding(bert, factors)
+        with steps.step("compress table"):
+            counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
+            metric = (ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
+                      if recipe.factorize.metric == "sensitivity" else None)
+            table_E = word_embedding_matrix(bert)
+            factors = factorize(table_E, recipe.factorize, counts, metric)
+            rank = factors.rank
+            bert = with_factorized_embedding(bert, factors)
         if recipe.recover.steps:
-            if recipe.baseline is None:
-                raise ConfigError(f"{recipe.name}: recovery needs a baseline to distil from")
-            rc = recipe.recover
-            ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
-            if rc.augment_share > 0:
-                extra_ids, extra_teacher = ctx.augmented_corpus(recipe.baseline, ids, counts, rc)
-                ids, teacher = ids + extra_ids, np.concatenate([teacher, extra_teacher])
-            anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
-                      ) if rc.anchor > 0 else None
-            losses = distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, sim.table_quant,
-                             sim.encoder_int8, progress=ctx.progress, encoder_block=sim.encoder_block,
-                             anchor_target=anchor, device=ctx.device, weight_levels=sim.weight_levels,
-                             token_teacher=src.bert if rc.token_weight > 0 else None)
+            with steps.step("recover"):
+                losses = _recover(recipe, ctx, bert, table_E, counts, metric, sim)
         if ctx.diagnose and recipe.baseline:
-            diagnosis = diagnose(SentenceEncoder(bert, src.pooling), table_E,
-                                 counts if counts is not None else ctx.counts(recipe.corpus),
-                                 ctx.token_ids(ctx.corpus.held_out, src.max_seq_length),
-                                 ctx.embedded(recipe.baseline).held_out, sim)
+            with steps.step("diagnose"):
+                diagnosis = diagnose(SentenceEncoder(bert, src.pooling), table_E,
+                                     counts if counts is not None else ctx.counts(recipe.corpus),
+                                     ctx.token_ids(ctx.corpus.held_out, src.max_seq_length),
+                                     ctx.embedded(recipe.baseline).held_out, sim)
             log.info("%s: where the held-out infidelity comes from (torch, the export's quantization simulated):\n%s",
                      recipe.name, diagnosis_table(diagnosis))
     encoder = SentenceEncoder(bert, src.pooling)
@@ -383,25 +428,17 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
     tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
     try:
-        fp32 = tmp / "model.fp32.onnx"
-        export_onnx(encoder, fp32, src.vocab_size)
-        check_parity(encoder, fp32, src.vocab_size, src.max_seq_length)
-        graph = _rewrite_for_serving(encoder, fp32, recipe.graph, src)
-        quantize.apply(recipe.quantize, fp32, tmp / contract.MODEL_FILE)
-        fp32.unlink()
-        if recipe.graph.dense_route and graph.padding_removed:
-            graph = dataclasses.replace(graph, dense_route=_route_dense(tmp / contract.MODEL_FILE, src.vocab_size))
-        shutil.copy(src.tokenizer_file, tmp / contract.TOKENIZER_FILE)
-
-        emb = ctx.embed(tmp)
-        base = ctx.embedded(recipe.baseline) if recipe.baseline else None
-        figures = quality(emb, ctx.eval_set, base)
-        # The probe set: the first held-out texts and the baseline's embeddings of them, so the
-        # service can measure this model's fidelity on whatever CPU it runs on.
-        n_probe = min(PROBE_TEXTS, len(ctx.corpus.held_out))
-        probe = ProbeSet(ctx.corpus.held_out[:n_probe], (base or emb).held_out[:n_probe])
-        probe.write(tmp)
-        probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
+        graph = _export_for_serving(recipe, ctx, encoder, tmp, steps)
+        with steps.step("evaluate"):
+            emb = ctx.embed(tmp)
+            base = ctx.embedded(recipe.baseline) if recipe.baseline else None
+            figures = quality(emb, ctx.eval_set, base)
+            # The probe set: the first held-out texts and the baseline's embeddings of them, so the
+            # service can measure this model's fidelity on whatever CPU it runs on.
+            n_probe = min(PROBE_TEXTS, len(ctx.corpus.held_out))
+            probe = ProbeSet(ctx.corpus.held_out[:n_probe], (base or emb).held_out[:n_probe])
+            probe.write(tmp)
+            probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
         params = count_params(bert)
         manifest = Manifest(
             name=recipe.name,
@@ -431,6 +468,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             evaluations=evaluations(ctx.eval_set, ctx.data_dir, len(ctx.corpus.held_out), ctx.corpus.source),
             prompts=src.prompts or {},
             default_prompt_name=ctx.prompt_name,
+            steps=steps.records,
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

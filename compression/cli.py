@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "folder, or an ONNX export — into OUT/<name> and OUT/<name>-fact.")
     _common(p)
     p.add_argument("--name", default=None, help="output names <name> and <name>-fact (default: from the folder or file)")
-    p.add_argument("--corpus", type=Path, default=None,
-                   help="your texts: one per line, .jsonl with a text field, or a folder of such files "
+    p.add_argument("--corpus", type=Path, nargs="+", default=None,
+                   help="your texts: files with one per line, .jsonl with a text field, STS-style .csv pairs, or "
+                        "folders of such files "
                         "(default: the shared data's train splits, where they exist)")
     p.add_argument("--pooling", choices=["mean", "cls", "max", "mean_sqrt_len"], default=None,
                    help="pooling of a plain Hugging Face folder or a token-state ONNX export (default: mean)")
@@ -193,15 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "its config_sentence_transformers.json; 'none' for none); default: its default prompt, else "
                         "its 'query' prompt")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--target-ratio", type=float, default=16.0, help="the table this many times smaller than fp32 (default 16)")
+    size.add_argument("--target-ratio", type=float, default=None,
+                      help="the table this many times smaller than fp32 (default: the smallest table as faithful as "
+                           "the model's own int8, searched from 16x, or 32x for a vocabulary of 100k pieces or more)")
     size.add_argument("--max-table-mb", type=float, default=None, help="or: a byte budget for the table, in MB")
     p.add_argument("--device", default="cpu", help="where distillation runs: cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling, k-means and training: a run is repeatable")
     p.add_argument("--no-heads", action="store_true", help="skip the classification heads")
     p.add_argument("--min-fidelity", type=_fidelity_target, default=None, metavar="F|int8",
-                   help="held-out fidelity to reach (int8: that of onnxruntime's plain int8 export of the model, "
-                        "measured here): if the sized table misses it, larger tables (12x, 8x, 4x) are built in "
-                        "turn until one does")
+                   help="held-out fidelity to reach (int8, the default without a size: the mean and 1st percentile "
+                        "of onnxruntime's plain int8 export of the model, measured here, and at least 0.99 / 0.97): "
+                        "if the sized table misses it, larger tables (16x, 12x, 8x, 4x) are built in turn until one does")
     _diagnose_flag(p)
     k = p.add_argument_group("recipe knobs (each overrides the sized default)")
     k.add_argument("--method", choices=METHODS, default=None)

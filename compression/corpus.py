@@ -88,9 +88,41 @@ def train_sentences(data_dir: Path) -> list[str]:
     return list(dict.fromkeys(sts.s1 + sts.s2 + sst + trec))
 
 
-def read_text_file(path: Path) -> list[str]:
-    """A user corpus file: one text per non-empty line, or .jsonl records with a "text" field."""
+def read_pairs_file(path: Path) -> StsPairs:
+    """An STS-style pairs file: the STS Benchmark's tab-separated rows (score col 4, sentences 5–6), or a
+    CSV of sentence1, sentence2, score (stsb-multi-mt's layout; a header row is skipped)."""
+    import csv
+
     path = _need(Path(path))
+    text = path.read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    s1, s2, scores = [], [], []
+    if first.count("\t") >= 6:
+        rows = ([c[5], c[6], c[4]] for c in (line.split("\t") for line in text.splitlines()) if len(c) >= 7)
+    else:
+        rows = csv.reader(text.splitlines())
+    for row in rows:
+        if len(row) < 3:
+            continue
+        try:
+            score = float(row[2])
+        except ValueError:
+            continue  # a header
+        s1.append(row[0].strip())
+        s2.append(row[1].strip())
+        scores.append(score)
+    if not s1:
+        raise CorpusError(f"{path} holds no sentence pairs (sentence1, sentence2, score)")
+    return StsPairs(s1, s2, np.asarray(scores, dtype=np.float64))
+
+
+def read_text_file(path: Path) -> list[str]:
+    """A user corpus file: one text per non-empty line, .jsonl records with a "text" field, or an
+    STS-style .csv of sentence pairs (both sentences of each pair)."""
+    path = _need(Path(path))
+    if path.suffix == ".csv":
+        pairs = read_pairs_file(path)
+        return [t for t in pairs.s1 + pairs.s2 if t]
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -115,11 +147,14 @@ def read_text_file(path: Path) -> list[str]:
     return lines
 
 
-CORPUS_SUFFIXES = (".txt", ".jsonl", ".text", ".tsv", "")
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".text", ".tsv", ".csv", "")
 
 
-def read_corpus(path: Path) -> list[str]:
-    """A corpus file, or a folder of them (.txt/.jsonl, read in name order), deduplicated in order."""
+def read_corpus(path: Path | list[Path]) -> list[str]:
+    """A corpus file, a folder of them (.txt/.jsonl/.csv, read in name order), or a list of either;
+    deduplicated in order."""
+    if isinstance(path, (list, tuple)):
+        return list(dict.fromkeys(t for p in path for t in read_corpus(p)))
     path = Path(path)
     if path.is_dir():
         files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in CORPUS_SUFFIXES
@@ -161,10 +196,11 @@ class Corpus:
         return cls([t for i, t in enumerate(texts) if i not in held], [texts[i] for i in sorted(held)], source)
 
 
-def load_corpus(corpus: Path | None, data_dir: Path | None, seed: int = 0) -> Corpus:
+def load_corpus(corpus: Path | list[Path] | None, data_dir: Path | None, seed: int = 0) -> Corpus:
     """The user's corpus, else the shared data's train splits where they exist, else a one-line error."""
     if corpus is not None:
-        return Corpus.split(read_corpus(corpus), str(corpus), seed)
+        name = " ".join(map(str, corpus)) if isinstance(corpus, (list, tuple)) else str(corpus)
+        return Corpus.split(read_corpus(corpus), name, seed)
     if data_dir is not None and has_train_splits(data_dir):
         return Corpus.split(train_sentences(data_dir), f"train splits of {data_dir}", seed)
     raise CorpusError("no corpus: pass --corpus FILE (one text per line, .jsonl with a text field, or a folder "

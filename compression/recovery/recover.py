@@ -148,6 +148,8 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
             losses.append(cos_loss.item())  # the curve tracks fidelity, not the anchor term
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}")
+            if (step + 1) % max(1, config.steps // 10) == 0:  # a log without a bar (CI, --no-progress) hears too
+                log.info("distil: step %d of %d, loss %.5f", step + 1, config.steps, np.mean(losses[-20:]))
     except KeyboardInterrupt as exc:
         raise PipelineError("recovery interrupted; nothing was written") from exc
     finally:

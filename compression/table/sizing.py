@@ -156,8 +156,8 @@ def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
         raise ConfigError(f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}")
 
 
-# --min-fidelity's larger tables, tried in turn: on a 384-wide table, groups of 3, 2 and 1 coordinates.
-FALLBACK_RATIOS = (12.0, 8.0, 4.0)
+# --min-fidelity's larger tables, tried in turn: on a 384-wide table, groups of 4, 3, 2 and 1 coordinates.
+FALLBACK_RATIOS = (16.0, 12.0, 8.0, 4.0)
 
 
 def larger_tables(first: VariantRecipe, vocab: int, hidden: int, target_ratio: float, seed: int = 0,

@@ -1,6 +1,7 @@
 """The default recipe sized to the model, and the compress flags laid over it."""
 import pytest
 
+from compression.api import start_ratio
 from compression.cli import build_parser, overrides_from_args
 from compression.errors import ConfigError
 from compression.table.sizing import DEFAULT_STEPS, pq_table_bytes, sized_recipe
@@ -31,9 +32,14 @@ def test_a_byte_budget_and_an_unreachable_target():
         sized_recipe("a", "b", 30522, 384, target_ratio=2000)
 
 
+def test_the_search_starts_smaller_for_a_large_vocabulary():
+    assert start_ratio(30522) == 16 and start_ratio(250037) == 32
+
+
 def _recipe(*argv):
     args = build_parser().parse_args(["compress", *argv])
-    return sized_recipe("m-fact", "m", 30522, 384, target_ratio=args.target_ratio, max_table_mb=args.max_table_mb,
+    ratio = args.target_ratio if args.target_ratio or args.max_table_mb else start_ratio(30522)  # as compress() does
+    return sized_recipe("m-fact", "m", 30522, 384, target_ratio=ratio, max_table_mb=args.max_table_mb,
                         seed=args.seed, overrides=overrides_from_args(args))
 
 
