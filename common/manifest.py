@@ -70,6 +70,9 @@ class Manifest(BaseModel):
     default_prompt_name: str | None = None
     # each build step's wall time and the process's peak resident memory so far (compression/steps.py)
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    # --eval: per language, the pairs, STS (this model's and the baseline's) and fidelity beside int8's
+    # (compression/evaluation/languages.py)
+    languages: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
     def default_prompt(self) -> str:

@@ -57,7 +57,8 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
              corpus: str | Path | None = None, data_dir: str | Path | None = None, device: str = "cpu",
              seed: int = 0, pooling: str | None = None, tokenizer: str | Path | None = None,
              overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0,
-             diagnose: bool = False, min_fidelity: float | str | None = None, prompt: str | None = None) -> Manifest:
+             diagnose: bool = False, min_fidelity: float | str | None = None, prompt: str | None = None,
+             evaluate: list[str | Path] | None = None) -> Manifest:
     """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
     export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
 
@@ -66,6 +67,8 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
     where they exist). overrides: explicit settings laid over the sized recipe (compression.table.sizing).
     diagnose: also measure where the variant's infidelity comes from (compression.evaluation.diagnose).
+    evaluate: STS-style pair files, one per language (compression.evaluation.languages): per-language STS
+    and fidelity beside int8's in the manifest; the int8 target then holds in every language.
     prompt: the name of the model's prompt to embed with and serve by default ("none": none; None: the
     source's default prompt, else its "query" prompt; compression.sources.load.choose_prompt).
     min_fidelity: the held-out fidelity the variant must reach ("int8": the mean and 1st percentile of
@@ -94,9 +97,11 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
                            model_dir=Path(source) if source is not None else None, progress=progress,
                            threads=threads, corpus_path=_paths(corpus), device=device,
                            pooling=pooling, tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed,
-                           diagnose=diagnose, prompt=prompt)
+                           diagnose=diagnose, prompt=prompt,
+                           eval_paths=[Path(e) for e in evaluate] if evaluate else None)
         src = ctx.source  # refuses an unsupported or broken source before anything is built
         ctx.prompt_name  # an unknown --prompt is refused before anything is built
+        ctx.pair_sets  # so is an unreadable --eval file
         name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
         ctx.corpus  # a missing corpus is a one-line error before the first build
         if target_ratio is None and max_table_mb is None:
@@ -133,11 +138,29 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
                             f"({last['table_ratio']}× smaller, {last['codes']} codes per token) measured "
                             f"{last['heldout_fidelity_mean']} / p1 {last['heldout_fidelity_p1']}; it is kept in "
                             f"{out_dir / recipe.name}")
+    _report_languages(manifest)
     if target is not None:
         log.info("%s: table %.1f× smaller than fp32 (tried %s), held-out fidelity %.5f / p1 %.5f; held to %s",
                  recipe.name, last["table_ratio"], ", ".join(f"{a['table_ratio']:g}×" for a in attempts),
                  last["heldout_fidelity_mean"], last["heldout_fidelity_p1"], target.describe())
     return manifest
+
+
+def _report_languages(manifest: Manifest) -> None:
+    """The worst --eval language beside the mean, and every language that fell under int8, by how much."""
+    from compression.evaluation.languages import falling_languages, worst_language
+
+    if not manifest.languages:
+        return
+    worst = worst_language(manifest.languages)
+    row = manifest.languages[worst]
+    log.info("%s: %d languages evaluated; the worst, %s, fidelity %.5f / p1 %.5f, STS %.2f (baseline %.2f)",
+             manifest.name, len(manifest.languages), worst, row["fidelity_mean"], row["fidelity_p1"],
+             row["stsb_spearman"], row["baseline_stsb_spearman"])
+    falling = falling_languages(manifest.languages)
+    if falling:
+        log.warning("%s: under int8's fidelity in %s", manifest.name, ", ".join(
+            f"{lang} (mean {-gap[0]:+.5f}, p1 {-gap[1]:+.5f})" for lang, gap in sorted(falling.items())))
 
 
 # The no-flag default never settles under these, even for a model whose own int8 does (issue 41).
@@ -152,8 +175,12 @@ class FidelityTarget:
     p1: float | None = None
     int8: tuple[float, float] | None = None  # int8's own (mean, p1) on this CPU, when it set the target
 
-    def met_by(self, mean: float, p1: float) -> bool:
-        return mean >= self.mean and (self.p1 is None or p1 >= self.p1)
+    def met_by(self, mean: float, p1: float, languages: dict[str, dict] | None = None) -> bool:
+        """Held-out mean and p1 reached, and, for the int8 target, no --eval language under int8's own."""
+        from compression.evaluation.languages import falling_languages
+
+        held = mean >= self.mean and (self.p1 is None or p1 >= self.p1)
+        return held and not (self.int8 is not None and falling_languages(languages or {}))
 
     def describe(self) -> str:
         text = f"{self.mean:.5f}" + (f" / p1 {self.p1:.5f}" if self.p1 is not None else "")
@@ -183,6 +210,7 @@ def _build_until_faithful(tries: list[VariantRecipe], ctx, target: FidelityTarge
     """Build each recipe in turn (all under one name) until one's held-out fidelity reaches the target
     (None: the first); the last built's manifest, a summary of every attempt, and whether it reached it."""
     from compression.build import build_variant
+    from compression.evaluation.languages import falling_languages, worst_language
     from compression.table.sizing import FP32
 
     src, attempts = ctx.source, []
@@ -194,7 +222,10 @@ def _build_until_faithful(tries: list[VariantRecipe], ctx, target: FidelityTarge
                          "table_ratio": round(src.vocab_size * src.hidden_size * FP32 / manifest.bytes.embedding, 2),
                          "heldout_fidelity_mean": heldout, "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1})
         p1 = manifest.quality.heldout_fidelity_p1
-        if target is None or target.met_by(heldout, p1):
+        if manifest.languages:
+            attempts[-1]["worst_language"] = worst_language(manifest.languages)
+            attempts[-1]["languages_under_int8"] = sorted(falling_languages(manifest.languages))
+        if target is None or target.met_by(heldout, p1, manifest.languages):
             return manifest, attempts, True
         log.info("%s: held-out fidelity %.5f / p1 %.5f misses %s; a larger table next", attempt.name, heldout, p1,
                  target.describe())

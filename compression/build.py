@@ -49,6 +49,12 @@ from compression.evaluation.evaluate import (
     evaluations,
     quality,
 )
+from compression.evaluation.languages import (
+    PairSet,
+    all_texts,
+    language_figures,
+    load_pair_sets,
+)
 from compression.export import dense_route, quantize, serving_graph
 from compression.export.measure import embedding_bytes
 from compression.export.onnx_export import check_parity, export_onnx
@@ -98,7 +104,9 @@ class BuildContext:
     seed: int = 0  # of the held-out slice
     prompt: str | None = None  # the prompt name to embed with ("none": none); None: sources.load.choose_prompt's
     diagnose: bool = False  # measure where a factorized variant's infidelity comes from (compression/evaluation/diagnose.py)
+    eval_paths: list[Path] | None = None  # --eval: STS-style pair files, one per language
     _embedded: dict[str, Embedded] = field(default_factory=dict)
+    _int8_embedded: dict[str, tuple] = field(default_factory=dict)
 
     @cached_property
     def source(self) -> SourceModel:
@@ -222,19 +230,48 @@ class BuildContext:
     def int8_heldout_fidelity(self, baseline: str) -> tuple[float, float]:
         """Held-out fidelity of onnxruntime's plain int8 export of the baseline (int8 encoder per channel, table
         per row) on this CPU: what compressing the table must not lose to."""
-        from compression.config import QuantizeConfig
+        mean, p1 = fidelity(self._int8(baseline)[0].held_out, self.embedded(baseline).held_out)
+        return round(mean, 5), round(p1, 5)
 
+    def _int8(self, baseline: str) -> tuple[Embedded, np.ndarray | None]:
+        """onnxruntime's plain int8 of the baseline, built in a scratch directory once per run: its held-out
+        (and evaluation) embeddings and its embeddings of the --eval pairs."""
+        if baseline in self._int8_embedded:
+            return self._int8_embedded[baseline]
         tmp = Path(tempfile.mkdtemp(prefix=f".{baseline}-int8.tmp-", dir=self.out_root))
         try:
-            quantize.apply(QuantizeConfig(table_bits=8, encoder_int8=True), self.out_root / baseline / contract.MODEL_FILE,
-                           tmp / contract.MODEL_FILE)
+            quantize.plain_int8(self.out_root / baseline / contract.MODEL_FILE, tmp / contract.MODEL_FILE)
             shutil.copy(self.out_root / baseline / contract.TOKENIZER_FILE, tmp / contract.TOKENIZER_FILE)
             # Embedded as every variant is (one length-ordered pass with the evaluation texts): int8's
             # activation scales are per batch, so the batches must be the ones its rival's figure had.
-            mean, p1 = fidelity(self.embed(tmp).held_out, self.embedded(baseline).held_out)
+            result = self.embed(tmp), self.embed_pairs(tmp) if self.pair_sets else None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return round(mean, 5), round(p1, 5)
+        self._int8_embedded[baseline] = result
+        return result
+
+    @cached_property
+    def pair_sets(self) -> list[PairSet] | None:
+        """--eval's per-language pair files; None without them."""
+        return load_pair_sets(self.eval_paths) if self.eval_paths else None
+
+    def embed_pairs(self, model_dir: Path) -> np.ndarray:
+        encoder = OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
+        return encoder.encode(all_texts(self.pair_sets, self.prompt_text), progress=self._bar(f"languages {model_dir.name}"))
+
+    def embedded_pairs(self, name: str) -> np.ndarray:
+        """A built variant's embeddings of the --eval pairs (cached on disk, keyed by its model's sha256)."""
+        model_dir = self.out_root / name
+        key = [sha256_file(model_dir / contract.MODEL_FILE), self._texts_key(all_texts(self.pair_sets, self.prompt_text)),
+               self.source.max_seq_length]
+        return self.cached("pairs", key, lambda: {"vecs": self.embed_pairs(model_dir)})["vecs"]
+
+    def languages(self, model_dir: Path, baseline: str) -> dict[str, dict]:
+        """Per-language figures of the model in model_dir beside its baseline and int8 (empty without --eval)."""
+        if not self.pair_sets:
+            return {}
+        return language_figures(self.pair_sets, self.embed_pairs(model_dir), self.embedded_pairs(baseline),
+                                self._int8(baseline)[1])
 
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
         """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
@@ -439,6 +476,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             probe = ProbeSet(ctx.corpus.held_out[:n_probe], (base or emb).held_out[:n_probe])
             probe.write(tmp)
             probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
+            languages = ctx.languages(tmp, recipe.baseline) if recipe.baseline else {}
         params = count_params(bert)
         manifest = Manifest(
             name=recipe.name,
@@ -469,6 +507,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             prompts=src.prompts or {},
             default_prompt_name=ctx.prompt_name,
             steps=steps.records,
+            languages=languages,
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

@@ -112,7 +112,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
                         device=args.device, seed=args.seed, pooling=args.pooling, tokenizer=args.tokenizer,
                         overrides=overrides_from_args(args), heads=not args.no_heads,
                         progress=not args.no_progress, threads=args.threads, diagnose=args.diagnose,
-                        min_fidelity=args.min_fidelity, prompt=args.prompt)
+                        min_fidelity=args.min_fidelity, prompt=args.prompt, evaluate=args.eval)
     print(manifest.model_dump_json(indent=2))
 
 
@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=["mean", "cls", "max", "mean_sqrt_len"], default=None,
                    help="pooling of a plain Hugging Face folder or a token-state ONNX export (default: mean)")
     p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json of an ONNX export that has none beside it")
+    p.add_argument("--eval", type=Path, nargs="+", default=None, metavar="PAIRS",
+                   help="STS-style pair files (sentence1, sentence2, score), one per language, named like "
+                        "stsb-de-dev.csv, or a folder of them: per-language STS and fidelity beside int8's")
     p.add_argument("--prompt", default=None, metavar="NAME",
                    help="the model's prompt to embed the corpus and evaluations with and to serve by default (from "
                         "its config_sentence_transformers.json; 'none' for none); default: its default prompt, else "

@@ -370,3 +370,12 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
         dst.write_bytes(src.read_bytes())
     else:
         current.replace(dst)
+
+
+PLAIN_INT8 = QuantizeConfig(table_bits=8, encoder_int8=True)  # what a user gets from onnxruntime alone
+
+
+def plain_int8(src: Path, dst: Path) -> None:
+    """onnxruntime's plain dynamic int8 of an fp32 export (encoder per channel, table per row): the
+    reference every compressed variant is held to."""
+    apply(PLAIN_INT8, src, dst)
