@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup models serve test test-fast report sweep bench bench-quick bench-peers bench-ops bench-isa stress audit runtime-size clean
+.PHONY: setup models serve test lint test-fast report sweep bench bench-quick bench-peers bench-ops bench-isa stress audit runtime-size clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,9 +25,14 @@ models: $(STAMP)
 serve: models
 	$(BIN)/python -m service
 
-## Set up and run the whole test suite.
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+## Set up, lint (ruff check and format check), and run the whole test suite; skipped tests are listed with
+## the package that would run them.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q -rs
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -1,4 +1,5 @@
 """What one benchmark run measures: the full preset and the ~1-minute quick one."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,29 @@ class BenchConfig:
     sentences: int  # STS-B test sentences in the pool
 
 
-FULL = BenchConfig(seconds=3.0, reps=3, slices=6, batches=(1, 8, 32), mixed_batch=32,
-                   concurrencies=(1, 8, 32, 64),
-                   http_batch=16, http_batch_concurrency=8, memory_reps=2, memory_batches=20, sentences=2000)
-QUICK = BenchConfig(seconds=0.3, reps=1, slices=2, batches=(1, 32), mixed_batch=8, concurrencies=(1, 8),
-                    http_batch=8, http_batch_concurrency=2, memory_reps=1, memory_batches=2, sentences=200)
+FULL = BenchConfig(
+    seconds=3.0,
+    reps=3,
+    slices=6,
+    batches=(1, 8, 32),
+    mixed_batch=32,
+    concurrencies=(1, 8, 32, 64),
+    http_batch=16,
+    http_batch_concurrency=8,
+    memory_reps=2,
+    memory_batches=20,
+    sentences=2000,
+)
+QUICK = BenchConfig(
+    seconds=0.3,
+    reps=1,
+    slices=2,
+    batches=(1, 32),
+    mixed_batch=8,
+    concurrencies=(1, 8),
+    http_batch=8,
+    http_batch_concurrency=2,
+    memory_reps=1,
+    memory_batches=2,
+    sentences=200,
+)

@@ -1,12 +1,13 @@
 """The things compared: ONNX model directories (through onnxruntime, as the service runs
 them) and sentence-transformers' `encode` on the source model (PyTorch on the CPU, what
 users run without a server). Each becomes a function texts -> embeddings."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -39,6 +40,7 @@ def load(contender: Contender, threads: int = 0) -> Encode:
 
         def encode(texts: list[str]) -> np.ndarray:
             return backend.run(backend.tokenize(texts, truncate=True))
+
         return encode
     if contender.kind == "st":
         import torch
@@ -50,6 +52,7 @@ def load(contender: Contender, threads: int = 0) -> Encode:
 
         def encode(texts: list[str]) -> np.ndarray:
             return model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
+
         return encode
     raise ValueError(f"unknown contender kind {contender.kind!r}")
 

@@ -4,6 +4,7 @@ Each sample runs one contender at one batch shape for a fixed time. `interleaved
 contender's sample into slices taken in turn (A B C A B C ...), so drift on a shared machine falls
 on all of them alike, even within one repetition.
 """
+
 from __future__ import annotations
 
 import random
@@ -35,8 +36,12 @@ def _timed(encode: Encode, pool: list[str], batch: int, seconds: float, start: i
 
 
 def _summary(batch: int, latencies: list[float]) -> dict:
-    return {"batch": batch, "batches": len(latencies), "sentences_per_s": batch * len(latencies) / sum(latencies),
-            **percentiles_ms(latencies)}
+    return {
+        "batch": batch,
+        "batches": len(latencies),
+        "sentences_per_s": batch * len(latencies) / sum(latencies),
+        **percentiles_ms(latencies),
+    }
 
 
 def sample(encode: Encode, pool: list[str], batch: int, seconds: float) -> dict:
@@ -44,8 +49,9 @@ def sample(encode: Encode, pool: list[str], batch: int, seconds: float) -> dict:
     return _summary(batch, _timed(encode, pool, batch, seconds))
 
 
-def interleaved(encoders: dict[str, Encode], pool: list[str], batch: int, seconds: float,
-                slices: int) -> dict[str, dict]:
+def interleaved(
+    encoders: dict[str, Encode], pool: list[str], batch: int, seconds: float, slices: int
+) -> dict[str, dict]:
     """Each contender (in the dict's order) for `seconds` in all, in `slices` turns of seconds/slices;
     every turn goes on through the pool where that contender's last one stopped."""
     latencies: dict[str, list[float]] = {name: [] for name in encoders}

@@ -6,6 +6,7 @@ the bundled all-MiniLM-L6-v2 (no table compression, no distillation: the encoder
 plain dynamic int8 and SmoothQuant-smoothed int8, each with 8-bit and 7-bit (reduce_range) weights,
 over STS-B test and SST-2 test sentences, and prints one markdown table with the CPU's features.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,14 @@ def run(data_dir: Path, alphas: list[float], work: Path) -> str:
             d = _int8(graph, work / f"{name}-{reduce_range}".replace(" ", "_"), src.tokenizer_file, reduce_range)
             vecs = OnnxEncoder(d, max_length=src.max_seq_length).encode(texts)
             cos = (vecs * ref).sum(1) / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(ref, axis=1))
-            rows.append({"encoder int8": name, "weights": "7-bit (reduce_range)" if reduce_range else "8-bit",
-                         "fidelity mean": round(float(cos.mean()), 5),
-                         "fidelity p1": round(float(np.percentile(cos, 1)), 5)})
+            rows.append(
+                {
+                    "encoder int8": name,
+                    "weights": "7-bit (reduce_range)" if reduce_range else "8-bit",
+                    "fidelity mean": round(float(cos.mean()), 5),
+                    "fidelity p1": round(float(np.percentile(cos, 1)), 5),
+                }
+            )
     cols = ("encoder int8", "weights", "fidelity mean", "fidelity p1")
     return table(cols, rows) + f"\n\nMeasured on {describe(cpu_info())}, {len(texts)} STS-B and SST-2 test sentences."
 

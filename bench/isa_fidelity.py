@@ -19,6 +19,7 @@ against the fp32 baseline's stored embeddings), run in a child process natively 
 emulated CPU; the child reports the features the CPU advertises to it (numpy's runtime dispatch reads
 the same cpuid), so the table shows which kernels could run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,11 @@ def child(model_dirs: list[Path]) -> dict:
     out = {"features": advertised_features(), "models": {}}
     for d in model_dirs:
         host = read_model_dir(d, SERVING)[3]
-        out["models"][d.name] = None if host is None else {"mean": host.mean, "p1": host.p1, "texts": host.texts,
-                                                           "built_mean": host.built_mean}
+        out["models"][d.name] = (
+            None
+            if host is None
+            else {"mean": host.mean, "p1": host.p1, "texts": host.texts, "built_mean": host.built_mean}
+        )
     return out
 
 
@@ -103,24 +107,34 @@ def report(model_dirs: list[Path], cpus: list[str], hidden: bool = True) -> str:
             host = result["models"][d.name]
             row[label] = "–" if host is None else f"{host['mean']:.5f} / p1 {host['p1']:.5f}"
         rows.append(row)
-    features = "; ".join(f"{label}: {' '.join(r['features']) or 'none of ' + ', '.join(KERNEL_FEATURES)}"
-                         for label, r in runs.items())
+    features = "; ".join(
+        f"{label}: {' '.join(r['features']) or 'none of ' + ', '.join(KERNEL_FEATURES)}" for label, r in runs.items()
+    )
     texts = next((m["texts"] for m in runs["native"]["models"].values() if m), 0)
-    return (table(("model", "built with (manifest)", *runs), rows)
-            + f"\n\nMeasured by `python -m bench.isa_fidelity` on {describe(cpu_info())}, onnxruntime "
-            f"{onnxruntime.__version__}: the service's host check (mean / p1 cosine to the fp32 baseline over "
-            f"{texts} probe texts), natively, "
-            + ("with AVX-512 and VNNI hidden from cpuid (bench/cpuid: this silicon running the AVX2 kernels)"
-               if why_not is None else f"not with AVX-512 hidden ({why_not})")
-            + ", and under `qemu-x86_64 -cpu NAME` (user-mode emulation: the virtual CPU's features pick "
-            f"onnxruntime's kernels; fidelity only, no speed). Features each process saw through cpuid — "
-            f"{features}.")
+    return (
+        table(("model", "built with (manifest)", *runs), rows)
+        + f"\n\nMeasured by `python -m bench.isa_fidelity` on {describe(cpu_info())}, onnxruntime "
+        f"{onnxruntime.__version__}: the service's host check (mean / p1 cosine to the fp32 baseline over "
+        f"{texts} probe texts), natively, "
+        + (
+            "with AVX-512 and VNNI hidden from cpuid (bench/cpuid: this silicon running the AVX2 kernels)"
+            if why_not is None
+            else f"not with AVX-512 hidden ({why_not})"
+        )
+        + ", and under `qemu-x86_64 -cpu NAME` (user-mode emulation: the virtual CPU's features pick "
+        f"onnxruntime's kernels; fidelity only, no speed). Features each process saw through cpuid — "
+        f"{features}."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model_dirs", nargs="*", type=Path,
-                   default=[Path("models") / n for n in ("minilm-l6", "minilm-l6-int8", "minilm-l6-fact")])
+    p.add_argument(
+        "model_dirs",
+        nargs="*",
+        type=Path,
+        default=[Path("models") / n for n in ("minilm-l6", "minilm-l6-int8", "minilm-l6-fact")],
+    )
     p.add_argument("--cpu", action="append", dest="cpus", help=f"qemu CPU model to emulate (default: {DEFAULT_CPUS})")
     p.add_argument("--no-hidden", action="store_true", help="skip the run with AVX-512/VNNI hidden from cpuid")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -7,6 +7,7 @@ dashboard panel fills).
 
     python -m bench.loadgen --url http://127.0.0.1:8000 --sentences ../shared/data/stsbenchmark/sts-dev.csv
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,9 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import numpy as np
@@ -55,16 +56,21 @@ class LoadResult:
 
     def summary(self) -> dict:
         nan = {f"p{q}_ms": float("nan") for q in (50, 95, 99)}
-        return {"concurrency": self.concurrency, "requests": len(self.latencies_s), "wall_s": self.wall_s,
-                "requests_per_s": len(self.latencies_s) / self.wall_s if self.wall_s else 0.0,
-                "sentences_per_s": self.texts / self.wall_s if self.wall_s else 0.0,
-                **(percentiles_ms(self.latencies_s) if self.latencies_s else nan),
-                "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-                "transport_errors": self.transport_errors}
+        return {
+            "concurrency": self.concurrency,
+            "requests": len(self.latencies_s),
+            "wall_s": self.wall_s,
+            "requests_per_s": len(self.latencies_s) / self.wall_s if self.wall_s else 0.0,
+            "sentences_per_s": self.texts / self.wall_s if self.wall_s else 0.0,
+            **(percentiles_ms(self.latencies_s) if self.latencies_s else nan),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "transport_errors": self.transport_errors,
+        }
 
 
-async def drive(url: str, make: Callable[[int], Request], concurrency: int, seconds: float,
-                headers: dict[str, str] | None = None) -> LoadResult:
+async def drive(
+    url: str, make: Callable[[int], Request], concurrency: int, seconds: float, headers: dict[str, str] | None = None
+) -> LoadResult:
     """`concurrency` closed-loop clients on keep-alive connections for `seconds`."""
     result = LoadResult(concurrency)
     limits = httpx.Limits(max_keepalive_connections=concurrency, max_connections=concurrency)
@@ -131,8 +137,11 @@ async def forever(args: argparse.Namespace) -> None:
     rounds = 0
     while args.rounds == 0 or rounds < args.rounds:
         s = (await drive(args.url, make, args.concurrency, args.report_every, headers)).summary()
-        print(f"{s['requests_per_s']:.1f} req/s  {s['sentences_per_s']:.1f} sent/s  p50 {s['p50_ms']:.1f} ms  "
-              f"p99 {s['p99_ms']:.1f} ms  statuses {s['statuses']}", flush=True)
+        print(
+            f"{s['requests_per_s']:.1f} req/s  {s['sentences_per_s']:.1f} sent/s  p50 {s['p50_ms']:.1f} ms  "
+            f"p99 {s['p99_ms']:.1f} ms  statuses {s['statuses']}",
+            flush=True,
+        )
         rounds += 1
 
 

@@ -7,6 +7,7 @@ LayerNorm, GELU). onnxruntime's own profiler splits one session's kernel time by
 it into int8 products, fp32 products and the rest, per model and batch size, so a speed ratio in the
 benchmark can be explained from a measurement rather than a guess.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,14 @@ from common.onnx_encoder import DISABLED_FUSIONS, SERVING, SessionConfig, make_s
 BENCH_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
 
 # onnxruntime's operators after its graph optimizations, by what kind of work they do
-INT8_PRODUCTS = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "QAttention",
-                 "DynamicQuantizeLinear", "QGemm"}
+INT8_PRODUCTS = {
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "MatMulInteger",
+    "QAttention",
+    "DynamicQuantizeLinear",
+    "QGemm",
+}
 FP32_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Attention", "MultiHeadAttention"}
 # operators whose kernel time is that of the subgraph they run, whose operators the profile lists too
 # (the dense route's If, compression/export/dense_route.py): counting both would count that time twice
@@ -40,19 +47,31 @@ def _batch_feeds(session, model_dir: Path, texts: list[str], batch: int) -> list
 
     tokenizer = load_tokenizer(model_dir / contract.TOKENIZER_FILE, 256)
     inputs = {i.name for i in session.get_inputs()}
-    feeds = [{k: v for k, v in batch_arrays(tokenizer.encode_batch(texts[i:i + batch])).items() if k in inputs}
-             for i in range(0, len(texts) - batch + 1, batch)]
+    feeds = [
+        {k: v for k, v in batch_arrays(tokenizer.encode_batch(texts[i : i + batch])).items() if k in inputs}
+        for i in range(0, len(texts) - batch + 1, batch)
+    ]
     if not feeds:
         raise ValueError(f"fewer than {batch} texts")
     return feeds
 
 
-def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: Path,
-             disabled_fusions: tuple[str, ...] = DISABLED_FUSIONS) -> dict[str, float]:
+def op_times(
+    model_dir: Path,
+    texts: list[str],
+    batch: int,
+    threads: int,
+    work: Path,
+    disabled_fusions: tuple[str, ...] = DISABLED_FUSIONS,
+) -> dict[str, float]:
     """Mean kernel milliseconds per batch, by operator type, over batches of `batch` consecutive texts,
     in a session like the service's (its graph fusions; spinning threads, so no wake-up in the times)."""
-    session = make_session(model_dir / contract.MODEL_FILE, SessionConfig(threads=threads),
-                           disabled_fusions=disabled_fusions, profile_prefix=str(work / model_dir.name))
+    session = make_session(
+        model_dir / contract.MODEL_FILE,
+        SessionConfig(threads=threads),
+        disabled_fusions=disabled_fusions,
+        profile_prefix=str(work / model_dir.name),
+    )
     feeds = _batch_feeds(session, model_dir, texts, batch)
     for feed in feeds[:2] + feeds:  # two warm-up runs, profiled too but left out below
         session.run([contract.OUTPUT_EMBEDDING], feed)
@@ -63,14 +82,19 @@ def op_times(model_dir: Path, texts: list[str], batch: int, threads: int, work: 
     warm_end = runs[1]["ts"] + runs[1]["dur"] if len(runs) > 2 else 0
     totals: collections.Counter[str] = collections.Counter()
     for e in events:
-        if (e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end
-                and e["args"]["op_name"] not in CONTROL_FLOW):
+        if (
+            e.get("cat") == "Node"
+            and e["name"].endswith("_kernel_time")
+            and e["ts"] > warm_end
+            and e["args"]["op_name"] not in CONTROL_FLOW
+        ):
             totals[e["args"]["op_name"]] += e["dur"] / 1e3
     return {op: ms / len(feeds) for op, ms in totals.items()}
 
 
-def wall_times(model_dirs: dict[str, Path], texts: list[str], batch: int, threads: int,
-               repetitions: int, spin: bool = False) -> dict[str, list[float]]:
+def wall_times(
+    model_dirs: dict[str, Path], texts: list[str], batch: int, threads: int, repetitions: int, spin: bool = False
+) -> dict[str, list[float]]:
     """Wall-clock ms per batch of session.run alone (the service's session settings, no profiler), per
     repetition: the profile counts kernels, not the time between them, which at batch 1 is a large
     share. Each repetition runs every model over the same batches, starting with a different model."""
@@ -83,7 +107,7 @@ def wall_times(model_dirs: dict[str, Path], texts: list[str], batch: int, thread
     ms: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for rep in range(repetitions):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
             session, feeds = runs[name]
             start = time.perf_counter()
             for feed in feeds:
@@ -98,9 +122,15 @@ def wall_table(batch: int, ms: dict[str, list[float]]) -> list[dict]:
     rows = []
     for name, times in ms.items():
         ratios = sorted(f / t for f, t in zip(first, times))
-        rows.append({"model": name, "batch": batch, "wall ms per batch": round(statistics.median(times), 3),
-                     "× first model's speed": round(statistics.median(ratios), 3),
-                     "range over repetitions": f"{ratios[0]:.3f}–{ratios[-1]:.3f}"})
+        rows.append(
+            {
+                "model": name,
+                "batch": batch,
+                "wall ms per batch": round(statistics.median(times), 3),
+                "× first model's speed": round(statistics.median(ratios), 3),
+                "range over repetitions": f"{ratios[0]:.3f}–{ratios[-1]:.3f}",
+            }
+        )
     return rows
 
 
@@ -114,7 +144,9 @@ def operator_table(batch: int, per_model: dict[str, dict[str, float]], rows: int
     """ms per batch of each operator type, one column per model, the largest in the last model first:
     where one model's extra time goes relative to another's."""
     names = list(per_model)
-    ops = sorted({op for times in per_model.values() for op in times}, key=lambda op: -per_model[names[-1]].get(op, 0.0))
+    ops = sorted(
+        {op for times in per_model.values() for op in times}, key=lambda op: -per_model[names[-1]].get(op, 0.0)
+    )
     body = [{"operator": op, **{name: round(per_model[name].get(op, 0.0), 2) for name in names}} for op in ops[:rows]]
     return f"Batch {batch}, ms per batch by operator:\n\n" + table(("operator", *names), body)
 
@@ -129,8 +161,18 @@ def sessions(names: list[str], fusions: list[str]) -> list[tuple[str, str, tuple
     return out
 
 
-def run(models_dir: Path, names: list[str], batches: list[int], threads: int, data_dir: Path,
-        sentences: int, by_operator: bool = False, fusions: list[str] = (), wall: int = 0, spin: bool = False) -> str:
+def run(
+    models_dir: Path,
+    names: list[str],
+    batches: list[int],
+    threads: int,
+    data_dir: Path,
+    sentences: int,
+    by_operator: bool = False,
+    fusions: list[str] = (),
+    wall: int = 0,
+    spin: bool = False,
+) -> str:
     from compression.corpus import read_sts
 
     sts = read_sts(data_dir, "test")
@@ -146,32 +188,61 @@ def run(models_dir: Path, names: list[str], batches: list[int], threads: int, da
                 total = sum(parts.values())
                 base_total = base_total or total  # the first model listed is the reference
                 top = sorted(times.items(), key=lambda kv: -kv[1])[:3]
-                rows.append({"model": label, "batch": batch, "ms per batch": round(total, 2),
-                             **{k: round(v, 2) for k, v in parts.items()},
-                             "× first model's speed": round(base_total / total, 2),
-                             "largest operators (ms)": ", ".join(f"{k} {v:.1f}" for k, v in top)})
+                rows.append(
+                    {
+                        "model": label,
+                        "batch": batch,
+                        "ms per batch": round(total, 2),
+                        **{k: round(v, 2) for k, v in parts.items()},
+                        "× first model's speed": round(base_total / total, 2),
+                        "largest operators (ms)": ", ".join(f"{k} {v:.1f}" for k, v in top),
+                    }
+                )
             if by_operator:
                 detail.append(operator_table(batch, per_model))
-    cols = ("model", "batch", "ms per batch", "int8 products", "fp32 products", "other",
-            "× first model's speed", "largest operators (ms)")
-    return (table(cols, rows) + f"\n\nMeasured by `python -m bench.ops` on {describe(cpu_info())}, onnxruntime's "
-            f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
-            "kernel time only (no tokenizer, no Python), after two warm-up batches; onnxruntime fusions "
-            f"left out as the service does: {', '.join(DISABLED_FUSIONS) or 'none'}."
-            + (_wall_section(models_dir, names, batches, threads, texts, wall, spin) if wall else "")
-            + "".join(f"\n\n{d}" for d in detail))
+    cols = (
+        "model",
+        "batch",
+        "ms per batch",
+        "int8 products",
+        "fp32 products",
+        "other",
+        "× first model's speed",
+        "largest operators (ms)",
+    )
+    return (
+        table(cols, rows) + f"\n\nMeasured by `python -m bench.ops` on {describe(cpu_info())}, onnxruntime's "
+        f"profiler, {threads} thread(s), {len(texts)} STS-B test sentences in consecutive batches; "
+        "kernel time only (no tokenizer, no Python), after two warm-up batches; onnxruntime fusions "
+        f"left out as the service does: {', '.join(DISABLED_FUSIONS) or 'none'}."
+        + (_wall_section(models_dir, names, batches, threads, texts, wall, spin) if wall else "")
+        + "".join(f"\n\n{d}" for d in detail)
+    )
 
 
-def _wall_section(models_dir: Path, names: list[str], batches: list[int], threads: int, texts: list[str],
-                  repetitions: int, spin: bool = False) -> str:
-    rows = [row for batch in batches
-            for row in wall_table(batch, wall_times({n: models_dir / n for n in names}, texts, batch, threads,
-                                                    repetitions, spin))]
+def _wall_section(
+    models_dir: Path,
+    names: list[str],
+    batches: list[int],
+    threads: int,
+    texts: list[str],
+    repetitions: int,
+    spin: bool = False,
+) -> str:
+    rows = [
+        row
+        for batch in batches
+        for row in wall_table(
+            batch, wall_times({n: models_dir / n for n in names}, texts, batch, threads, repetitions, spin)
+        )
+    ]
     cols = ("model", "batch", "wall ms per batch", "× first model's speed", "range over repetitions")
     settings = "but idle threads spinning, as in-process" if spin else "no spinning"
-    return (f"\n\nWall-clock time of `session.run` alone, the same batches and threads, the service's session "
-            f"settings ({settings}), {repetitions} repetitions with the models interleaved; speed ratios are "
-            "medians of per-repetition ratios:\n\n" + table(cols, rows))
+    return (
+        f"\n\nWall-clock time of `session.run` alone, the same batches and threads, the service's session "
+        f"settings ({settings}), {repetitions} repetitions with the models interleaved; speed ratios are "
+        "medians of per-repetition ratios:\n\n" + table(cols, rows)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,24 +250,48 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", type=Path, default=Path("models"))
-    p.add_argument("--models", nargs="+", default=["minilm-l6", "minilm-l6-int8", "minilm-l6-fact"],
-                   help="model directories under --models-dir; the first is the speed reference")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["minilm-l6", "minilm-l6-int8", "minilm-l6-fact"],
+        help="model directories under --models-dir; the first is the speed reference",
+    )
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (1: no scheduling noise)")
     p.add_argument("--sentences", type=int, default=640)
     p.add_argument("--data-dir", type=Path, default=None, help="shared data directory (default: ../shared/data)")
     p.add_argument("--by-operator", action="store_true", help="also a table per batch of every operator type's time")
-    p.add_argument("--fusion", action="append", default=[], choices=DISABLED_FUSIONS,
-                   help="also profile each model with this onnxruntime fusion back on (the service leaves it out)")
-    p.add_argument("--wall", type=int, default=0, metavar="REPS",
-                   help="also time session.run by the wall clock, this many interleaved repetitions")
-    p.add_argument("--spin", action="store_true",
-                   help="time --wall with idle threads spinning (the in-process default) instead of the service's")
-    p.add_argument("--cpu", choices=("native", "avx2"), default="native",
-                   help="avx2: run in a child that sees this CPU without AVX-512/VNNI (bench/cpuid), so "
-                        "onnxruntime takes the kernels AVX2-only hosts run")
-    p.add_argument("--publish", action="store_true",
-                   help="also write the table into docs/benchmark.md's ops block (ops-avx2 with --cpu avx2)")
+    p.add_argument(
+        "--fusion",
+        action="append",
+        default=[],
+        choices=DISABLED_FUSIONS,
+        help="also profile each model with this onnxruntime fusion back on (the service leaves it out)",
+    )
+    p.add_argument(
+        "--wall",
+        type=int,
+        default=0,
+        metavar="REPS",
+        help="also time session.run by the wall clock, this many interleaved repetitions",
+    )
+    p.add_argument(
+        "--spin",
+        action="store_true",
+        help="time --wall with idle threads spinning (the in-process default) instead of the service's",
+    )
+    p.add_argument(
+        "--cpu",
+        choices=("native", "avx2"),
+        default="native",
+        help="avx2: run in a child that sees this CPU without AVX-512/VNNI (bench/cpuid), so "
+        "onnxruntime takes the kernels AVX2-only hosts run",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="also write the table into docs/benchmark.md's ops block (ops-avx2 with --cpu avx2)",
+    )
     args = p.parse_args(argv)
     if args.cpu == "avx2":
         from bench.cpuid import run_as_avx2
@@ -207,8 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     missing = [m for m in args.models if not (args.models_dir / m / contract.MODEL_FILE).is_file()]
     if missing:
         p.error(f"not built under {args.models_dir}: {', '.join(missing)}")
-    out = run(args.models_dir, args.models, args.batches, args.threads, args.data_dir or default_data_dir(),
-              args.sentences, args.by_operator, args.fusion, args.wall, args.spin)
+    out = run(
+        args.models_dir,
+        args.models,
+        args.batches,
+        args.threads,
+        args.data_dir or default_data_dir(),
+        args.sentences,
+        args.by_operator,
+        args.fusion,
+        args.wall,
+        args.spin,
+    )
     print(out)
     if args.publish:
         replace_block(BENCH_PAGE, "ops" if args.cpu == "native" else "ops-avx2", out)

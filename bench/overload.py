@@ -1,6 +1,7 @@
 """Bursts and concurrency against a running service: every accepted request must come back
 correct (its own inputs' vectors, in order), every refused one at once with 429/503 and
 Retry-After, and nothing may be lost."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,9 @@ class Reference:
 
     def __init__(self, url: str, model: str, texts: list[str]):
         with httpx.Client(base_url=url, timeout=60) as c:
-            self.vectors = {t: vectors(c.post("/embed", json={"inputs": [t], "model": model}), "/embed")[0]
-                            for t in texts}
+            self.vectors = {
+                t: vectors(c.post("/embed", json={"inputs": [t], "model": model}), "/embed")[0] for t in texts
+            }
             described = c.get("/models").json()["models"].get(model, {})
         self.floor = INT8_COS if "int8" in str(described.get("quantization", "")) else FP32_COS
         self.texts = list(self.vectors)
@@ -63,18 +65,27 @@ class Reference:
         return bool(np.all(own_sims >= self.floor) and np.all(sims.argmax(1) == own)), float(own_sims.min())
 
 
-async def concurrent_clients(url: str, models: list[str], refs: dict[str, Reference], clients: int,
-                             requests_per_client: int, seed: int = 0) -> dict:
+async def concurrent_clients(
+    url: str, models: list[str], refs: dict[str, Reference], clients: int, requests_per_client: int, seed: int = 0
+) -> dict:
     """Many clients, each sending distinct texts to both routes and every model; every 200 is checked."""
     texts = {m: list(refs[m]) for m in models}
-    counts = {"sent": 0, "accepted": 0, "shed": 0, "wrong": 0, "failed": 0, "server_errors": 0,
-              "shed_without_retry_after": 0}
+    counts = {
+        "sent": 0,
+        "accepted": 0,
+        "shed": 0,
+        "wrong": 0,
+        "failed": 0,
+        "server_errors": 0,
+        "shed_without_retry_after": 0,
+    }
     latencies: list[float] = []
     shed_latencies: list[float] = []
     reasons: dict[str, int] = {}  # why a request failed: exception type or unexpected status
     min_cos: dict[str, float] = {}  # lowest cosine of a batched answer to the same text asked alone
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
         async def one_client(k: int) -> None:
             rng = random.Random(seed * 1000 + k)
             for _ in range(requests_per_client):
@@ -106,8 +117,13 @@ async def concurrent_clients(url: str, models: list[str], refs: dict[str, Refere
                     reasons[str(r.status_code)] = reasons.get(str(r.status_code), 0) + 1
 
         await asyncio.gather(*(one_client(k) for k in range(clients)))
-    return {**counts, "failure_reasons": reasons, "min_cos_to_alone": min_cos, "accepted_latency": percentiles_ms(latencies) if latencies else None,
-            "shed_latency": percentiles_ms(shed_latencies) if shed_latencies else None}
+    return {
+        **counts,
+        "failure_reasons": reasons,
+        "min_cos_to_alone": min_cos,
+        "accepted_latency": percentiles_ms(latencies) if latencies else None,
+        "shed_latency": percentiles_ms(shed_latencies) if shed_latencies else None,
+    }
 
 
 async def health_during(url: str, stop: asyncio.Event) -> dict:
@@ -123,8 +139,12 @@ async def health_during(url: str, stop: asyncio.Event) -> dict:
                 failures += 1
                 reasons.append(f"{type(exc).__name__} after {time.perf_counter() - t0:.1f} s")
             await asyncio.sleep(0.05)
-    return {"probes": len(lat) + failures, "failures": failures, "failure_reasons": reasons,
-            **(percentiles_ms(lat) if lat else {})}
+    return {
+        "probes": len(lat) + failures,
+        "failures": failures,
+        "failure_reasons": reasons,
+        **(percentiles_ms(lat) if lat else {}),
+    }
 
 
 def server_latency_bound(url: str, status: str, q: float) -> float | None:
@@ -160,8 +180,9 @@ async def steady_latency(url: str, model: str, texts: list[str], seconds: float)
     return percentiles_ms(lat)
 
 
-async def burst(url: str, models: list[str], refs: dict[str, Reference], clients: int,
-                requests_per_client: int, steady_s: float) -> dict:
+async def burst(
+    url: str, models: list[str], refs: dict[str, Reference], clients: int, requests_per_client: int, steady_s: float
+) -> dict:
     """Latency before, a burst of `clients` clients with /healthz probed throughout, latency after."""
     texts = list(refs[models[0]])
     before = await steady_latency(url, models[0], texts, steady_s)
@@ -173,5 +194,10 @@ async def burst(url: str, models: list[str], refs: dict[str, Reference], clients
     stop.set()
     after = await steady_latency(url, models[0], texts, steady_s)
     server_side = {f"status_{code}_p99_ms_at_most": server_latency_bound(url, code, 0.99) for code in ("200", "429")}
-    return {"before": before, "burst": {**during, "seconds": duration}, "healthz_during": await health,
-            "after": after, "server_side": server_side}
+    return {
+        "before": before,
+        "burst": {**during, "seconds": duration},
+        "healthz_during": await health,
+        "after": after,
+        "server_side": server_side,
+    }

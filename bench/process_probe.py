@@ -9,6 +9,7 @@ follows the import of the libraries the contender runs on (onnxruntime, tokenize
 and the service's backend; or torch and sentence-transformers) before any model is read:
 what any model costs, so what is left above it is the model's own.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,10 +51,21 @@ def main() -> None:
     encode(texts[:32])
     rss_warm = proc.memory_info().rss
     for i in range(batches):
-        encode(texts[32 * i % len(texts):][:32] or texts[:32])
+        encode(texts[32 * i % len(texts) :][:32] or texts[:32])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    print(json.dumps({"rss_empty": rss_empty, "rss_runtime": rss_runtime, "rss_load": rss_load,
-                      "rss_warm": rss_warm, "rss_peak": peak, "first_answer_s": first_answer}), flush=True)
+    print(
+        json.dumps(
+            {
+                "rss_empty": rss_empty,
+                "rss_runtime": rss_runtime,
+                "rss_load": rss_load,
+                "rss_warm": rss_warm,
+                "rss_peak": peak,
+                "first_answer_s": first_answer,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

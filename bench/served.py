@@ -1,5 +1,6 @@
 """The real service over HTTP: one `python -m service` per model on loopback, driven by the
 async keep-alive load generator."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -43,8 +44,13 @@ def server_settings() -> dict:
     from service.settings import Settings
 
     s = Settings(**{k.removeprefix("EMBED_").lower(): v for k, v in SERVER_OVERRIDES.items()})
-    return {"workers": s.workers, "threads": s.session_config().threads, "gil_switch_ms": s.gil_switch_ms,
-            "max_wait_ms": s.max_wait_ms, "max_batch_size": s.max_batch_size}
+    return {
+        "workers": s.workers,
+        "threads": s.session_config().threads,
+        "gil_switch_ms": s.gil_switch_ms,
+        "max_wait_ms": s.max_wait_ms,
+        "max_batch_size": s.max_batch_size,
+    }
 
 
 def model_resident(server: Server, model: str) -> float | None:
@@ -68,8 +74,14 @@ def load_generator() -> str:
     return "wrk" if shutil.which("wrk") else "httpx"
 
 
-def sample(server: Server, texts: list[str], concurrency: int, seconds: float, batch: int = 1,
-           openai: tuple[str, str] | None = None) -> dict:
+def sample(
+    server: Server,
+    texts: list[str],
+    concurrency: int,
+    seconds: float,
+    batch: int = 1,
+    openai: tuple[str, str] | None = None,
+) -> dict:
     """`concurrency` clients for `seconds`; each request carries `batch` texts (1: a bare string).
     openai: (path, model) to send OpenAI-style bodies there instead of /embed (any server's route)."""
     if load_generator() == "wrk":
@@ -85,21 +97,49 @@ def sample(server: Server, texts: list[str], concurrency: int, seconds: float, b
     return {**result, "batch": batch, "generator": "httpx"}
 
 
-def _wrk(server: Server, texts: list[str], concurrency: int, seconds: float, batch: int,
-         openai: tuple[str, str] | None = None) -> dict:
+def _wrk(
+    server: Server,
+    texts: list[str],
+    concurrency: int,
+    seconds: float,
+    batch: int,
+    openai: tuple[str, str] | None = None,
+) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         f.write("\n".join(t.replace("\n", " ") for t in texts) + "\n")
         f.flush()
-        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-               "-s", str(WRK_SCRIPT), server.url, "--", f.name, str(batch), *(openai or ())]
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(WRK_SCRIPT),
+            server.url,
+            "--",
+            f.name,
+            str(batch),
+            *(openai or ()),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed: {out.stderr.strip() or out.stdout[-300:]}")
     r = json.loads(lines[-1])
     ok = r["requests"] - r["non_2xx"]
-    return {"concurrency": concurrency, "batch": batch, "requests": r["requests"], "wall_s": r["wall_s"],
-            "requests_per_s": r["requests"] / r["wall_s"], "sentences_per_s": ok * batch / r["wall_s"],
-            "p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"], "p99_ms": r["p99_ms"],
-            "statuses": {"200": ok, **({"non-2xx": r["non_2xx"]} if r["non_2xx"] else {})},
-            "transport_errors": r["transport_errors"], "generator": "wrk"}
+    return {
+        "concurrency": concurrency,
+        "batch": batch,
+        "requests": r["requests"],
+        "wall_s": r["wall_s"],
+        "requests_per_s": r["requests"] / r["wall_s"],
+        "sentences_per_s": ok * batch / r["wall_s"],
+        "p50_ms": r["p50_ms"],
+        "p95_ms": r["p95_ms"],
+        "p99_ms": r["p99_ms"],
+        "statuses": {"200": ok, **({"non-2xx": r["non_2xx"]} if r["non_2xx"] else {})},
+        "transport_errors": r["transport_errors"],
+        "generator": "wrk",
+    }

@@ -1,5 +1,6 @@
 """Start `python -m service` as a real process on a loopback port, exactly as the README runs it
 (used by the benchmark and by the tests)."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,14 @@ class Server:
         self.command = command or [sys.executable, "-m", "service"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "EMBED_MODELS_DIR": str(models_dir), "EMBED_HOST": "127.0.0.1",
-                    "EMBED_PORT": str(self.port), "EMBED_THREADS": "1", **{k: str(v) for k, v in env.items()}}
+        self.env = {
+            **os.environ,
+            "EMBED_MODELS_DIR": str(models_dir),
+            "EMBED_HOST": "127.0.0.1",
+            "EMBED_PORT": str(self.port),
+            "EMBED_THREADS": "1",
+            **{k: str(v) for k, v in env.items()},
+        }
         self.proc: subprocess.Popen | None = None
         self.log = b""
         # The server's output goes to a file, not a pipe: nobody reads a pipe while the server runs,

@@ -2,6 +2,7 @@
 capacity, many concurrent clients, a soak, schema fuzzing with schemathesis and a pip-audit
 of the pinned dependencies. Prints the figures and writes bench/results/<ts>/stress.json.
 The test suite runs the same functions on tiny models with small sizes."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,10 @@ from .loadgen import read_sentences
 from .server import Server
 
 REPO = Path(__file__).resolve().parents[1]
-FUZZ_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-               "response_schema_conformance,negative_data_rejection")
+FUZZ_CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance,negative_data_rejection"
+)
 # The default body timeout: under a burst a starved client can take seconds between headers and body.
 STRESS_ENV = {"EMBED_QUEUE_SIZE": "256", "EMBED_BODY_TIMEOUT_S": "10", "EMBED_LOG_LEVEL": "warning"}
 
@@ -29,8 +32,12 @@ def hostile_round(server: Server) -> dict:
     before = server.rss() / 1e6
     results = [hostile.run_case(server.url, c) for c in hostile.cases(2_000_000, 10.0)]
     time.sleep(1.0)
-    return {"cases": results, "failed": [r for r in results if not r["ok"]], "rss_before_mb": before,
-            "rss_after_mb": server.rss() / 1e6}
+    return {
+        "cases": results,
+        "failed": [r for r in results if not r["ok"]],
+        "rss_before_mb": before,
+        "rss_after_mb": server.rss() / 1e6,
+    }
 
 
 def fuzz(url: str, examples: int, seed: int = 1) -> dict:
@@ -38,24 +45,50 @@ def fuzz(url: str, examples: int, seed: int = 1) -> dict:
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
-        cmd = [exe, "run", f"{url}/openapi.json", "--checks", FUZZ_CHECKS, "--max-examples", str(examples),
-               "--seed", str(seed), "--report", "junit", "--report-junit-path", str(report), "--no-color"]
+        cmd = [
+            exe,
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            FUZZ_CHECKS,
+            "--max-examples",
+            str(examples),
+            "--seed",
+            str(seed),
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(report),
+            "--no-color",
+        ]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         tail = (r.stdout + r.stderr).strip().splitlines()[-25:]
-    return {"exit_code": r.returncode, "seconds": round(time.perf_counter() - t0, 1), "max_examples": examples,
-            "summary": tail, "command": " ".join(cmd[1:])}
+    return {
+        "exit_code": r.returncode,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "max_examples": examples,
+        "summary": tail,
+        "command": " ".join(cmd[1:]),
+    }
 
 
 def audit() -> dict:
     """pip-audit of the installed environment (the pinned set), against PyPI's advisory data."""
     exe = shutil.which("pip-audit", path=str(Path(sys.executable).parent)) or "pip-audit"
-    r = subprocess.run([exe, "--format", "json", "--progress-spinner", "off", "--skip-editable"],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [exe, "--format", "json", "--progress-spinner", "off", "--skip-editable"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     try:
         deps = json.loads(r.stdout)["dependencies"]
-        vulns = [{"name": d["name"], "version": d["version"], "ids": [v["id"] for v in d["vulns"]]}
-                 for d in deps if d.get("vulns")]
+        vulns = [
+            {"name": d["name"], "version": d["version"], "ids": [v["id"] for v in d["vulns"]]}
+            for d in deps
+            if d.get("vulns")
+        ]
         return {"exit_code": r.returncode, "packages": len(deps), "vulnerable": vulns}
     except (ValueError, KeyError):
         return {"exit_code": r.returncode, "error": (r.stderr or r.stdout).strip().splitlines()[-3:]}
@@ -88,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             figures["rss_after_burst_mb"] = server.rss() / 1e6
             print("soak", flush=True)
             assert server.proc is not None
-            figures["soak"] = soak.soak(server.url, server.proc.pid, read_sentences(args.sentences), args.models,
-                                        args.soak_seconds, window_s=args.soak_window)
+            figures["soak"] = soak.soak(
+                server.url,
+                server.proc.pid,
+                read_sentences(args.sentences),
+                args.models,
+                args.soak_seconds,
+                window_s=args.soak_window,
+            )
             print("fuzz", flush=True)
             figures["fuzz"] = fuzz(server.url, args.fuzz_examples)
             figures["rss_end_mb"] = server.rss() / 1e6
@@ -107,10 +146,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def ok(f: dict) -> bool:
     b, c = f["burst"]["burst"], f["concurrency"]
-    return (not f["hostile"]["failed"] and b["failed"] == 0 and b["wrong"] == 0 and b["server_errors"] == 0
-            and c["failed"] == 0 and c["wrong"] == 0 and f["fuzz"]["exit_code"] == 0
-            and not any(k.startswith("5") for k in f["soak"]["statuses"])
-            and not f.get("audit", {}).get("vulnerable"))
+    return (
+        not f["hostile"]["failed"]
+        and b["failed"] == 0
+        and b["wrong"] == 0
+        and b["server_errors"] == 0
+        and c["failed"] == 0
+        and c["wrong"] == 0
+        and f["fuzz"]["exit_code"] == 0
+        and not any(k.startswith("5") for k in f["soak"]["statuses"])
+        and not f.get("audit", {}).get("vulnerable")
+    )
 
 
 def summary(f: dict) -> str:
@@ -122,7 +168,8 @@ def summary(f: dict) -> str:
         f"concurrency: sent {f['concurrency']['sent']}, accepted {f['concurrency']['accepted']}, "
         f"wrong {f['concurrency']['wrong']}, failed {f['concurrency']['failed']}; lowest cosine of a batched "
         f"answer to the same text alone: {f['concurrency']['min_cos_to_alone']}",
-        f"burst ({f['burst']['burst']['seconds']:.1f} s): sent {b['burst']['sent']}, accepted {b['burst']['accepted']}, "
+        f"burst ({f['burst']['burst']['seconds']:.1f} s): sent {b['burst']['sent']}, "
+        f"accepted {b['burst']['accepted']}, "
         f"shed {b['burst']['shed']} (without Retry-After {b['burst']['shed_without_retry_after']}), "
         f"failed {b['burst']['failed']}, 5xx {b['burst']['server_errors']}, wrong {b['burst']['wrong']}",
         f"p99 ms before / during (accepted) / after: {b['before']['p99_ms']:.1f} / "

@@ -1,4 +1,5 @@
 """Names fixed by ARCHITECTURE.md's model-directory contract, declared once."""
+
 from __future__ import annotations
 
 MODEL_FILE = "model.onnx"

@@ -1,5 +1,6 @@
 """Fidelity: the per-text cosine between two models' embeddings of the same texts. One definition for
 the pipeline's evaluation and the service's host self-check."""
+
 from __future__ import annotations
 
 import numpy as np

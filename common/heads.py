@@ -6,6 +6,7 @@ embedding the service already computed, with no second onnxruntime session per
 head, and the file stays readable and diffable. Both sides use this module:
 the pipeline writes heads, the service reads and applies them.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,14 @@ class Head:
     @classmethod
     def load(cls, path: Path) -> "Head":
         data = json.loads(Path(path).read_text())
-        head = cls(name=data["name"], labels=list(data["labels"]),
-                   weights=np.asarray(data["weights"], dtype=np.float32), bias=np.asarray(data["bias"], dtype=np.float32),
-                   metrics=data.get("metrics", {}), trained_on=data.get("trained_on", {}))
+        head = cls(
+            name=data["name"],
+            labels=list(data["labels"]),
+            weights=np.asarray(data["weights"], dtype=np.float32),
+            bias=np.asarray(data["bias"], dtype=np.float32),
+            metrics=data.get("metrics", {}),
+            trained_on=data.get("trained_on", {}),
+        )
         k = len(head.labels)
         if head.weights.ndim != 2 or head.weights.shape[0] != k or head.bias.shape != (k,):
             raise ValueError(f"{path}: weights {head.weights.shape} / bias {head.bias.shape} do not match {k} labels")

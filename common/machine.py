@@ -1,5 +1,6 @@
 """The CPU a figure was measured on: int8 kernels (hence speed and int8 fidelity) differ by
 instruction set, so every published figure carries the features it was measured with."""
+
 from __future__ import annotations
 
 import platform

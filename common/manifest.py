@@ -1,4 +1,5 @@
 """The manifest.json schema: written by the pipeline, read by the service."""
+
 from __future__ import annotations
 
 import hashlib

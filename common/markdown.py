@@ -1,9 +1,10 @@
 """Markdown tables and the generated blocks of the README (between `<!-- NAME:start -->`
 and `<!-- NAME:end -->`), shared by the compression report and the benchmark."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 
 def table(columns: Sequence[str], rows: Iterable[dict]) -> str:

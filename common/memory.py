@@ -13,6 +13,7 @@ later batch buffers land on the heap and stay resident after they are freed
 (tens of MB over the benchmark's load test, whatever the model). Fixing the threshold
 (`fix_mmap_threshold`) keeps large buffers on mappings that go back on free.
 """
+
 from __future__ import annotations
 
 import ctypes

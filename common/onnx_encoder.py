@@ -3,6 +3,7 @@
 The pipeline uses it to evaluate what it exported exactly as the service will
 run it; the service's runtime builds on the same tokenization and session code.
 """
+
 from __future__ import annotations
 
 import logging
@@ -79,8 +80,13 @@ def shrinking_run_options(config: SessionConfig):
 DISABLED_FUSIONS: tuple[str, ...] = ("SkipLayerNormFusion",)
 
 
-def make_session(model_file: Path, config: SessionConfig = SessionConfig(), optimize: bool = True,
-                 disabled_fusions: tuple[str, ...] = DISABLED_FUSIONS, profile_prefix: str | None = None):
+def make_session(
+    model_file: Path,
+    config: SessionConfig = SessionConfig(),
+    optimize: bool = True,
+    disabled_fusions: tuple[str, ...] = DISABLED_FUSIONS,
+    profile_prefix: str | None = None,
+):
     """An onnxruntime CPU session (profile_prefix: profile its runs into that file prefix)."""
     import onnxruntime as ort
 
@@ -95,8 +101,12 @@ def make_session(model_file: Path, config: SessionConfig = SessionConfig(), opti
     if profile_prefix is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
-    session = ort.InferenceSession(str(model_file), sess_options=opts, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=list(disabled_fusions) or None)
+    session = ort.InferenceSession(
+        str(model_file),
+        sess_options=opts,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(disabled_fusions) or None,
+    )
     release_free_heap()  # the parsed model file is freed now; hand its pages back
     return session
 
@@ -123,8 +133,9 @@ def batch_arrays(encodings) -> dict[str, np.ndarray]:
 class OnnxEncoder:
     """Embed lists of texts with a model directory's model.onnx and tokenizer.json."""
 
-    def __init__(self, model_dir: Path, max_length: int = 256, threads: int = 0, model_file: Path | None = None,
-                 prompt: str = ""):
+    def __init__(
+        self, model_dir: Path, max_length: int = 256, threads: int = 0, model_file: Path | None = None, prompt: str = ""
+    ):
         self.model_dir = Path(model_dir)
         self.prompt = prompt  # put before every text encode() embeds (an e5 model's "query: ")
         self.tokenizer = load_tokenizer(self.model_dir / contract.TOKENIZER_FILE, max_length)
@@ -134,11 +145,15 @@ class OnnxEncoder:
         """(n, dim) float32 embeddings; batches are sorted by length to cut padding. progress: a bar's
         label (the pipeline's long passes; needs tqdm, which the service does not install)."""
         return self._in_length_order(
-            [len(t) for t in texts], batch_size,
-            lambda idx: batch_arrays(self.tokenizer.encode_batch([self.prompt + texts[i] for i in idx])), progress)
+            [len(t) for t in texts],
+            batch_size,
+            lambda idx: batch_arrays(self.tokenizer.encode_batch([self.prompt + texts[i] for i in idx])),
+            progress,
+        )
 
     def encode_ids(self, rows: list[list[int]], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """(n, dim) unit vectors of already tokenized rows (ids with [CLS]/[SEP]), batched like encode()."""
+
         def feeds(idx: np.ndarray) -> dict[str, np.ndarray]:
             ids, mask = pad_ids([rows[i] for i in idx])
             return {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
@@ -156,7 +171,7 @@ class OnnxEncoder:
             starts = tqdm(starts, desc=progress, unit="batch", leave=False, disable=None)  # None: only on a tty
         every = max(1, len(lengths) // batch_size // 4)
         for n, start in enumerate(starts):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             emb = self.session.run([contract.OUTPUT_EMBEDDING], feeds(idx))[0]
             if progress is not None and n and n % every == 0:  # the log hears a long pass as well as the bar
                 log.info("%s: %d of %d texts", progress, start, len(lengths))

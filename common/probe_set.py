@@ -1,6 +1,7 @@
 """The probe set a model directory carries: a few hundred fixed texts and the fp32 baseline's
 embeddings of them (float16), written by the pipeline, so whoever loads the directory can measure
 the model's fidelity on their own CPU — int8 kernels differ by instruction set."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,11 @@ class ProbeSet:
     reference: np.ndarray  # (n, dim) the baseline's embeddings, float16
 
     def write(self, model_dir: Path) -> None:
-        np.savez(Path(model_dir) / PROBE_FILE, texts=np.asarray(self.texts, dtype=str),
-                 reference=self.reference.astype(np.float16))
+        np.savez(
+            Path(model_dir) / PROBE_FILE,
+            texts=np.asarray(self.texts, dtype=str),
+            reference=self.reference.astype(np.float16),
+        )
 
     @classmethod
     def read(cls, model_dir: Path) -> "ProbeSet | None":

@@ -4,6 +4,7 @@
 `compression.compress(source, out_dir, …)` is the front door (compression/api.py); it is imported
 on first use, so `import compression` and the CLI's --help stay free of torch.
 """
+
 from __future__ import annotations
 
 from typing import Any

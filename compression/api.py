@@ -5,6 +5,7 @@ the baseline export `<name>` (unless it is built already), `<name>-fact` with th
 sized to the model's table (compression.table.sizing), and the classification heads where their data
 exists. Both directories land in out_dir, which the service serves as is.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,18 +48,35 @@ def _baseline_is_built(out_dir: Path, name: str, source_path: Path) -> bool:
     manifest = Manifest.read(out_dir / name)
     built_from = manifest.source.get("path")
     if manifest.baseline is not None or (built_from and Path(built_from) != source_path):
-        raise ConfigError(f"{out_dir / name} already holds another model ({built_from or manifest.base_model}); "
-                          "pass --name or another --out")
+        raise ConfigError(
+            f"{out_dir / name} already holds another model ({built_from or manifest.base_model}); "
+            "pass --name or another --out"
+        )
     return True
 
 
-def compress(source: str | Path | None = None, out_dir: str | Path = "models", *, name: str | None = None,
-             target_ratio: float | None = None, max_table_mb: float | None = None,
-             corpus: str | Path | None = None, data_dir: str | Path | None = None, device: str = "cpu",
-             seed: int = 0, pooling: str | None = None, tokenizer: str | Path | None = None,
-             overrides: dict | None = None, heads: bool = True, progress: bool = True, threads: int = 0,
-             diagnose: bool = False, min_fidelity: float | str | None = None, prompt: str | None = None,
-             evaluate: list[str | Path] | None = None) -> Manifest:
+def compress(
+    source: str | Path | None = None,
+    out_dir: str | Path = "models",
+    *,
+    name: str | None = None,
+    target_ratio: float | None = None,
+    max_table_mb: float | None = None,
+    corpus: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    pooling: str | None = None,
+    tokenizer: str | Path | None = None,
+    overrides: dict | None = None,
+    heads: bool = True,
+    progress: bool = True,
+    threads: int = 0,
+    diagnose: bool = False,
+    min_fidelity: float | str | None = None,
+    prompt: str | None = None,
+    evaluate: list[str | Path] | None = None,
+) -> Manifest:
     """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
     export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
 
@@ -93,22 +111,39 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
     created = not out_dir.exists()
     ensure_writable(out_dir)
     try:
-        ctx = BuildContext(out_root=out_dir, data_dir=Path(data_dir) if data_dir else default_data_dir(),
-                           model_dir=Path(source) if source is not None else None, progress=progress,
-                           threads=threads, corpus_path=_paths(corpus), device=device,
-                           pooling=pooling, tokenizer=Path(tokenizer) if tokenizer is not None else None, seed=seed,
-                           diagnose=diagnose, prompt=prompt,
-                           eval_paths=[Path(e) for e in evaluate] if evaluate else None)
+        ctx = BuildContext(
+            out_root=out_dir,
+            data_dir=Path(data_dir) if data_dir else default_data_dir(),
+            model_dir=Path(source) if source is not None else None,
+            progress=progress,
+            threads=threads,
+            corpus_path=_paths(corpus),
+            device=device,
+            pooling=pooling,
+            tokenizer=Path(tokenizer) if tokenizer is not None else None,
+            seed=seed,
+            diagnose=diagnose,
+            prompt=prompt,
+            eval_paths=[Path(e) for e in evaluate] if evaluate else None,
+        )
         src = ctx.source  # refuses an unsupported or broken source before anything is built
-        ctx.prompt_name  # an unknown --prompt is refused before anything is built
-        ctx.pair_sets  # so is an unreadable --eval file
+        _ = ctx.prompt_name  # an unknown --prompt is refused before anything is built
+        _ = ctx.pair_sets  # so is an unreadable --eval file
         name = name or (DEFAULT_SOURCE_NAME if source is None else src.name)
-        ctx.corpus  # a missing corpus is a one-line error before the first build
+        _ = ctx.corpus  # a missing corpus is a one-line error before the first build
         if target_ratio is None and max_table_mb is None:
             target_ratio = start_ratio(src.vocab_size)
         # Sized (and every setting checked) before anything is built: a bad flag leaves nothing behind.
-        recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, target_ratio=target_ratio,
-                              max_table_mb=max_table_mb, seed=seed, overrides=overrides)
+        recipe = sized_recipe(
+            f"{name}-fact",
+            name,
+            src.vocab_size,
+            src.hidden_size,
+            target_ratio=target_ratio,
+            max_table_mb=max_table_mb,
+            seed=seed,
+            overrides=overrides,
+        )
     except BaseException:
         if created:  # only the source's scratch cache is in it: no directory is left behind either
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -124,25 +159,45 @@ def compress(source: str | Path | None = None, out_dir: str | Path = "models", *
         target = _fidelity_target(min_fidelity, ctx, name)
     manifest, attempts, met = _build_until_faithful(tries, ctx, target)
     if target is not None:
-        manifest.sizing = {"min_fidelity": target.mean, "min_fidelity_p1": target.p1, "int8": list(target.int8) if target.int8 else None,
-                           "floor": list(FLOOR) if target.int8 else None, "met": met,
-                           "table_ratio": attempts[-1]["table_ratio"], "attempts": attempts}
+        manifest.sizing = {
+            "min_fidelity": target.mean,
+            "min_fidelity_p1": target.p1,
+            "int8": list(target.int8) if target.int8 else None,
+            "floor": list(FLOOR) if target.int8 else None,
+            "met": met,
+            "table_ratio": attempts[-1]["table_ratio"],
+            "attempts": attempts,
+        }
         manifest.write(out_dir / recipe.name)
     if heads:
         manifest = _add_heads(out_dir, [name, recipe.name], ctx.data_dir, threads) or manifest
-    log.info("%s: built in %.0fs (table %.2f MB, fidelity %.5f / p1 %.5f)", recipe.name, time.time() - start,
-             manifest.bytes.embedding / 1e6, manifest.quality.fidelity_mean, manifest.quality.fidelity_p1)
+    log.info(
+        "%s: built in %.0fs (table %.2f MB, fidelity %.5f / p1 %.5f)",
+        recipe.name,
+        time.time() - start,
+        manifest.bytes.embedding / 1e6,
+        manifest.quality.fidelity_mean,
+        manifest.quality.fidelity_p1,
+    )
     last = attempts[-1]
     if not met:
-        raise PipelineError(f"no table reached held-out fidelity {target.describe()}: the largest tried "
-                            f"({last['table_ratio']}× smaller, {last['codes']} codes per token) measured "
-                            f"{last['heldout_fidelity_mean']} / p1 {last['heldout_fidelity_p1']}; it is kept in "
-                            f"{out_dir / recipe.name}")
+        raise PipelineError(
+            f"no table reached held-out fidelity {target.describe()}: the largest tried "
+            f"({last['table_ratio']}× smaller, {last['codes']} codes per token) measured "
+            f"{last['heldout_fidelity_mean']} / p1 {last['heldout_fidelity_p1']}; it is kept in "
+            f"{out_dir / recipe.name}"
+        )
     _report_languages(manifest)
     if target is not None:
-        log.info("%s: table %.1f× smaller than fp32 (tried %s), held-out fidelity %.5f / p1 %.5f; held to %s",
-                 recipe.name, last["table_ratio"], ", ".join(f"{a['table_ratio']:g}×" for a in attempts),
-                 last["heldout_fidelity_mean"], last["heldout_fidelity_p1"], target.describe())
+        log.info(
+            "%s: table %.1f× smaller than fp32 (tried %s), held-out fidelity %.5f / p1 %.5f; held to %s",
+            recipe.name,
+            last["table_ratio"],
+            ", ".join(f"{a['table_ratio']:g}×" for a in attempts),
+            last["heldout_fidelity_mean"],
+            last["heldout_fidelity_p1"],
+            target.describe(),
+        )
     return manifest
 
 
@@ -154,13 +209,23 @@ def _report_languages(manifest: Manifest) -> None:
         return
     worst = worst_language(manifest.languages)
     row = manifest.languages[worst]
-    log.info("%s: %d languages evaluated; the worst, %s, fidelity %.5f / p1 %.5f, STS %.2f (baseline %.2f)",
-             manifest.name, len(manifest.languages), worst, row["fidelity_mean"], row["fidelity_p1"],
-             row["stsb_spearman"], row["baseline_stsb_spearman"])
+    log.info(
+        "%s: %d languages evaluated; the worst, %s, fidelity %.5f / p1 %.5f, STS %.2f (baseline %.2f)",
+        manifest.name,
+        len(manifest.languages),
+        worst,
+        row["fidelity_mean"],
+        row["fidelity_p1"],
+        row["stsb_spearman"],
+        row["baseline_stsb_spearman"],
+    )
     falling = falling_languages(manifest.languages)
     if falling:
-        log.warning("%s: under int8's fidelity in %s", manifest.name, ", ".join(
-            f"{lang} (mean {-gap[0]:+.5f}, p1 {-gap[1]:+.5f})" for lang, gap in sorted(falling.items())))
+        log.warning(
+            "%s: under int8's fidelity in %s",
+            manifest.name,
+            ", ".join(f"{lang} (mean {-gap[0]:+.5f}, p1 {-gap[1]:+.5f})" for lang, gap in sorted(falling.items())),
+        )
 
 
 # The no-flag default never settles under these, even for a model whose own int8 does (issue 41).
@@ -185,8 +250,10 @@ class FidelityTarget:
     def describe(self) -> str:
         text = f"{self.mean:.5f}" + (f" / p1 {self.p1:.5f}" if self.p1 is not None else "")
         if self.int8 is not None:
-            text += (f" (onnxruntime's plain int8 measured {self.int8[0]:.5f} / p1 {self.int8[1]:.5f} here; "
-                     f"floor {FLOOR[0]} / {FLOOR[1]})")
+            text += (
+                f" (onnxruntime's plain int8 measured {self.int8[0]:.5f} / p1 {self.int8[1]:.5f} here; "
+                f"floor {FLOOR[0]} / {FLOOR[1]})"
+            )
         return text
 
 
@@ -205,8 +272,9 @@ def start_ratio(vocab: int) -> float:
     return 32.0 if vocab >= 100_000 else 16.0
 
 
-def _build_until_faithful(tries: list[VariantRecipe], ctx, target: FidelityTarget | None
-                          ) -> tuple[Manifest, list[dict], bool]:
+def _build_until_faithful(
+    tries: list[VariantRecipe], ctx, target: FidelityTarget | None
+) -> tuple[Manifest, list[dict], bool]:
     """Build each recipe in turn (all under one name) until one's held-out fidelity reaches the target
     (None: the first); the last built's manifest, a summary of every attempt, and whether it reached it."""
     from compression.build import build_variant
@@ -218,17 +286,28 @@ def _build_until_faithful(tries: list[VariantRecipe], ctx, target: FidelityTarge
         log.info("%s: %s", attempt.name, attempt.description)
         manifest = build_variant(attempt, ctx)
         heldout = manifest.quality.heldout_fidelity_mean
-        attempts.append({"codes": attempt.factorize.subspaces, "rank": attempt.factorize.rank,
-                         "table_ratio": round(src.vocab_size * src.hidden_size * FP32 / manifest.bytes.embedding, 2),
-                         "heldout_fidelity_mean": heldout, "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1})
+        attempts.append(
+            {
+                "codes": attempt.factorize.subspaces,
+                "rank": attempt.factorize.rank,
+                "table_ratio": round(src.vocab_size * src.hidden_size * FP32 / manifest.bytes.embedding, 2),
+                "heldout_fidelity_mean": heldout,
+                "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1,
+            }
+        )
         p1 = manifest.quality.heldout_fidelity_p1
         if manifest.languages:
             attempts[-1]["worst_language"] = worst_language(manifest.languages)
             attempts[-1]["languages_under_int8"] = sorted(falling_languages(manifest.languages))
         if target is None or target.met_by(heldout, p1, manifest.languages):
             return manifest, attempts, True
-        log.info("%s: held-out fidelity %.5f / p1 %.5f misses %s; a larger table next", attempt.name, heldout, p1,
-                 target.describe())
+        log.info(
+            "%s: held-out fidelity %.5f / p1 %.5f misses %s; a larger table next",
+            attempt.name,
+            heldout,
+            p1,
+            target.describe(),
+        )
     return manifest, attempts, False
 
 

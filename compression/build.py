@@ -1,12 +1,13 @@
 """Build one variant end to end into models/<name>/, atomically.
 
-1 load (1b tanh GELU, 1c FFN pruning) → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity (5b serving rewrites, parity again)
-→ 6 quantize (6b dense route) → 7 evaluate → 8 manifest;
+1 load (1b tanh GELU, 1c FFN pruning) → 2 (smooth) → 3 factorize → 4 recover → 5 export + parity
+(5b serving rewrites, parity again) → 6 quantize (6b dense route) → 7 evaluate → 8 manifest;
 the step modules' docstrings carry these numbers.
 Everything is written into a hidden temporary directory beside the target and
 renamed into place only when complete, so an interrupted or failed build
 leaves no half-written model behind.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,9 +82,15 @@ def tool_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__,
-            "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "tokenizers": tokenizers.__version__,
+        "numpy": np.__version__,
+    }
 
 
 @dataclass
@@ -103,7 +110,9 @@ class BuildContext:
     tokenizer: Path | None = None  # tokenizer.json of an ONNX source that has none beside it
     seed: int = 0  # of the held-out slice
     prompt: str | None = None  # the prompt name to embed with ("none": none); None: sources.load.choose_prompt's
-    diagnose: bool = False  # measure where a factorized variant's infidelity comes from (compression/evaluation/diagnose.py)
+    diagnose: bool = (
+        False  # measure where a factorized variant's infidelity comes from (compression/evaluation/diagnose.py)
+    )
     eval_paths: list[Path] | None = None  # --eval: STS-style pair files, one per language
     _embedded: dict[str, Embedded] = field(default_factory=dict)
     _int8_embedded: dict[str, tuple] = field(default_factory=dict)
@@ -141,8 +150,13 @@ class BuildContext:
         bytes or arrays: everything the result depends on)."""
         digest = hashlib.sha256()
         for part in key:
-            digest.update(part.tobytes() if isinstance(part, np.ndarray) else
-                          part if isinstance(part, bytes) else str(part).encode())
+            digest.update(
+                part.tobytes()
+                if isinstance(part, np.ndarray)
+                else part
+                if isinstance(part, bytes)
+                else str(part).encode()
+            )
             digest.update(b"\0")
         path = self.cache_dir / f"{kind}-{digest.hexdigest()[:16]}.npz"
         if path.is_file():
@@ -179,8 +193,12 @@ class BuildContext:
         model_dir = self.out_root / name
         if not (model_dir / contract.MODEL_FILE).is_file():
             raise PipelineError(f"baseline {name} is not built in {self.out_root}; build it first")
-        key = [sha256_file(model_dir / contract.MODEL_FILE), self._texts_key(self.corpus.held_out),
-               self.eval_set is not None, self.source.max_seq_length]
+        key = [
+            sha256_file(model_dir / contract.MODEL_FILE),
+            self._texts_key(self.corpus.held_out),
+            self.eval_set is not None,
+            self.source.max_seq_length,
+        ]
         emb = Embedded(**self.cached("eval", key, lambda: self.embed(model_dir).arrays()))
         self._embedded[name] = emb
         return emb
@@ -218,12 +236,17 @@ class BuildContext:
     def teacher(self, baseline: str, rows: list[list[int]], what: str) -> np.ndarray:
         """The baseline's (teacher's) embeddings of token-id rows, cached by its model and the rows."""
         model_dir = self.out_root / baseline
-        key = [sha256_file(model_dir / contract.MODEL_FILE),
-               np.concatenate([np.asarray(r) for r in rows]) if rows else b"", np.asarray([len(r) for r in rows])]
+        key = [
+            sha256_file(model_dir / contract.MODEL_FILE),
+            np.concatenate([np.asarray(r) for r in rows]) if rows else b"",
+            np.asarray([len(r) for r in rows]),
+        ]
 
         def compute() -> dict[str, np.ndarray]:
             log.info("teacher: embedding %d %s with %s", len(rows), what, baseline)
-            return {"vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows, progress=self._bar("teacher"))}
+            return {
+                "vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows, progress=self._bar("teacher"))
+            }
 
         return self.cached("teacher", key, compute)["vecs"]
 
@@ -257,29 +280,36 @@ class BuildContext:
 
     def embed_pairs(self, model_dir: Path) -> np.ndarray:
         encoder = OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
-        return encoder.encode(all_texts(self.pair_sets, self.prompt_text), progress=self._bar(f"languages {model_dir.name}"))
+        return encoder.encode(
+            all_texts(self.pair_sets, self.prompt_text), progress=self._bar(f"languages {model_dir.name}")
+        )
 
     def embedded_pairs(self, name: str) -> np.ndarray:
         """A built variant's embeddings of the --eval pairs (cached on disk, keyed by its model's sha256)."""
         model_dir = self.out_root / name
-        key = [sha256_file(model_dir / contract.MODEL_FILE), self._texts_key(all_texts(self.pair_sets, self.prompt_text)),
-               self.source.max_seq_length]
+        key = [
+            sha256_file(model_dir / contract.MODEL_FILE),
+            self._texts_key(all_texts(self.pair_sets, self.prompt_text)),
+            self.source.max_seq_length,
+        ]
         return self.cached("pairs", key, lambda: {"vecs": self.embed_pairs(model_dir)})["vecs"]
 
     def languages(self, model_dir: Path, baseline: str) -> dict[str, dict]:
         """Per-language figures of the model in model_dir beside its baseline and int8 (empty without --eval)."""
         if not self.pair_sets:
             return {}
-        return language_figures(self.pair_sets, self.embed_pairs(model_dir), self.embedded_pairs(baseline),
-                                self._int8(baseline)[1])
+        return language_figures(
+            self.pair_sets, self.embed_pairs(model_dir), self.embedded_pairs(baseline), self._int8(baseline)[1]
+        )
 
     def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
         """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
         _, ids = self.sample_train(num, max_length, seed)
         return ids, self.teacher(baseline, ids, "corpus texts")
 
-    def augmented_corpus(self, baseline: str, ids: list[list[int]], counts: np.ndarray | None,
-                         rc: RecoverConfig) -> tuple[list[list[int]], np.ndarray]:
+    def augmented_corpus(
+        self, baseline: str, ids: list[list[int]], counts: np.ndarray | None, rc: RecoverConfig
+    ) -> tuple[list[list[int]], np.ndarray]:
         """Rare-token copies of the distillation sentences (compression/recovery/augment.py) and the baseline's
         embeddings of them."""
         from tokenizers import Tokenizer
@@ -319,8 +349,9 @@ def ensure_writable(out_root: Path) -> None:
         raise PipelineError(f"output directory is not writable: {out_root}")
 
 
-def _rewrite_for_serving(encoder: SentenceEncoder, fp32: Path, config: GraphConfig,
-                         src: SourceModel) -> serving_graph.RewriteReport:
+def _rewrite_for_serving(
+    encoder: SentenceEncoder, fp32: Path, config: GraphConfig, src: SourceModel
+) -> serving_graph.RewriteReport:
     """Step 5b: the serving rewrites on a copy of the exported graph, kept only if the copy passes the
     same parity check against torch; otherwise the plain graph stays and the reason is logged."""
     if not config.fuse_attention:
@@ -332,8 +363,11 @@ def _rewrite_for_serving(encoder: SentenceEncoder, fp32: Path, config: GraphConf
         if report.skipped is None:
             check_parity(encoder, candidate, src.vocab_size, src.max_seq_length)
             candidate.replace(fp32)
-            log.info("serving graph: %d attention blocks fused%s", report.fused_attention,
-                     ", padding removed" if report.padding_removed else "")
+            log.info(
+                "serving graph: %d attention blocks fused%s",
+                report.fused_attention,
+                ", padding removed" if report.padding_removed else "",
+            )
             return report
     except (ShapeError, ToleranceError) as exc:
         report = serving_graph.RewriteReport(skipped=f"parity after rewrite: {exc}")
@@ -370,30 +404,55 @@ def _prepare_encoder(recipe: VariantRecipe, ctx: BuildContext):
         _, calibration = ctx.sample_train(recipe.prune.sentences, recipe.recover.max_length, recipe.recover.seed)
         inter = bert.config.intermediate_size
         kept = prune_ffn(bert, calibration, recipe.prune.ffn_keep, recipe.prune.ridge)
-        log.info("pruning: %d of each FFN's %d neurons kept, output projections refitted on %d corpus texts",
-                 kept, inter, len(calibration))
+        log.info(
+            "pruning: %d of each FFN's %d neurons kept, output projections refitted on %d corpus texts",
+            kept,
+            inter,
+            len(calibration),
+        )
     if recipe.quantize.smooth_alpha is not None:
         _, calibration = ctx.sample_train(SMOOTH_CALIBRATION_SENTENCES, recipe.recover.max_length, recipe.recover.seed)
-        smoothed = smooth_encoder(bert, calibration, recipe.quantize.smooth_alpha,
-                                  share_qkv=recipe.quantize.smooth_shared_qkv,
-                                  ffn_output=recipe.quantize.smooth_ffn_output,
-                                  min_ratio=recipe.quantize.smooth_min_ratio)
+        smoothed = smooth_encoder(
+            bert,
+            calibration,
+            recipe.quantize.smooth_alpha,
+            share_qkv=recipe.quantize.smooth_shared_qkv,
+            ffn_output=recipe.quantize.smooth_ffn_output,
+            min_ratio=recipe.quantize.smooth_min_ratio,
+        )
         total = sum(type(m).__name__ == "Linear" for m in src.bert.encoder.modules())
-        log.info("smoothing: %d of the encoder's %d linears (α %g%s)", smoothed, total, recipe.quantize.smooth_alpha,
-                 "" if recipe.quantize.smooth_min_ratio is None
-                 else f"; inputs whose outlier ratio is under {recipe.quantize.smooth_min_ratio:g} left plain")
+        log.info(
+            "smoothing: %d of the encoder's %d linears (α %g%s)",
+            smoothed,
+            total,
+            recipe.quantize.smooth_alpha,
+            ""
+            if recipe.quantize.smooth_min_ratio is None
+            else f"; inputs whose outlier ratio is under {recipe.quantize.smooth_min_ratio:g} left plain",
+        )
     return bert, swapped, kept
 
 
 def _simulation(recipe: VariantRecipe) -> Simulation:
     """The export's quantization as recovery and diagnosis simulate it."""
     q = recipe.quantize
-    return Simulation((q.table_bits, q.table_block) if q.table_bits else None, q.encoder_int8, q.encoder_block,
-                      64 if q.reduce_range else 127)
+    return Simulation(
+        (q.table_bits, q.table_block) if q.table_bits else None,
+        q.encoder_int8,
+        q.encoder_block,
+        64 if q.reduce_range else 127,
+    )
 
 
-def _recover(recipe: VariantRecipe, ctx: BuildContext, bert, table_E: np.ndarray, counts: np.ndarray | None,
-             metric: np.ndarray | None, sim: Simulation) -> list[float]:
+def _recover(
+    recipe: VariantRecipe,
+    ctx: BuildContext,
+    bert,
+    table_E: np.ndarray,
+    counts: np.ndarray | None,
+    metric: np.ndarray | None,
+    sim: Simulation,
+) -> list[float]:
     """Step 4: distil the factorized model towards the baseline's embeddings of the corpus (and rare-token
     copies of it), with the export's quantization simulated; the loss curve."""
     if recipe.baseline is None:
@@ -403,16 +462,28 @@ def _recover(recipe: VariantRecipe, ctx: BuildContext, bert, table_E: np.ndarray
     if rc.augment_share > 0:
         extra_ids, extra_teacher = ctx.augmented_corpus(recipe.baseline, ids, counts, rc)
         ids, teacher = ids + extra_ids, np.concatenate([teacher, extra_teacher])
-    anchor = (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])
-              ) if rc.anchor > 0 else None
-    return distill(SentenceEncoder(bert, src.pooling), ids, teacher, rc, sim.table_quant,
-                   sim.encoder_int8, progress=ctx.progress, encoder_block=sim.encoder_block,
-                   anchor_target=anchor, device=ctx.device, weight_levels=sim.weight_levels,
-                   token_teacher=src.bert if rc.token_weight > 0 else None)
+    anchor = (
+        (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])) if rc.anchor > 0 else None
+    )
+    return distill(
+        SentenceEncoder(bert, src.pooling),
+        ids,
+        teacher,
+        rc,
+        sim.table_quant,
+        sim.encoder_int8,
+        progress=ctx.progress,
+        encoder_block=sim.encoder_block,
+        anchor_target=anchor,
+        device=ctx.device,
+        weight_levels=sim.weight_levels,
+        token_teacher=src.bert if rc.token_weight > 0 else None,
+    )
 
 
-def _export_for_serving(recipe: VariantRecipe, ctx: BuildContext, encoder: SentenceEncoder, tmp: Path,
-                        steps: StepLog) -> serving_graph.RewriteReport:
+def _export_for_serving(
+    recipe: VariantRecipe, ctx: BuildContext, encoder: SentenceEncoder, tmp: Path, steps: StepLog
+) -> serving_graph.RewriteReport:
     """Steps 5–6b: ONNX export with parity, the serving rewrites, quantization and the dense route, into
     tmp/model.onnx beside the tokenizer."""
     src = ctx.source
@@ -443,8 +514,11 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     if recipe.factorize is not None:
         with steps.step("compress table"):
             counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
-            metric = (ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
-                      if recipe.factorize.metric == "sensitivity" else None)
+            metric = (
+                ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
+                if recipe.factorize.metric == "sensitivity"
+                else None
+            )
             table_E = word_embedding_matrix(bert)
             factors = factorize(table_E, recipe.factorize, counts, metric)
             rank = factors.rank
@@ -454,12 +528,19 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
                 losses = _recover(recipe, ctx, bert, table_E, counts, metric, sim)
         if ctx.diagnose and recipe.baseline:
             with steps.step("diagnose"):
-                diagnosis = diagnose(SentenceEncoder(bert, src.pooling), table_E,
-                                     counts if counts is not None else ctx.counts(recipe.corpus),
-                                     ctx.token_ids(ctx.corpus.held_out, src.max_seq_length),
-                                     ctx.embedded(recipe.baseline).held_out, sim)
-            log.info("%s: where the held-out infidelity comes from (torch, the export's quantization simulated):\n%s",
-                     recipe.name, diagnosis_table(diagnosis))
+                diagnosis = diagnose(
+                    SentenceEncoder(bert, src.pooling),
+                    table_E,
+                    counts if counts is not None else ctx.counts(recipe.corpus),
+                    ctx.token_ids(ctx.corpus.held_out, src.max_seq_length),
+                    ctx.embedded(recipe.baseline).held_out,
+                    sim,
+                )
+            log.info(
+                "%s: where the held-out infidelity comes from (torch, the export's quantization simulated):\n%s",
+                recipe.name,
+                diagnosis_table(diagnosis),
+            )
     encoder = SentenceEncoder(bert, src.pooling)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
@@ -488,18 +569,25 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             dim=src.hidden_size,
             max_seq_length=src.max_seq_length,
             params=Params(**params),
-            bytes=Bytes(file=(tmp / contract.MODEL_FILE).stat().st_size,
-                        embedding=embedding_bytes(tmp / contract.MODEL_FILE)),
+            bytes=Bytes(
+                file=(tmp / contract.MODEL_FILE).stat().st_size, embedding=embedding_bytes(tmp / contract.MODEL_FILE)
+            ),
             sha256=sha256_file(tmp / contract.MODEL_FILE),
             quality=Quality(**figures),
-            recipe=dataclasses.asdict(recipe) | {"final_distill_loss": float(np.mean(losses[-50:])) if losses else None},
+            recipe=dataclasses.asdict(recipe)
+            | {"final_distill_loss": float(np.mean(losses[-50:])) if losses else None},
             versions=tool_versions(),
             machine=cpu_info(),
             diagnosis=diagnosis,
-            graph=dataclasses.asdict(graph) | ({"tanh_gelu": swapped} if swapped else {})
+            graph=dataclasses.asdict(graph)
+            | ({"tanh_gelu": swapped} if swapped else {})
             | ({"ffn_kept": kept} if kept else {}),
-            probe={"file": PROBE_FILE, "texts": n_probe, "fidelity_mean": round(probe_mean, 5),
-                   "fidelity_p1": round(probe_p1, 5)},
+            probe={
+                "file": PROBE_FILE,
+                "texts": n_probe,
+                "fidelity_mean": round(probe_mean, 5),
+                "fidelity_p1": round(probe_p1, 5),
+            },
             pooling=src.pooling.mode,
             normalized=src.pooling.normalize,
             source=src.describe(),

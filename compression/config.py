@@ -1,6 +1,7 @@
 """The steps' settings as data (nanoGPT's GPTConfig style): frozen dataclasses, one comment on
 each field whose meaning is not obvious. Torch-free, so `python -m compression --help`, `report`
 and recipe parsing never import torch."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,9 +74,18 @@ class RecoverConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if (self.steps < 0 or self.batch_size <= 0 or self.lr <= 0 or self.max_length < 8
-                or self.anchor < 0 or self.anchor_tokens <= 0 or self.token_weight < 0
-                or not 0 <= self.augment_share <= 1 or self.augment_tokens < 1 or self.augment_below < 1):
+        if (
+            self.steps < 0
+            or self.batch_size <= 0
+            or self.lr <= 0
+            or self.max_length < 8
+            or self.anchor < 0
+            or self.anchor_tokens <= 0
+            or self.token_weight < 0
+            or not 0 <= self.augment_share <= 1
+            or self.augment_tokens < 1
+            or self.augment_below < 1
+        ):
             raise ConfigError(f"recovery settings out of range: {self}")
 
 
@@ -145,8 +155,11 @@ class QuantizeConfig:
         if self.reduce_range and not (self.encoder_int8 and self.encoder_block is None):
             raise ConfigError("reduce_range needs the dynamic int8 encoder (encoder_int8, no encoder_block)")
         if self.encoder_block is not None and not (
-                self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)):
-            raise ConfigError(f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}")
+            self.encoder_int8 and self.encoder_block >= 16 and not self.encoder_block & (self.encoder_block - 1)
+        ):
+            raise ConfigError(
+                f"encoder_block must be a power of two ≥ 16 and needs encoder_int8, got {self.encoder_block}"
+            )
 
     @property
     def label(self) -> str:
@@ -160,13 +173,18 @@ class QuantizeConfig:
         if self.positions_fp16:
             parts.append("positions-fp16")
         if self.encoder_int8:
-            scheme = f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
+            scheme = (
+                f"-block{self.encoder_block}" if self.encoder_block else ("-per-channel" if self.per_channel else "")
+            )
             scheme += "-7bit" if self.reduce_range else ""
-            parts.append("encoder-int8" + scheme
-                         + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
-                         + ("-qkv" if self.smooth_shared_qkv else "")
-                         + ("-ffn-out-plain" if self.smooth_alpha is not None and not self.smooth_ffn_output else "")
-                         + (f"-min-ratio{self.smooth_min_ratio:g}" if self.smooth_min_ratio is not None else ""))
+            parts.append(
+                "encoder-int8"
+                + scheme
+                + (f"-smooth{self.smooth_alpha:g}" if self.smooth_alpha is not None else "")
+                + ("-qkv" if self.smooth_shared_qkv else "")
+                + ("-ffn-out-plain" if self.smooth_alpha is not None and not self.smooth_ffn_output else "")
+                + (f"-min-ratio{self.smooth_min_ratio:g}" if self.smooth_min_ratio is not None else "")
+            )
         return "+".join(parts) or "fp32"
 
 

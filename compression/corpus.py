@@ -5,6 +5,7 @@ token frequencies, the sensitivity estimate, smoothing's calibration and the dis
 seeded held-out slice of it is kept from all of them for the fidelity evaluation. Test splits are
 read by evaluation alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,12 @@ import numpy as np
 from compression.errors import CorpusError
 
 TREC_LABELS = {
-    "ABBR": "abbreviation", "DESC": "description", "ENTY": "entity",
-    "HUM": "human", "LOC": "location", "NUM": "numeric",
+    "ABBR": "abbreviation",
+    "DESC": "description",
+    "ENTY": "entity",
+    "HUM": "human",
+    "LOC": "location",
+    "NUM": "numeric",
 }
 
 
@@ -157,8 +162,9 @@ def read_corpus(path: Path | list[Path]) -> list[str]:
         return list(dict.fromkeys(t for p in path for t in read_corpus(p)))
     path = Path(path)
     if path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in CORPUS_SUFFIXES
-                       and not f.name.startswith("."))
+        files = sorted(
+            f for f in path.rglob("*") if f.is_file() and f.suffix in CORPUS_SUFFIXES and not f.name.startswith(".")
+        )
         if not files:
             raise CorpusError(f"corpus folder {path} holds no .txt or .jsonl file")
         texts = [t for f in files for t in read_text_file(f)]
@@ -203,19 +209,23 @@ def load_corpus(corpus: Path | list[Path] | None, data_dir: Path | None, seed: i
         return Corpus.split(read_corpus(corpus), name, seed)
     if data_dir is not None and has_train_splits(data_dir):
         return Corpus.split(train_sentences(data_dir), f"train splits of {data_dir}", seed)
-    raise CorpusError("no corpus: pass --corpus FILE (one text per line, .jsonl with a text field, or a folder "
-                      "of such files)")
+    raise CorpusError(
+        "no corpus: pass --corpus FILE (one text per line, .jsonl with a text field, or a folder of such files)"
+    )
 
 
 def has_train_splits(data_dir: Path) -> bool:
-    return all((Path(data_dir) / f).is_file() for f in
-               ("stsbenchmark/sts-train.csv", "sst2/train.tsv", "trec/train_5500.label"))
+    return all(
+        (Path(data_dir) / f).is_file()
+        for f in ("stsbenchmark/sts-train.csv", "sst2/train.tsv", "trec/train_5500.label")
+    )
 
 
 def has_eval_data(data_dir: Path | None) -> bool:
     """STS-B test and SST-2 test: the test sentences fidelity is measured on, and STS-B's pairs."""
-    return data_dir is not None and all((Path(data_dir) / f).is_file() for f in
-                                        ("stsbenchmark/sts-test.csv", "sst2/test.tsv"))
+    return data_dir is not None and all(
+        (Path(data_dir) / f).is_file() for f in ("stsbenchmark/sts-test.csv", "sst2/test.tsv")
+    )
 
 
 def token_counts(tokenizer_file: Path, texts: list[str], vocab_size: int) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Typed errors of the pipeline. The CLI turns each into a one-line message and exit code 2."""
+
 from __future__ import annotations
 
 

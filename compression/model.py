@@ -1,6 +1,7 @@
 """Torch modules the pipeline trains and exports: the sentence encoder (BERT → the source's
 pooling over the mask → optional L2 normalisation) and the swap of its word-embedding table for a
 factorized one (compression/table/embeddings/)."""
+
 from __future__ import annotations
 
 import copy
@@ -51,8 +52,9 @@ class SentenceEncoder(nn.Module):
         pooled, embedding = self.pooled_and_embedding(input_ids, attention_mask)
         return (embedding, pooled) if self.export_pooled else embedding
 
-    def pooled_and_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pooled_and_embedding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled, embedding): the vector before the optional L2 normalisation, and the source's output."""
         hidden = hidden_states(self.bert, input_ids, attention_mask)
         pooled = pool_tokens(hidden, attention_mask, self.pooling.mode)
@@ -62,14 +64,15 @@ class SentenceEncoder(nn.Module):
 def padded_batches(ids: list[list[int]], batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(input_ids, attention_mask) int64 tensors for consecutive batches of token-id rows, right-padded."""
     for start in range(0, len(ids), batch_size):
-        input_ids, mask = pad_ids(ids[start:start + batch_size])
+        input_ids, mask = pad_ids(ids[start : start + batch_size])
         yield torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
 def hidden_states(bert: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The transformer's last hidden state (batch, seq, H) for single sentences (token types all zero)."""
-    return bert(input_ids=input_ids, attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+    return bert(
+        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
+    ).last_hidden_state
 
 
 def pool_tokens(hidden_bth: torch.Tensor, attention_mask_bt: torch.Tensor, mode: str = "mean") -> torch.Tensor:

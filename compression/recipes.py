@@ -1,4 +1,5 @@
 """Recipes as data: which variants to build and how, read from models/recipes.toml."""
+
 from __future__ import annotations
 
 import tomllib

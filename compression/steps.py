@@ -1,6 +1,7 @@
 """Each build step's wall time and the process's peak memory so far: logged at INFO when the step
 starts and ends (a long build is never silent in a log without progress bars) and kept for the
 manifest's `steps`."""
+
 from __future__ import annotations
 
 import logging
@@ -30,5 +31,10 @@ class StepLog:
         yield
         record = {"step": name, "seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": peak_rss_mb()}
         self.records.append(record)
-        log.info("%s: %s done in %.0f s (peak RSS so far %d MB)", self.variant, name, record["seconds"],
-                 record["peak_rss_mb"])
+        log.info(
+            "%s: %s done in %.0f s (peak RSS so far %d MB)",
+            self.variant,
+            name,
+            record["seconds"],
+            record["peak_rss_mb"],
+        )

@@ -5,6 +5,7 @@ in-flight requests finish, then runs the lifespan shutdown (which drains the
 batchers). We then exit 0: a drained shutdown is a clean one, and
 orchestrators (Kubernetes, compose) treat a re-raised SIGTERM as a kill.
 """
+
 import logging
 import signal
 import sys
@@ -33,9 +34,14 @@ def main() -> None:
     # worker whose batch just finished waited up to that long to hand it back and plan the next one.
     sys.setswitchinterval(settings.gil_switch_ms / 1000)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=30,
-                            timeout_keep_alive=settings.keep_alive_s)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.keep_alive_s,
+    )
     server = _Server(config)
     server.run()
     if not server.started:

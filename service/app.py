@@ -1,5 +1,6 @@
 """create_app(settings): lifespan that loads and warms models in the background,
 one exception handler for the one error shape, and request metrics."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,15 @@ log = logging.getLogger(__name__)
 
 def _start_batcher(svc: AppState, model: LoadedModel) -> None:
     s = svc.settings
-    model.batcher = Batcher(model.backend, s.max_batch_size, s.max_batch_tokens, s.max_wait_ms / 1000, s.queue_size,
-                            observer=svc.metrics.batch_observer(model.name), workers=s.workers)
+    model.batcher = Batcher(
+        model.backend,
+        s.max_batch_size,
+        s.max_batch_tokens,
+        s.max_wait_ms / 1000,
+        s.queue_size,
+        observer=svc.metrics.batch_observer(model.name),
+        workers=s.workers,
+    )
     model.batcher.start()
 
 
@@ -43,8 +51,9 @@ def publish_model_metrics(svc: AppState) -> None:
     for gauge in m.model_gauges():  # a reload may have removed or replaced models
         gauge.clear()
     cpu = cpu_info()
-    m.host_cpu.info({"model": str(cpu["model"]), "features": ",".join(cpu["features"]) or "none",
-                     "cores": str(cpu["cores"])})
+    m.host_cpu.info(
+        {"model": str(cpu["model"]), "features": ",".join(cpu["features"]) or "none", "cores": str(cpu["cores"])}
+    )
     for name in svc.registry.failed:
         m.loaded.labels(name).set(0)
     for name, model in svc.registry.models.items():
@@ -82,8 +91,9 @@ async def load_models(svc: AppState) -> None:
     reg = svc.registry
     try:
         if not reg.models:  # tests may pre-register backends
-            await asyncio.to_thread(reg.load_dir, svc.settings.models_dir, svc.settings.session_config(),
-                                    svc.settings.min_host_fidelity)
+            await asyncio.to_thread(
+                reg.load_dir, svc.settings.models_dir, svc.settings.session_config(), svc.settings.min_host_fidelity
+            )
         for model in reg.models.values():
             _start_batcher(svc, model)
         publish_model_metrics(svc)
@@ -109,7 +119,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     settings = settings or Settings()
     metrics = Metrics()
     registry = registry or Registry(settings.default_model)
-    svc = AppState(settings, registry, metrics, Embedder(registry, settings, metrics), LabelCache(settings.label_cache_size))
+    svc = AppState(
+        settings, registry, metrics, Embedder(registry, settings, metrics), LabelCache(settings.label_cache_size)
+    )
     svc.reloader = Reloader(svc, lambda model: _start_batcher(svc, model), lambda: publish_model_metrics(svc))
 
     @asynccontextmanager
@@ -142,8 +154,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             return JSONResponse(error_body("invalid_json", "request body is not valid JSON"), status_code=400)
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse(error_body("invalid_request_error", f"{where or 'body'}: {first.get('msg', 'invalid')}"),
-                            status_code=422)
+        return JSONResponse(
+            error_body("invalid_request_error", f"{where or 'body'}: {first.get('msg', 'invalid')}"), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -156,8 +169,15 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         metrics.failures.labels(getattr(request.state, "model", None) or "none", "internal").inc()
         return JSONResponse(error_body("internal_error", "internal error; see the service log"), status_code=500)
 
-    for router in (health.router, embed.router, openai.router, classify.router, models.router, admin.router,
-                   playground.router):
+    for router in (
+        health.router,
+        embed.router,
+        openai.router,
+        classify.router,
+        models.router,
+        admin.router,
+        playground.router,
+    ):
         app.include_router(router)
     app.mount("/static", playground.static_files(), name="static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

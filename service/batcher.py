@@ -24,6 +24,7 @@ by side instead of one batch's ops being split across threads: a core that the
 event loop or the tokenizer borrows slows one batch, not every op of every
 batch, which waits at each parallel op for its slowest thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,16 @@ class _Pending:
 
 
 class Batcher:
-    def __init__(self, backend: Backend, max_batch_size: int, max_batch_tokens: int, max_wait_s: float,
-                 queue_size: int, observer=None, workers: int = 1):
+    def __init__(
+        self,
+        backend: Backend,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_wait_s: float,
+        queue_size: int,
+        observer=None,
+        workers: int = 1,
+    ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.backend = backend
@@ -88,8 +97,9 @@ class Batcher:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._threads = [threading.Thread(target=self._work, name=f"inference-{k}", daemon=True)
-                         for k in range(self.workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"inference-{k}", daemon=True) for k in range(self.workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -106,10 +116,14 @@ class Batcher:
         if self._closed:
             raise NotReady("the service is shutting down")
         if self._queued_items + n > self.queue_size:
-            raise Overloaded(f"queue full ({self._queued_items} texts waiting, limit {self.queue_size}); retry shortly",
-                             headers={"Retry-After": "1"})
+            raise Overloaded(
+                f"queue full ({self._queued_items} texts waiting, limit {self.queue_size}); retry shortly",
+                headers={"Retry-After": "1"},
+            )
 
-    async def submit(self, items: list[Tokenized], gone: threading.Event | None = None) -> tuple[np.ndarray, BatchStats]:
+    async def submit(
+        self, items: list[Tokenized], gone: threading.Event | None = None
+    ) -> tuple[np.ndarray, BatchStats]:
         """Queue the items and wait for their vectors; `gone` set before a worker takes them drops them."""
         self.admit(len(items))
         assert self._loop is not None, "start() the batcher first"
@@ -125,8 +139,7 @@ class Batcher:
         """Give concurrent requests a moment to join: only if others are likely coming (see the module
         docstring) and a full batch is not already waiting."""
         concurrent = self._last_requests > 1 or len(self._queue) > 1 or self._arrived_while_busy
-        return (concurrent and self._queued_items < self.max_batch_size and self.max_wait_s > 0
-                and not self._closed)
+        return concurrent and self._queued_items < self.max_batch_size and self.max_wait_s > 0 and not self._closed
 
     def _plan(self, taken: list[_Pending]) -> list[list[tuple[_Pending, int]]]:
         """Sort every (request, item) by length and cut into batches within the caps."""
@@ -135,7 +148,9 @@ class Batcher:
         for p, i in flat:
             n = len(p.items[i].ids)
             new_width = max(width, n)
-            if current and (len(current) + 1 > self.max_batch_size or new_width * (len(current) + 1) > self.max_batch_tokens):
+            if current and (
+                len(current) + 1 > self.max_batch_size or new_width * (len(current) + 1) > self.max_batch_tokens
+            ):
                 batches.append(current)
                 current, new_width = [], n
             current.append((p, i))

@@ -1,6 +1,7 @@
 """Canary traffic: a share of the requests that name one model are answered by a candidate
 (`EMBED_CANARY="name=candidate:0.1"`, or the reload body), and the candidate's answers are compared
 with the model's own in the background, so its fidelity is observed on real traffic before a swap."""
+
 from __future__ import annotations
 
 import random

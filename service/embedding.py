@@ -1,4 +1,5 @@
 """The one path every embedding request takes: validate → tokenize → batch → (shadow) → vectors."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,7 +42,9 @@ def validate_texts(inputs: object, settings: Settings) -> list[str]:
     if not isinstance(texts, list) or not texts:
         raise InvalidInput("inputs must be a string or a non-empty list of strings")
     if len(texts) > settings.max_inputs:
-        raise InvalidInput(f"{len(texts)} inputs is over the limit of {settings.max_inputs} per request; split the request")
+        raise InvalidInput(
+            f"{len(texts)} inputs is over the limit of {settings.max_inputs} per request; split the request"
+        )
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise InvalidInput(f"input {i} is {type(t).__name__}, not a string")
@@ -64,8 +67,10 @@ def prompt_text(model: LoadedModel, name: str | None) -> str:
     if name is None:
         return manifest.default_prompt if manifest is not None else ""
     if name not in prompts:
-        raise InvalidInput(f"prompt_name {name!r} is not one of model {model.name!r}'s prompts: "
-                           f"{', '.join(sorted(prompts)) or 'it has none'}")
+        raise InvalidInput(
+            f"prompt_name {name!r} is not one of model {model.name!r}'s prompts: "
+            f"{', '.join(sorted(prompts)) or 'it has none'}"
+        )
     return prompts[name]
 
 
@@ -94,9 +99,16 @@ class Embedder:
             return named, None
         return self.registry.models[rule.candidate], named
 
-    async def embed(self, model_name: str | None, texts: list[str] | None = None, truncate: bool = True,
-                    token_ids: list[list[int]] | None = None, receive=None, route: bool = True,
-                    prompt_name: str | None = None) -> Embedded:
+    async def embed(
+        self,
+        model_name: str | None,
+        texts: list[str] | None = None,
+        truncate: bool = True,
+        token_ids: list[list[int]] | None = None,
+        receive=None,
+        route: bool = True,
+        prompt_name: str | None = None,
+    ) -> Embedded:
         """receive: the request's ASGI receive; when given, a client that disconnects before its request
         reaches a batch has it dropped (TEI's queue does the same), not computed for nobody.
         route=False: the named model answers even when a canary rule would send the request elsewhere.
@@ -120,8 +132,9 @@ class Embedder:
             self.metrics.canary_requests.labels(named.name, model.name).inc()
         return result
 
-    async def _embed(self, model: LoadedModel, texts: list[str] | None, truncate: bool,
-                     token_ids: list[list[int]] | None, receive) -> Embedded:
+    async def _embed(
+        self, model: LoadedModel, texts: list[str] | None, truncate: bool, token_ids: list[list[int]] | None, receive
+    ) -> Embedded:
         model.batcher.admit(len(token_ids if token_ids is not None else texts))  # shed before tokenizing
         gone = threading.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone)) if receive is not None else None
@@ -149,8 +162,15 @@ class Embedder:
             vectors = unit(vectors)
         self._maybe_shadow(model, items, vectors)
         self._compare_canary(model, items, vectors)
-        return Embedded(model, vectors, pooled, sum(len(i.ids) for i in items), tokenize_s, stats.queue_seconds,
-                        stats.inference_seconds)
+        return Embedded(
+            model,
+            vectors,
+            pooled,
+            sum(len(i.ids) for i in items),
+            tokenize_s,
+            stats.queue_seconds,
+            stats.inference_seconds,
+        )
 
     def _maybe_shadow(self, model: LoadedModel, items, vectors: np.ndarray) -> None:
         """With probability shadow_rate, re-run a compressed model's request on its baseline, off the request path."""
@@ -165,8 +185,7 @@ class Embedder:
         for rule in self.canary.values():
             named = self.registry.models.get(rule.name)
             if rule.candidate == model.name and named is not None and named.backend.dim == model.backend.dim:
-                self._in_background(named, items, vectors,
-                                    self.metrics.canary_fidelity.labels(rule.name, model.name))
+                self._in_background(named, items, vectors, self.metrics.canary_fidelity.labels(rule.name, model.name))
 
     def _in_background(self, reference: LoadedModel, items, vectors: np.ndarray, histogram) -> None:
         """Run the same items on `reference` off the request path and observe each cosine."""
@@ -202,8 +221,10 @@ def postprocess(result: Embedded, normalize: bool, dimensions: int | None = None
     if normalize:
         return unit(vectors)
     if result.pooled is None:
-        raise InvalidInput(f"model {result.model.name!r} gives only unit-length vectors (its graph has no "
-                           f"'pooled' output; rebuild it with this version); send normalize=true")
+        raise InvalidInput(
+            f"model {result.model.name!r} gives only unit-length vectors (its graph has no "
+            f"'pooled' output; rebuild it with this version); send normalize=true"
+        )
     return result.pooled
 
 

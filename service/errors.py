@@ -1,5 +1,6 @@
 """Domain errors: what went wrong, in a type name clients can branch on. They carry no HTTP status;
 the HTTP layer (service/http_errors.py) maps each to one and renders the one JSON shape."""
+
 from __future__ import annotations
 
 
@@ -30,6 +31,7 @@ class UnknownModel(ServiceError):
 
 class UnknownRoute(ServiceError):
     """A route that exists only when a setting enables it."""
+
     type = "not_found"
 
 
@@ -55,9 +57,11 @@ class RequestTimeout(ServiceError):
 
 class InferenceFailed(ServiceError):
     """onnxruntime raised for one batch: its requests fail, later batches run as usual."""
+
     type = "inference_failed"
 
 
 class ClientGone(ServiceError):
     """The client disconnected before its request reached a batch: it is dropped, not computed."""
+
     type = "client_closed_request"

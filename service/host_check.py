@@ -1,6 +1,7 @@
 """The host self-check: at load, each model encodes its directory's probe set and is compared with
 the fp32 baseline's embeddings the pipeline stored, so /models and the metrics say how faithful the
 model is on *this* CPU, beside the figure its manifest was built with."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ def encode_texts(backend: Backend, texts: list[str]) -> np.ndarray:
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.empty((len(texts), backend.dim), dtype=np.float32)
     for start in range(0, len(order), BATCH):
-        idx = order[start:start + BATCH]
+        idx = order[start : start + BATCH]
         out[idx] = backend.run(backend.tokenize([texts[i] for i in idx], True))
     return out
 
@@ -42,5 +43,6 @@ def measure(backend: Backend, model_dir: Path, built: dict) -> HostFidelity | No
     if probe is None or not probe.texts:
         return None
     mean, p1 = fidelity(encode_texts(backend, probe.texts), probe.reference)
-    return HostFidelity(round(mean, 5), round(p1, 5), len(probe.texts), built.get("fidelity_mean"),
-                        built.get("fidelity_p1"))
+    return HostFidelity(
+        round(mean, 5), round(p1, 5), len(probe.texts), built.get("fidelity_mean"), built.get("fidelity_p1")
+    )

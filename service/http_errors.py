@@ -1,4 +1,5 @@
 """The HTTP side of the domain errors: each error type's status, and the one JSON error shape."""
+
 from __future__ import annotations
 
 from . import errors

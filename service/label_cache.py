@@ -1,5 +1,6 @@
 """Zero-shot label vectors, kept for reuse within a bound: labels and templates are client strings,
 so the cache is least-recently-used with a fixed number of entries, whatever clients send."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

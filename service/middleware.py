@@ -1,5 +1,6 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task and a stream copy per request):
 request metrics and timing, and the request-body limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,18 +63,24 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes"))
+            return await self._reject(
+                send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+            )
         chunks, seen = [], 0
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.timeout_s)
             except TimeoutError:
-                return await self._reject(send, RequestTimeout(f"request body not received within {self.timeout_s:g} s"))
+                return await self._reject(
+                    send, RequestTimeout(f"request body not received within {self.timeout_s:g} s")
+                )
             if message["type"] == "http.disconnect":
                 return  # the client is gone: nobody to answer
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                return await self._reject(send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes"))
+                return await self._reject(
+                    send, PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+                )
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break

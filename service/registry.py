@@ -5,6 +5,7 @@ A directory that fails is refused with its reason; the others still serve.
 The registry is the name → model map that requests read; service/reload.py changes it while the
 service runs (each change one dict assignment on the event loop, so a request sees the old model
 or the new one, never half of one)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,9 +61,12 @@ class LoadedModel:
         return self.backend.returns_pooled or (self.manifest is not None and not self.manifest.normalized)
 
 
-def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokenizers | None = None,
-                   min_host_fidelity: float | None = None,
-                   ) -> tuple[Manifest, OnnxBackend, dict[str, Head], HostFidelity | None]:
+def read_model_dir(
+    path: Path,
+    session: SessionConfig,
+    tokenizers: SharedTokenizers | None = None,
+    min_host_fidelity: float | None = None,
+) -> tuple[Manifest, OnnxBackend, dict[str, Head], HostFidelity | None]:
     """Validate one directory, open its session (its tokenizer from `tokenizers` when one with the same
     file is loaded already) and measure its fidelity on this host; LoadError says what is wrong,
     including a host fidelity below min_host_fidelity."""
@@ -99,9 +103,11 @@ def read_model_dir(path: Path, session: SessionConfig, tokenizers: SharedTokeniz
     except (ValueError, KeyError, OSError) as exc:
         raise LoadError(f"bad probe set: {str(exc).splitlines()[0][:200]}") from exc
     if min_host_fidelity is not None and host is not None and host.mean < min_host_fidelity:
-        raise LoadError(f"fidelity on this host {host.mean:.5f} (p1 {host.p1:.5f}, {host.texts} probe texts) is below "
-                        f"EMBED_MIN_HOST_FIDELITY {min_host_fidelity}; built with {host.built_mean} on "
-                        f"{describe(manifest.machine) if manifest.machine else 'an unrecorded machine'}")
+        raise LoadError(
+            f"fidelity on this host {host.mean:.5f} (p1 {host.p1:.5f}, {host.texts} probe texts) is below "
+            f"EMBED_MIN_HOST_FIDELITY {min_host_fidelity}; built with {host.built_mean} on "
+            f"{describe(manifest.machine) if manifest.machine else 'an unrecorded machine'}"
+        )
     return manifest, backend, heads, host
 
 
@@ -156,13 +162,16 @@ class Registry:
                 log.error("refusing model %s: %s", path.name, exc)
                 continue
             if model.name in self.models:
-                self.failed[path.name] = f"name {model.name!r} is already served from {self.models[model.name].path.name}/"
+                self.failed[path.name] = (
+                    f"name {model.name!r} is already served from {self.models[model.name].path.name}/"
+                )
                 log.error("refusing model %s: %s", path.name, self.failed[path.name])
                 continue
             self.models[model.name] = model
 
-    def open(self, path: Path, session: SessionConfig, min_host_fidelity: float | None = None,
-             fingerprint: str | None = None) -> LoadedModel:
+    def open(
+        self, path: Path, session: SessionConfig, min_host_fidelity: float | None = None, fingerprint: str | None = None
+    ) -> LoadedModel:
         """One directory loaded, verified, warmed and measured, but not published (no batcher yet);
         blocking. Raises LoadError. fingerprint: the directory's, when the caller took it already."""
         proc = psutil.Process(os.getpid())
@@ -170,10 +179,23 @@ class Registry:
         before = proc.memory_info().rss
         manifest, backend, heads, host = read_model_dir(path, session, self.tokenizers, min_host_fidelity)
         rss = max(0, proc.memory_info().rss - before)
-        log.info("loaded %s %s (%.1f MB file, %.1f MB resident)", manifest.name, manifest.sha256[:12],
-                 manifest.bytes.file / 1e6, rss / 1e6)
-        return LoadedModel(manifest.name, manifest, backend, resident_bytes=rss, heads=heads, host_fidelity=host,
-                           path=path, fingerprint=fingerprint)
+        log.info(
+            "loaded %s %s (%.1f MB file, %.1f MB resident)",
+            manifest.name,
+            manifest.sha256[:12],
+            manifest.bytes.file / 1e6,
+            rss / 1e6,
+        )
+        return LoadedModel(
+            manifest.name,
+            manifest,
+            backend,
+            resident_bytes=rss,
+            heads=heads,
+            host_fidelity=host,
+            path=path,
+            fingerprint=fingerprint,
+        )
 
     def choose_default(self, preferred: str | None) -> str | None:
         """The model a request that names none gets: the configured one, else the product's default

@@ -12,6 +12,7 @@ A load that fails leaves the old version serving; the reason is in the answer, t
 /models (`failed` for a directory that never loaded, `refused_updates` for a version that did not
 replace the serving one). One reload runs at a time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,8 +61,14 @@ class Reloader:
             self.published()
             report.versions = {n: m.version for n, m in sorted(self.svc.registry.models.items())}
             report.seconds = round(time.perf_counter() - t0, 3)
-            log.info("reload: added %s, replaced %s, removed %s, refused %s, failed %s", report.added,
-                     report.replaced, report.removed, sorted(report.refused), sorted(report.failed))
+            log.info(
+                "reload: added %s, replaced %s, removed %s, refused %s, failed %s",
+                report.added,
+                report.replaced,
+                report.removed,
+                sorted(report.refused),
+                sorted(report.failed),
+            )
             return report
 
     def reload_in_background(self) -> None:
@@ -101,12 +108,14 @@ class Reloader:
                 continue
             await self._load(path, old, fingerprint, report, force)
 
-    async def _load(self, path: Path, old: LoadedModel | None, fingerprint: str, report: ReloadReport,
-                    force: bool) -> None:
+    async def _load(
+        self, path: Path, old: LoadedModel | None, fingerprint: str, report: ReloadReport, force: bool
+    ) -> None:
         reg, settings = self.svc.registry, self.svc.settings
         try:
-            new = await asyncio.to_thread(reg.open, path, settings.session_config(), settings.min_host_fidelity,
-                                          fingerprint)
+            new = await asyncio.to_thread(
+                reg.open, path, settings.session_config(), settings.min_host_fidelity, fingerprint
+            )
         except LoadError as exc:
             reason = str(exc)
             log.error("reload: %s did not load: %s", path.name, reason)
@@ -181,8 +190,13 @@ async def drain(model: LoadedModel, timeout_s: float) -> None:
     while model.inflight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     if model.inflight > 0:
-        log.warning("unloading %s %s with %d requests still holding it after %.0f s", model.name, model.version,
-                    model.inflight, timeout_s)
+        log.warning(
+            "unloading %s %s with %d requests still holding it after %.0f s",
+            model.name,
+            model.version,
+            model.inflight,
+            timeout_s,
+        )
     if model.batcher is not None:
         await model.batcher.close()
     log.info("unloaded %s %s", model.name, model.version)

@@ -3,6 +3,7 @@
 `OnnxBackend` runs a model directory with onnxruntime; `FixedBackend` returns
 deterministic vectors without a model so API tests can run without one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,10 @@ class Backend(Protocol):
 def _check_length(lengths: list[int], max_length: int) -> None:
     too_long = [i for i, n in enumerate(lengths) if n > max_length]
     if too_long:
-        raise InputTooLong(f"input {too_long[0]} has {lengths[too_long[0]]} tokens, over this model's limit of "
-                           f"{max_length}; shorten it or send truncate=true")
+        raise InputTooLong(
+            f"input {too_long[0]} has {lengths[too_long[0]]} tokens, over this model's limit of "
+            f"{max_length}; shorten it or send truncate=true"
+        )
 
 
 # Up to this many texts are tokenized on the calling thread: waking the tokenizer's pool costs more.
@@ -150,8 +153,9 @@ class FixedBackend:
         self.dim, self.max_length = dim, max_length
 
     def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:
-        ids = [[int.from_bytes(hashlib.sha256(w.encode()).digest()[:2], "little") for w in t.split()] or [0]
-               for t in texts]
+        ids = [
+            [int.from_bytes(hashlib.sha256(w.encode()).digest()[:2], "little") for w in t.split()] or [0] for t in texts
+        ]
         return self.from_ids(ids, truncate)
 
     def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]:

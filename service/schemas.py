@@ -1,4 +1,5 @@
 """Request and response shapes of the HTTP API (ARCHITECTURE.md's contract)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -101,15 +102,22 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     """The one error shape of every route."""
+
     error: ErrorDetail
 
 
 def error_responses(*codes: int) -> dict[int | str, dict]:
     """OpenAPI entries for the errors a route can answer, all in the one error shape."""
-    meaning = {400: "body is not valid JSON", 401: "missing or wrong API key",
-               404: "unknown model or head", 408: "request body stalled", 413: "body over the cap, or text over the model's token limit "
-               "with truncate false", 422: "invalid input", 429: "queue full; retry after Retry-After seconds",
-               503: "models still loading, or inference failed for this batch"}
+    meaning = {
+        400: "body is not valid JSON",
+        401: "missing or wrong API key",
+        404: "unknown model or head",
+        408: "request body stalled",
+        413: "body over the cap, or text over the model's token limit with truncate false",
+        422: "invalid input",
+        429: "queue full; retry after Retry-After seconds",
+        503: "models still loading, or inference failed for this batch",
+    }
     return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
 

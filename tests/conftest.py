@@ -33,10 +33,23 @@ quantize = { table_bits = 8, encoder_int8 = true }
 name = "tiny-fact"
 baseline = "tiny"
 prune = { ffn_keep = 0.5, sentences = 64 }
-factorize = { method = "pq", metric = "sensitivity", metric_sentences = 32, rank = 64, subspaces = 16, codebook_size = 32, alpha = 0.5 }
 recover = { steps = 6, batch_size = 8, num_sentences = 100, max_length = 16, anchor = 0.1 }
-quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9, smooth_shared_qkv = true, decode_int8 = true }
 graph = { fuse_attention = true, remove_padding = true, tanh_gelu = true }
+[variant.factorize]
+method = "pq"
+metric = "sensitivity"
+metric_sentences = 32
+rank = 64
+subspaces = 16
+codebook_size = 32
+alpha = 0.5
+[variant.quantize]
+factors_int8 = true
+positions_fp16 = true
+encoder_int8 = true
+smooth_alpha = 0.9
+smooth_shared_qkv = true
+decode_int8 = true
 """
 
 
@@ -70,8 +83,20 @@ def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("served")
     (out / "recipes.toml").write_text(TINY_RECIPES)
-    rc = main(["build", "--recipes", str(out / "recipes.toml"), "--model", str(tiny_model_dir), "--data-dir",
-               str(tiny_data_dir), "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "build",
+            "--recipes",
+            str(out / "recipes.toml"),
+            "--model",
+            str(tiny_model_dir),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert main(["heads", "--out", str(out), "--data-dir", str(tiny_data_dir), "--only", "tiny", "tiny-fact"]) == 0
     (out / "recipes.toml").unlink()

@@ -1,4 +1,5 @@
 """Reading the deployment files the way Docker, compose and Prometheus would, for the tests."""
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ def makefile_serve_command() -> list[str]:
     lines = (REPO / "Makefile").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("serve:"))
     recipe = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("\t"):
             break
         recipe.append(line.strip())
@@ -84,8 +85,13 @@ def dashboard_exprs() -> list[tuple[str, str]]:
 
 
 def k8s_documents() -> list[tuple[Path, dict]]:
-    return [(p, doc) for p in sorted((DEPLOY / "k8s").glob("*.yaml")) if p.name != "kustomization.yaml"
-            for doc in yaml.safe_load_all(p.read_text()) if doc]
+    return [
+        (p, doc)
+        for p in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(p.read_text())
+        if doc
+    ]
 
 
 def require_binary(name: str) -> str:

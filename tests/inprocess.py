@@ -1,4 +1,5 @@
 """The in-process service for tests: a TestClient whose lifespan's background load has finished."""
+
 from __future__ import annotations
 
 import time

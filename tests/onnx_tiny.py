@@ -4,6 +4,7 @@ and outputs), the tiny WordPiece tokenizer, a manifest, heads and a probe set.
 
 `make_served` writes what a `compress` run leaves for the service: a baseline and a compressed
 variant of it (the same table, slightly perturbed, so their vectors are close but not equal)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,16 @@ from tests.tiny import tiny_vocab, write_tokenizer
 
 SENTIMENT = ["negative", "positive"]
 QUESTION_TYPE = ["abbreviation", "description", "entity", "human", "location", "numeric"]
-PROBE_TEXTS = ["the movie was good", "a dog runs in the city", "where is the river", "who is the man",
-               "boring plot and awful actors", "great fun", "the film", "a cat"] * 4
+PROBE_TEXTS = [
+    "the movie was good",
+    "a dog runs in the city",
+    "where is the river",
+    "who is the man",
+    "boring plot and awful actors",
+    "great fun",
+    "the film",
+    "a cat",
+] * 4
 
 
 def tiny_table(vocab_size: int, dim: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
@@ -53,17 +62,25 @@ def make_graph(table: np.ndarray, pooled: bool = True, normalize: bool = True) -
     ]
     if normalize:
         nodes.append(helper.make_node("LpNormalization", [mean], [contract.OUTPUT_EMBEDDING], axis=1, p=2))
-    inits = [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([2], np.int64), "axis2"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
-             numpy_helper.from_array(np.array([1.0], np.float32), "one")]
+    inits = [
+        numpy_helper.from_array(table, "table"),
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([1.0], np.float32), "one"),
+    ]
     outputs = [helper.make_tensor_value_info(contract.OUTPUT_EMBEDDING, TensorProto.FLOAT, ["batch", dim])]
     if pooled:
         outputs.append(helper.make_tensor_value_info(contract.OUTPUT_POOLED, TensorProto.FLOAT, ["batch", dim]))
     graph = helper.make_graph(
-        nodes, "tiny-mean-pool",
-        [helper.make_tensor_value_info(contract.INPUT_IDS, TensorProto.INT64, ["batch", "sequence"]),
-         helper.make_tensor_value_info(contract.ATTENTION_MASK, TensorProto.INT64, ["batch", "sequence"])],
-        outputs, inits)
+        nodes,
+        "tiny-mean-pool",
+        [
+            helper.make_tensor_value_info(contract.INPUT_IDS, TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info(contract.ATTENTION_MASK, TensorProto.INT64, ["batch", "sequence"]),
+        ],
+        outputs,
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", contract.OPSET)])
 
 
@@ -77,14 +94,27 @@ def encode(model_dir: Path, texts: list[str]) -> np.ndarray:
     out = []
     for text in texts:
         ids = np.asarray([tok.encode(text).ids], dtype=np.int64)
-        out.append(session.run([contract.OUTPUT_EMBEDDING],
-                               {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: np.ones_like(ids)})[0][0])
+        out.append(
+            session.run(
+                [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: np.ones_like(ids)}
+            )[0][0]
+        )
     return np.stack(out)
 
 
-def make_model_dir(path: Path, name: str = "tiny", dim: int = 16, max_seq_length: int = 48,
-                   baseline: str | None = None, seed: int = 0, noise: float = 0.0, pooled: bool = True,
-                   normalize: bool = True, heads: bool = False, reference: np.ndarray | None = None) -> Path:
+def make_model_dir(
+    path: Path,
+    name: str = "tiny",
+    dim: int = 16,
+    max_seq_length: int = 48,
+    baseline: str | None = None,
+    seed: int = 0,
+    noise: float = 0.0,
+    pooled: bool = True,
+    normalize: bool = True,
+    heads: bool = False,
+    reference: np.ndarray | None = None,
+) -> Path:
     """A complete model directory the service loads, built without torch. heads: a sentiment and a
     question-type head (random weights); reference: the baseline's embeddings of PROBE_TEXTS, written
     as the probe set (the baseline's own are used when it is the baseline)."""
@@ -96,8 +126,13 @@ def make_model_dir(path: Path, name: str = "tiny", dim: int = 16, max_seq_length
     if heads:
         rng = np.random.default_rng(seed + 7)
         for head_name, labels in (("sentiment", SENTIMENT), ("question-type", QUESTION_TYPE)):
-            Head(head_name, labels, rng.standard_normal((len(labels), dim)).astype(np.float32),
-                 rng.standard_normal(len(labels)).astype(np.float32), {"accuracy": 50.0}).save(path / contract.HEADS_DIR)
+            Head(
+                head_name,
+                labels,
+                rng.standard_normal((len(labels), dim)).astype(np.float32),
+                rng.standard_normal(len(labels)).astype(np.float32),
+                {"accuracy": 50.0},
+            ).save(path / contract.HEADS_DIR)
             names.append(head_name)
     quality = {"stsb_spearman": 10.0}
     own = encode(path, PROBE_TEXTS)
@@ -109,13 +144,28 @@ def make_model_dir(path: Path, name: str = "tiny", dim: int = 16, max_seq_length
         quality |= {"fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)}
     size = (path / contract.MODEL_FILE).stat().st_size
     table_params = len(vocab) * dim
-    Manifest.model_validate({
-        "name": name, "base_model": "onnx-helper", "baseline": baseline, "method": "none" if baseline is None else "pq",
-        "rank": None, "quantization": "fp32", "dim": dim, "max_seq_length": max_seq_length,
-        "params": {"embedding": table_params, "encoder": 0, "total": table_params},
-        "bytes": {"file": size, "embedding": table_params * (4 if baseline is None else 1)},
-        "sha256": sha256_file(path / contract.MODEL_FILE), "quality": quality, "recipe": {}, "versions": {},
-        "heads": names, "probe": probe, "machine": cpu_info(), "normalized": normalize}).write(path)
+    Manifest.model_validate(
+        {
+            "name": name,
+            "base_model": "onnx-helper",
+            "baseline": baseline,
+            "method": "none" if baseline is None else "pq",
+            "rank": None,
+            "quantization": "fp32",
+            "dim": dim,
+            "max_seq_length": max_seq_length,
+            "params": {"embedding": table_params, "encoder": 0, "total": table_params},
+            "bytes": {"file": size, "embedding": table_params * (4 if baseline is None else 1)},
+            "sha256": sha256_file(path / contract.MODEL_FILE),
+            "quality": quality,
+            "recipe": {},
+            "versions": {},
+            "heads": names,
+            "probe": probe,
+            "machine": cpu_info(),
+            "normalized": normalize,
+        }
+    ).write(path)
     return path
 
 
@@ -123,6 +173,7 @@ def make_served(root: Path, dim: int = 64, noise: float = 0.05) -> Path:
     """`tiny` (baseline) and `tiny-fact` (its close copy, baseline tiny), both with heads and probe sets."""
     base = make_model_dir(root / "tiny", "tiny", dim=dim, heads=True)
     reference = ProbeSet.read(base).reference
-    make_model_dir(root / "tiny-fact", "tiny-fact", dim=dim, baseline="tiny", noise=noise, heads=True,
-                   reference=reference)
+    make_model_dir(
+        root / "tiny-fact", "tiny-fact", dim=dim, baseline="tiny", noise=noise, heads=True, reference=reference
+    )
     return root

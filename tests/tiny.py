@@ -1,13 +1,16 @@
 """Builders for a tiny random BERT in sentence-transformers layout, and a tiny data dir."""
+
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
 
-WORDS = ("the a an movie film good bad great awful plot actor actors story fun boring is was very not "
-         "what who where when how why man woman dog cat plays playing runs city river country year "
-         "number name love hate best worst funny sad long short new old music song game team").split()
+WORDS = (
+    "the a an movie film good bad great awful plot actor actors story fun boring is was very not "
+    "what who where when how why man woman dog cat plays playing runs city river country year "
+    "number name love hate best worst funny sad long short new old music song game team"
+).split()
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -27,7 +30,8 @@ def write_tokenizer(path: Path, vocab: list[str], lowercase: bool = True) -> Non
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))])
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))]
+    )
     tok.decoder = decoders.WordPiece()
     tok.save(str(path))
 
@@ -38,8 +42,14 @@ def make_tiny_model(path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     vocab = tiny_vocab()
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     model = BertModel(config)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path))
@@ -67,8 +77,9 @@ def make_tiny_data(path: Path, seed: int = 0) -> Path:
     rng = random.Random(seed)
     (path / "stsbenchmark").mkdir(parents=True, exist_ok=True)
     for split, n in (("train", 120), ("dev", 30), ("test", 60)):
-        rows = [f"main\tx\t2012\t{i:04d}\t{rng.uniform(0, 5):.3f}\t{_sentence(rng)}\t{_sentence(rng)}"
-                for i in range(n)]
+        rows = [
+            f"main\tx\t2012\t{i:04d}\t{rng.uniform(0, 5):.3f}\t{_sentence(rng)}\t{_sentence(rng)}" for i in range(n)
+        ]
         (path / "stsbenchmark" / f"sts-{split}.csv").write_text("\n".join(rows) + "\n")
     (path / "sst2").mkdir(exist_ok=True)
     for split, n in (("train", 200), ("dev", 30), ("test", 60)):
@@ -114,14 +125,31 @@ def export_hf_onnx(bert, path: Path, token_type_ids: bool = True, pooler_output:
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Wrapped().eval(), args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            Wrapped().eval(),
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
     return path
 
 
-def make_st_folder(path: Path, pooling: str = "mean", normalize: bool = True, lower_case: bool = False,
-                   max_seq_length: int = 40, hidden: int = 64, layers: int = 2, heads: int = 2, seed: int = 0,
-                   vocab_size: int = 160) -> Path:
+def make_st_folder(
+    path: Path,
+    pooling: str = "mean",
+    normalize: bool = True,
+    lower_case: bool = False,
+    max_seq_length: int = 40,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+    vocab_size: int = 160,
+) -> Path:
     """A sentence-transformers folder saved by sentence-transformers itself around a tiny random BERT."""
     import torch
     from sentence_transformers import SentenceTransformer, models
@@ -130,13 +158,21 @@ def make_st_folder(path: Path, pooling: str = "mean", normalize: bool = True, lo
     torch.manual_seed(seed)
     vocab = tiny_vocab(vocab_size)
     bert_dir = path.parent / f".{path.name}-bert"
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=2 * hidden, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(str(bert_dir))
     # A cased tokenizer, so that do_lower_case (lowercasing before it) changes the tokens.
     write_tokenizer(bert_dir / "tokenizer.json", vocab, lowercase=not lower_case)
-    modules = [models.Transformer(str(bert_dir), max_seq_length=max_seq_length, do_lower_case=lower_case),
-               models.Pooling(hidden, pooling_mode={"mean_sqrt_len": "mean_sqrt_len_tokens"}.get(pooling, pooling))]
+    modules = [
+        models.Transformer(str(bert_dir), max_seq_length=max_seq_length, do_lower_case=lower_case),
+        models.Pooling(hidden, pooling_mode={"mean_sqrt_len": "mean_sqrt_len_tokens"}.get(pooling, pooling)),
+    ]
     if normalize:
         modules.append(models.Normalize())
     SentenceTransformer(modules=modules, device="cpu").save(str(path))
@@ -159,17 +195,26 @@ def write_unigram_tokenizer(path: Path, vocab_size: int = 160, seed: int = 0) ->
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = UnigramTrainer(vocab_size=vocab_size, special_tokens=UNIGRAM_SPECIAL, unk_token="<unk>",
-                             initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"), show_progress=False)
+    trainer = UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=UNIGRAM_SPECIAL,
+        unk_token="<unk>",
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
-                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     tok.save(str(path))
     return tok.get_vocab_size()
 
 
-def make_tiny_family(path: Path, family: str = "xlm-roberta", seed: int = 0, prompts: dict | None = None,
-                     layout: str = "sentence-transformers") -> Path:
+def make_tiny_family(
+    path: Path,
+    family: str = "xlm-roberta",
+    seed: int = 0,
+    prompts: dict | None = None,
+    layout: str = "sentence-transformers",
+) -> Path:
     """A tiny random encoder of a family ('xlm-roberta', or 'bert' with a Unigram tokenizer) as a
     sentence-transformers folder (with prompts, if given) or a plain Hugging Face folder."""
     import torch
@@ -181,22 +226,41 @@ def make_tiny_family(path: Path, family: str = "xlm-roberta", seed: int = 0, pro
     vocab = write_unigram_tokenizer(work / "tokenizer.json")
     shape = dict(vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     if family == "xlm-roberta":
-        model = XLMRobertaModel(XLMRobertaConfig(**shape, max_position_embeddings=66, type_vocab_size=1,
-                                                 pad_token_id=1, bos_token_id=0, eos_token_id=2))
+        model = XLMRobertaModel(
+            XLMRobertaConfig(
+                **shape, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2
+            )
+        )
     else:
         model = BertModel(BertConfig(**shape, max_position_embeddings=64, pad_token_id=1))
     model.save_pretrained(str(work))
     # As multilingual-e5 ships it: the SentencePiece tokenizer's class, whatever the encoder's family.
-    (work / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "XLMRobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
-        "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<unk>", "model_max_length": 512}))
+    (work / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "XLMRobertaTokenizer",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "pad_token": "<pad>",
+                "unk_token": "<unk>",
+                "cls_token": "<s>",
+                "sep_token": "</s>",
+                "mask_token": "<unk>",
+                "model_max_length": 512,
+            }
+        )
+    )
     if layout != "sentence-transformers":
         return path
     from sentence_transformers import SentenceTransformer, models
 
-    modules = [models.Transformer(str(work), max_seq_length=40), models.Pooling(64, pooling_mode="mean"),
-               models.Normalize()]
-    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts,
-                             default_prompt_name=next(iter(prompts)) if prompts else None)
+    modules = [
+        models.Transformer(str(work), max_seq_length=40),
+        models.Pooling(64, pooling_mode="mean"),
+        models.Normalize(),
+    ]
+    st = SentenceTransformer(
+        modules=modules, device="cpu", prompts=prompts, default_prompt_name=next(iter(prompts)) if prompts else None
+    )
     st.save(str(path))
     return path

@@ -7,6 +7,7 @@ bits cleared: MLAS then takes its AVX2 kernels and they run at native speed on t
 this CPU running the AVX2 code path, not an AVX2 machine: cache, clocks and port layout stay this
 CPU's, so each report says so (common/machine.py marks the features hidden).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,9 @@ def shim() -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:  # compile aside, then rename: no half-written .so
             built = Path(tmp) / out.name
-            done = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(built), str(SOURCE)],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                ["cc", "-O2", "-shared", "-fPIC", "-o", str(built), str(SOURCE)], capture_output=True, text=True
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"cc failed on {SOURCE.name}: {(done.stderr.strip().splitlines() or ['?'])[0]}")
             built.replace(out)

@@ -5,6 +5,7 @@ pins conflict with ours and with each other), and every contender — ours inclu
 the same runner (bench/peers/runner.py) in a fresh process, on the same local all-MiniLM-L6-v2.
 The runner runs as a script, so its folder is first on sys.path: no module here may take a standard
 library name (an `http.py` here broke every peer's `import http`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ class Peer:
 VENVS: dict[str, tuple[tuple[str, ...], ...]] = {
     # sentence-transformers 6's onnx extra needs an optimum-onnx release the registry lacks; 5.1.2 is
     # the newest whose extra resolves here.
-    "st-onnx": ((TORCH,), ("sentence-transformers[onnx]==5.1.2", "optimum-onnx==0.1.0", "optimum==2.1.0",
-                           "transformers==4.57.6")),
+    "st-onnx": (
+        (TORCH,),
+        ("sentence-transformers[onnx]==5.1.2", "optimum-onnx==0.1.0", "optimum==2.1.0", "transformers==4.57.6"),
+    ),
     "fastembed": (("fastembed==0.9.1",),),
     "model2vec": ((TORCH,), ("model2vec[distill,quantization]==0.10.0",)),
     # infinity-emb pins numpy < 2 and its own optimum; torch is pinned again so pip keeps the CPU build

@@ -8,6 +8,7 @@ bench/results/peers-<timestamp>/; --publish puts the table into docs/benchmark.m
 
 --quick (about two minutes once the environments exist): 64 texts, two rounds of short samples, the
 peers that need no model2vec environment; the test suite runs it on the tiny models."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,11 @@ def peer_list(compressed: str, int8: str, baseline: str, quick: bool) -> list[Pe
     ours = [Peer(compressed, "ours", None, compressed), Peer(baseline, "ours", None, baseline)]
     if int8:
         ours.insert(1, Peer(int8, "ours", None, int8))
-    others = [Peer("st-onnx-fp32", "st-onnx-fp32", "st-onnx", "source"),
-              Peer("st-onnx-int8", "st-onnx-int8", "st-onnx", "source"),
-              Peer("fastembed", "fastembed", "fastembed", "source")]  # on st-onnx-fp32's export
+    others = [
+        Peer("st-onnx-fp32", "st-onnx-fp32", "st-onnx", "source"),
+        Peer("st-onnx-int8", "st-onnx-int8", "st-onnx", "source"),
+        Peer("fastembed", "fastembed", "fastembed", "source"),
+    ]  # on st-onnx-fp32's export
     if not quick:
         others.append(Peer("model2vec", "model2vec", "model2vec", "source"))
     return ours + others
@@ -55,10 +58,19 @@ def sts_spearman(vectors: np.ndarray, index: dict[str, int], pairs) -> float:
 def report_rows(results: dict[str, dict]) -> list[dict]:
     rows = []
     for name, r in results.items():
-        rows.append({"contender": name, "b1 texts/s": r["b1"]["texts_per_s"], "b1 median ms": r["b1"]["median_ms"],
-                     "b32 texts/s": r["b32"]["texts_per_s"], "STS-B": r.get("stsb"),
-                     "fidelity mean": r.get("fidelity_mean"), "fidelity p1": r.get("fidelity_p1"),
-                     "RSS MB": round(r["rss_after_use"] / 2**20), "configured": r["configured"]})
+        rows.append(
+            {
+                "contender": name,
+                "b1 texts/s": r["b1"]["texts_per_s"],
+                "b1 median ms": r["b1"]["median_ms"],
+                "b32 texts/s": r["b32"]["texts_per_s"],
+                "STS-B": r.get("stsb"),
+                "fidelity mean": r.get("fidelity_mean"),
+                "fidelity p1": r.get("fidelity_p1"),
+                "RSS MB": round(r["rss_after_use"] / 2**20),
+                "configured": r["configured"],
+            }
+        )
     return rows
 
 
@@ -72,8 +84,10 @@ def targets(results: dict[str, dict], ours: str) -> list[str]:
         for b in ("b1", "b32"):
             ratios = np.array(me[b]["rounds"]) / np.array(results[other][b]["rounds"])
             ratio = float(np.median(ratios))
-            lines.append(f"- {ours} {b} throughput {ratio:.2f}× {other} ({ratios.min():.2f}–{ratios.max():.2f} "
-                         f"over the rounds; target ≥ {need}×) {'✓' if ratio >= need else '✗'}")
+            lines.append(
+                f"- {ours} {b} throughput {ratio:.2f}× {other} ({ratios.min():.2f}–{ratios.max():.2f} "
+                f"over the rounds; target ≥ {need}×) {'✓' if ratio >= need else '✗'}"
+            )
     if me is not None and "st-onnx-int8" in results and me.get("fidelity_mean") is not None:
         a, b = me["fidelity_mean"], results["st-onnx-int8"]["fidelity_mean"]
         lines.append(f"- {ours} fidelity {a} vs st-onnx-int8 {b} (target: better) {'✓' if a > b else '✗'}")
@@ -81,9 +95,17 @@ def targets(results: dict[str, dict], ours: str) -> list[str]:
 
 
 def http_rows(http: dict) -> list[dict]:
-    return [{"server": name, "c1 p50 ms": round(r["c1"]["p50_ms"], 2), "c1 p99 ms": round(r["c1"]["p99_ms"], 2),
-             "c32 texts/s": round(r["c32"]["sentences_per_s"], 1), "c32 p99 ms": round(r["c32"]["p99_ms"], 1),
-             "configured": r["configured"]} for name, r in http.items()]
+    return [
+        {
+            "server": name,
+            "c1 p50 ms": round(r["c1"]["p50_ms"], 2),
+            "c1 p99 ms": round(r["c1"]["p99_ms"], 2),
+            "c32 texts/s": round(r["c32"]["sentences_per_s"], 1),
+            "c32 p99 ms": round(r["c32"]["p99_ms"], 1),
+            "configured": r["configured"],
+        }
+        for name, r in http.items()
+    ]
 
 
 def http_targets(http: dict) -> list[str]:
@@ -104,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compressed", default=OURS)
     p.add_argument("--int8", default="minilm-l6-int8", help="our plain int8 variant ('' to leave it out)")
     p.add_argument("--baseline", default=REFERENCE, help="the fp32 model fidelity is measured against")
-    p.add_argument("--source", type=Path, default=None, help="the sentence-transformers folder the peers load "
-                   "(default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="the sentence-transformers folder the peers load (default: the bundled all-MiniLM-L6-v2)",
+    )
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--only", nargs="+", default=None, help="run only these contenders (the baseline always runs)")
     p.add_argument("--venvs", type=Path, default=ROOT, help="where the peers' environments live")
@@ -113,10 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=8, help="samples per contender and batch size, taken in turn")
     p.add_argument("--seconds", type=float, default=2.0, help="length of one throughput sample")
     p.add_argument("--no-http", action="store_true", help="leave out the servers (ours vs Infinity over HTTP)")
-    p.add_argument("--cpu", choices=("native", "avx2"), default="native",
-                   help="avx2: every contender in processes that see this CPU without AVX-512/VNNI (bench/cpuid)")
-    p.add_argument("--publish", action="store_true",
-                   help="write the table into docs/benchmark.md (the peers-avx2 block with --cpu avx2)")
+    p.add_argument(
+        "--cpu",
+        choices=("native", "avx2"),
+        default="native",
+        help="avx2: every contender in processes that see this CPU without AVX-512/VNNI (bench/cpuid)",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="write the table into docs/benchmark.md (the peers-avx2 block with --cpu avx2)",
+    )
     a = p.parse_args(argv)
     if a.cpu == "avx2":
         from bench.cpuid import run_as_avx2
@@ -140,12 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     texts_file = out / "texts.json"
     texts_file.write_text(json.dumps(texts))
     index = {t: i for i, t in enumerate(texts)}
-    peers = [q for q in peer_list(a.compressed, a.int8, a.baseline, a.quick)
-             if a.only is None or q.name in a.only or q.name == a.baseline]
-    results = measure([(q, source if q.model == "source" else a.models_dir / q.model) for q in peers],
-                      out / "work", texts_file, out, a.venvs, rounds, seconds)
+    peers = [
+        q
+        for q in peer_list(a.compressed, a.int8, a.baseline, a.quick)
+        if a.only is None or q.name in a.only or q.name == a.baseline
+    ]
+    results = measure(
+        [(q, source if q.model == "source" else a.models_dir / q.model) for q in peers],
+        out / "work",
+        texts_file,
+        out,
+        a.venvs,
+        rounds,
+        seconds,
+    )
     reference = results[a.baseline]["vectors"]
-    for name, r in results.items():
+    for r in results.values():
         vectors = r.pop("vectors")
         r["stsb"] = sts_spearman(vectors, index, pairs)
         if vectors.shape == reference.shape:  # model2vec's PCA dims are another space: no fidelity
@@ -157,24 +200,60 @@ def main(argv: list[str] | None = None) -> int:
 
         print("peers: servers over HTTP …", file=sys.stderr, flush=True)
         http = compare(a.models_dir, a.compressed, source, texts, HTTP_SECONDS, a.venvs, out / "work")
-    summary = {"machine": cpu_info(), "quick": a.quick, "rounds": rounds, "seconds_per_sample": seconds,
-               "texts": len(texts),
-               "sts_pairs": len(pairs.s1), "reference": a.baseline, "results": results, "http": http,
-               "targets": targets(results, a.compressed) + http_targets(http)}
+    summary = {
+        "machine": cpu_info(),
+        "quick": a.quick,
+        "rounds": rounds,
+        "seconds_per_sample": seconds,
+        "texts": len(texts),
+        "sts_pairs": len(pairs.s1),
+        "reference": a.baseline,
+        "results": results,
+        "http": http,
+        "targets": targets(results, a.compressed) + http_targets(http),
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     cpu = summary["machine"]
-    body = "\n".join([
-        f"Measured by `python -m bench.peers{' --quick' if a.quick else ''}"
-        f"{' --cpu avx2' if a.cpu == 'avx2' else ''}` on {describe(cpu)}; {len(texts)} STS-B test sentences; "
-        f"every contender in its own process, all loaded at once and sampled in turn: {rounds} rounds of one "
-        f"{seconds:g} s sample per contender and batch size; texts/s and latency are medians over the rounds, "
-        "ratios medians of the per-round ratios.", "",
-        table(["contender", "b1 texts/s", "b1 median ms", "b32 texts/s", "STS-B", "fidelity mean", "fidelity p1",
-               "RSS MB", "configured"], report_rows(results)), "",
-        *(["", "Servers over HTTP (one sentence per request, each server's OpenAI-compatible route, one "
-             "server at a time):", "", table(["server", "c1 p50 ms", "c1 p99 ms", "c32 texts/s", "c32 p99 ms",
-                                              "configured"], http_rows(http))] if http else []),
-        "", *summary["targets"]])
+    body = "\n".join(
+        [
+            f"Measured by `python -m bench.peers{' --quick' if a.quick else ''}"
+            f"{' --cpu avx2' if a.cpu == 'avx2' else ''}` on {describe(cpu)}; {len(texts)} STS-B test sentences; "
+            f"every contender in its own process, all loaded at once and sampled in turn: {rounds} rounds of one "
+            f"{seconds:g} s sample per contender and batch size; texts/s and latency are medians over the rounds, "
+            "ratios medians of the per-round ratios.",
+            "",
+            table(
+                [
+                    "contender",
+                    "b1 texts/s",
+                    "b1 median ms",
+                    "b32 texts/s",
+                    "STS-B",
+                    "fidelity mean",
+                    "fidelity p1",
+                    "RSS MB",
+                    "configured",
+                ],
+                report_rows(results),
+            ),
+            "",
+            *(
+                [
+                    "",
+                    "Servers over HTTP (one sentence per request, each server's OpenAI-compatible route, one "
+                    "server at a time):",
+                    "",
+                    table(
+                        ["server", "c1 p50 ms", "c1 p99 ms", "c32 texts/s", "c32 p99 ms", "configured"], http_rows(http)
+                    ),
+                ]
+                if http
+                else []
+            ),
+            "",
+            *summary["targets"],
+        ]
+    )
     (out / "report.md").write_text(body + "\n")
     print(body)
     block = BLOCK if a.cpu == "native" else f"{BLOCK}-avx2"

@@ -12,6 +12,7 @@ for a throughput sample (`BATCH SECONDS` on stdin, one JSON line back), so the h
 all of them alike; `quit` (or end of input) writes the resident memory after the runs and exits.
 The protocol has stdout to itself: anything a library prints goes to stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,9 +65,11 @@ def load(peer: str, model: Path, work: Path, threads: int):
         # defaults: idle threads spin after a run, as onnxruntime's own default sessions do, which the
         # other ONNX contenders use; the service's non-spinning sessions are measured over HTTP
         backend = OnnxBackend(model, Manifest.read(model).max_seq_length, SessionConfig(threads=threads))
-        return (lambda texts: backend.run(backend.tokenize(texts, True)),
-                f"service/runtime.OnnxBackend on {model.name}/model.onnx, {threads or 'all'} threads, spinning "
-                "(in-process default)")
+        return (
+            lambda texts: backend.run(backend.tokenize(texts, True)),
+            f"service/runtime.OnnxBackend on {model.name}/model.onnx, {threads or 'all'} threads, spinning "
+            "(in-process default)",
+        )
     if peer in ("st-onnx-fp32", "st-onnx-int8"):
         from sentence_transformers import SentenceTransformer
 
@@ -78,13 +81,18 @@ def load(peer: str, model: Path, work: Path, threads: int):
             config = int8_config()
             name = {"avx2": "model_quint8_avx2.onnx"}.get(config, f"model_qint8_{config}.onnx")
             if not (folder / "onnx" / name).is_file():
-                export_dynamic_quantized_onnx_model(SentenceTransformer(str(folder), backend="onnx", device="cpu"),
-                                                    config, str(folder))
+                export_dynamic_quantized_onnx_model(
+                    SentenceTransformer(str(folder), backend="onnx", device="cpu"), config, str(folder)
+                )
             kwargs = {"file_name": f"onnx/{name}"}
             how = f"export_dynamic_quantized_onnx_model(config='{config}') → onnx/{name}"
         st = SentenceTransformer(str(folder), backend="onnx", device="cpu", model_kwargs=kwargs)
-        return (lambda texts: st.encode(texts, batch_size=len(texts), normalize_embeddings=True,
-                                        convert_to_numpy=True).astype(np.float32), how)
+        return (
+            lambda texts: st.encode(
+                texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True
+            ).astype(np.float32),
+            how,
+        )
     if peer == "fastembed":
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
@@ -100,10 +108,14 @@ def load(peer: str, model: Path, work: Path, threads: int):
             cfg["model_max_length"] = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
             tok_config.write_text(json.dumps(cfg))
             how += f"; model_max_length {cfg['model_max_length']} written to its tokenizer_config.json"
-        TextEmbedding.add_custom_model(model=name, pooling=PoolingType.MEAN, normalization=True,
-                                       sources=ModelSource(hf=name), dim=int(json.loads(
-                                           (folder / "config.json").read_text())["hidden_size"]),
-                                       model_file="onnx/model.onnx")
+        TextEmbedding.add_custom_model(
+            model=name,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf=name),
+            dim=int(json.loads((folder / "config.json").read_text())["hidden_size"]),
+            model_file="onnx/model.onnx",
+        )
         fe = TextEmbedding(model_name=name, specific_model_path=str(folder), threads=threads or None)
         return lambda texts: np.stack(list(fe.embed(texts, batch_size=len(texts)))).astype(np.float32), how
     if peer == "model2vec":
@@ -113,12 +125,22 @@ def load(peer: str, model: Path, work: Path, threads: int):
         if not (folder / "config.json").is_file():  # distilled in a process of its own: it runs torch,
             import subprocess  # which the static model does not need
 
-            subprocess.run([sys.executable, "-c", "import sys; from model2vec.distill import distill; "
-                            "distill(model_name=sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])",
-                            str(model), str(folder)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from model2vec.distill import distill; "
+                    "distill(model_name=sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])",
+                    str(model),
+                    str(folder),
+                ],
+                check=True,
+            )
         static = StaticModel.from_pretrained(str(folder))
-        return (lambda texts: static.encode(texts, batch_size=len(texts)).astype(np.float32),
-                "model2vec.distill(pca_dims=256) of the same model, StaticModel.encode")
+        return (
+            lambda texts: static.encode(texts, batch_size=len(texts)).astype(np.float32),
+            "model2vec.distill(pca_dims=256) of the same model, StaticModel.encode",
+        )
     raise SystemExit(f"unknown peer {peer!r}")
 
 
@@ -135,8 +157,11 @@ def throughput(encode, texts: list[str], batch: int, seconds: float) -> dict:
         encode(chunk)
         times.append(time.perf_counter() - t0)
         done += batch
-    return {"texts_per_s": round(done / sum(times), 1), "median_ms": round(float(np.median(times)) * 1000, 3),
-            "batches": len(times)}
+    return {
+        "texts_per_s": round(done / sum(times), 1),
+        "median_ms": round(float(np.median(times)) * 1000, 3),
+        "batches": len(times),
+    }
 
 
 def serve(encode, texts: list[str], answers) -> None:
@@ -158,8 +183,9 @@ def main() -> None:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--texts", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=0, help="ours and fastembed: intra-op threads (0: every core, "
-                   "as the others run)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="ours and fastembed: intra-op threads (0: every core, as the others run)"
+    )
     a = p.parse_args()
     texts = json.loads(a.texts.read_text())
     a.work.mkdir(parents=True, exist_ok=True)
@@ -167,16 +193,27 @@ def main() -> None:
     t0 = time.perf_counter()
     encode, configured = load(a.peer, a.model, a.work, a.threads)
     load_s = time.perf_counter() - t0
-    vectors = np.concatenate([encode(texts[i:i + 32]) for i in range(0, len(texts), 32)])
+    vectors = np.concatenate([encode(texts[i : i + 32]) for i in range(0, len(texts), 32)])
     rss_loaded = rss_bytes()
     np.save(a.out.with_suffix(".npy"), vectors.astype(np.float32))
     answers.write("ready\n")
     answers.flush()
     serve(encode, texts, answers)
-    a.out.write_text(json.dumps({
-        "peer": a.peer, "configured": configured, "load_s": round(load_s, 2), "dim": int(vectors.shape[1]),
-        "rss_start": rss_start, "rss_after_use": rss_loaded, "rss_peak_after_runs": rss_bytes(),
-        "python": platform.python_version()}) + "\n")
+    a.out.write_text(
+        json.dumps(
+            {
+                "peer": a.peer,
+                "configured": configured,
+                "load_s": round(load_s, 2),
+                "dim": int(vectors.shape[1]),
+                "rss_start": rss_start,
+                "rss_after_use": rss_loaded,
+                "rss_peak_after_runs": rss_bytes(),
+                "python": platform.python_version(),
+            }
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

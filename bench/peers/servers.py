@@ -2,6 +2,7 @@
 loopback, one at a time, driven by the benchmark's load generator (wrk, else bench/loadgen.py) through each
 one's OpenAI-compatible embeddings route with one sentence per request: c1 p50/p99 latency and
 c32 throughput."""
+
 from __future__ import annotations
 
 import os
@@ -9,10 +10,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import httpx
 
@@ -43,10 +44,30 @@ def infinity(source: Path, venvs: Path, work: Path) -> Iterator[tuple[str, str]]
     port = free_port()
     # run from inside the folder with --model-id "." : infinity-emb 0.0.78 hands optimum an absolute file
     # name, which optimum 2.1 compares with the folder's relative ones and refuses
-    cmd = [str(python.parent / "infinity_emb"), "v2", "--model-id", ".", "--served-model-name", SERVED_NAME,
-           "--engine", "optimum", "--device", "cpu", "--port", str(port), "--host", "127.0.0.1"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
-           "DO_NOT_TRACK": "1", "HF_HOME": str(work / "hf-home")}
+    cmd = [
+        str(python.parent / "infinity_emb"),
+        "v2",
+        "--model-id",
+        ".",
+        "--served-model-name",
+        SERVED_NAME,
+        "--engine",
+        "optimum",
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+        "DO_NOT_TRACK": "1",
+        "HF_HOME": str(work / "hf-home"),
+    }
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=source)
     url = f"http://127.0.0.1:{port}"
@@ -73,12 +94,15 @@ def infinity(source: Path, venvs: Path, work: Path) -> Iterator[tuple[str, str]]
             proc.kill()
 
 
-def compare(models_dir: Path, ours: str, source: Path, texts: list[str], seconds: float, venvs: Path,
-            work: Path) -> dict:
+def compare(
+    models_dir: Path, ours: str, source: Path, texts: list[str], seconds: float, venvs: Path, work: Path
+) -> dict:
     results = {}
     with services([Contender(ours, "onnx", models_dir / ours)]) as servers:  # the main benchmark's servers
-        results[f"ours ({ours})"] = {"configured": f"python -m service, {ours}, the benchmark's server settings",
-                                     **_load(servers[ours].url, "/v1/embeddings", ours, texts, seconds)}
+        results[f"ours ({ours})"] = {
+            "configured": f"python -m service, {ours}, the benchmark's server settings",
+            **_load(servers[ours].url, "/v1/embeddings", ours, texts, seconds),
+        }
     # Infinity's optimum engine reads an ONNX export from the folder: sentence-transformers' fp32 one
     # (made by the st-onnx-fp32 peer in this run), alone, so it cannot pick another file by glob order
     export = work / "st-onnx"

@@ -1,4 +1,5 @@
 """The peers' virtual environments: made once per set of pins under `.venv-peers/`, reused after."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,12 @@ def python_of(name: str, root: Path = ROOT) -> Path:
         return python
     print(f"peers: creating {venv.name} ({', '.join(r for s in steps for r in s)})", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip"],
-                   check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip"], check=True
+    )
     for requirements in steps:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
-                       check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements], check=True
+        )
     done.write_text("\n".join(r for s in steps for r in s) + "\n")
     return python

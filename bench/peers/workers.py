@@ -2,6 +2,7 @@
 in turn, round after round. On this host a process's speed drifts by up to a third over minutes, so
 contenders measured one after another carry that drift into their ratios; sampled in alternation,
 each round's ratio is taken under one host speed and the median over rounds is what is reported."""
+
 from __future__ import annotations
 
 import json
@@ -29,14 +30,36 @@ class Worker:
     def __init__(self, peer: Peer, model: Path, work: Path, texts_file: Path, out: Path, venvs: Path):
         self.peer, self.out = peer, out
         python = Path(sys.executable) if peer.venv is None else python_of(peer.venv, venvs)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true",
-               "PYTHONPATH": str(REPO) if peer.venv is None else ""}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "true",
+            "PYTHONPATH": str(REPO) if peer.venv is None else "",
+        }
         self._log = out.with_suffix(".log")
         with self._log.open("w") as log:
             self._proc = subprocess.Popen(
-                [str(python), str(RUNNER), "--peer", peer.runner, "--model", str(model), "--work", str(work),
-                 "--texts", str(texts_file), "--out", str(out)],
-                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+                [
+                    str(python),
+                    str(RUNNER),
+                    "--peer",
+                    peer.runner,
+                    "--model",
+                    str(model),
+                    "--work",
+                    str(work),
+                    "--texts",
+                    str(texts_file),
+                    "--out",
+                    str(out),
+                ],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         self._answer(LOAD_TIMEOUT_S, expect="ready")
 
     def _answer(self, timeout: float, expect: str | None = None) -> str:
@@ -76,8 +99,9 @@ class Worker:
             self._proc.wait()
 
 
-def measure(peers: list[tuple[Peer, Path]], work: Path, texts_file: Path, out: Path, venvs: Path,
-            rounds: int, seconds: float) -> dict[str, dict]:
+def measure(
+    peers: list[tuple[Peer, Path]], work: Path, texts_file: Path, out: Path, venvs: Path, rounds: int, seconds: float
+) -> dict[str, dict]:
     """Each contender's result with `b1`/`b32`: the median over rounds of texts/s and of the median batch
     latency, and every round's texts/s under `rounds` (for per-round ratios)."""
     workers: list[Worker] = []
@@ -101,5 +125,6 @@ def measure(peers: list[tuple[Peer, Path]], work: Path, texts_file: Path, out: P
             results[name][b] = {
                 "texts_per_s": round(float(np.median([s["texts_per_s"] for s in runs])), 1),
                 "median_ms": round(float(np.median([s["median_ms"] for s in runs])), 3),
-                "rounds": [s["texts_per_s"] for s in runs]}
+                "rounds": [s["texts_per_s"] for s in runs],
+            }
     return results

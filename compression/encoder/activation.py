@@ -9,6 +9,7 @@ exported pattern into one FastGelu kernel, as fast on AVX2 as on AVX-512. The sw
 torch model before smoothing and recovery, so calibration, distillation and the export's parity
 check all see the function that is served.
 """
+
 from __future__ import annotations
 
 from torch import nn

@@ -19,6 +19,7 @@ of one Gram matrix of [A, 1] accumulated over the tokens. Layers are pruned in o
 activations of the already-pruned layers before it, so no layer's error is fitted on inputs it will
 not see. Recovery (step 4) then distils the whole model as usual.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,7 +41,9 @@ def _ffn(layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
     try:
         up, down = layer.intermediate.dense, layer.output.dense
     except AttributeError as exc:
-        raise ModelLayoutError(f"FFN pruning needs BERT's layer.intermediate.dense / layer.output.dense: {exc}") from exc
+        raise ModelLayoutError(
+            f"FFN pruning needs BERT's layer.intermediate.dense / layer.output.dense: {exc}"
+        ) from exc
     if not (isinstance(up, nn.Linear) and isinstance(down, nn.Linear)):
         raise ModelLayoutError("FFN pruning needs nn.Linear FFN layers")
     return up, down
@@ -72,8 +75,7 @@ def _gram(bert: nn.Module, down: nn.Linear, ids: list[list[int]], batch_size: in
 
 
 @torch.no_grad()
-def prune_ffn(bert: nn.Module, ids: list[list[int]], share: float, ridge: float = 1e-3,
-              batch_size: int = 64) -> int:
+def prune_ffn(bert: nn.Module, ids: list[list[int]], share: float, ridge: float = 1e-3, batch_size: int = 64) -> int:
     """Keep `share` of every FFN's neurons in bert.encoder (in place), refitting each output projection
     on the calibration token ids; returns the neurons kept per layer."""
     if not ids:
@@ -87,7 +89,7 @@ def prune_ffn(bert: nn.Module, ids: list[list[int]], share: float, ridge: float 
             continue
         gram, n = _gram(bert, down, ids, batch_size)
         mean = gram[-1, :inter] / n
-        std = (gram.diagonal()[:inter] / n - mean ** 2).clamp(min=0).sqrt()
+        std = (gram.diagonal()[:inter] / n - mean**2).clamp(min=0).sqrt()
         w = down.weight.double()  # (H, I)
         keep = torch.argsort(std * w.norm(dim=0), descending=True)[:kept].sort().values
         rows = torch.cat([keep, torch.tensor([inter])])  # the kept neurons and the ones column

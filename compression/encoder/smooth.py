@@ -31,6 +31,7 @@ at whatever int8 error its input's outliers then cause. Applied before
 recovery, so the distillation's int8 simulation trains against the smoothed
 graph.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,8 +52,9 @@ class SmoothedLinear(nn.Module):
         return self.linear(x * self.inv_scale)
 
 
-def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list[int]],
-                  batch_size: int) -> dict[str, torch.Tensor]:
+def _input_maxima(
+    bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list[int]], batch_size: int
+) -> dict[str, torch.Tensor]:
     """max |x_j| over every position (padding too) of each linear's input, over the calibration ids."""
     maxima: dict[str, torch.Tensor] = {}
 
@@ -60,6 +62,7 @@ def _input_maxima(bert: nn.Module, linears: dict[str, nn.Linear], ids: list[list
         def record(_module: nn.Module, args: tuple) -> None:
             m = args[0].detach().abs().flatten(0, -2).amax(dim=0)
             maxima[name] = m if name not in maxima else torch.maximum(maxima[name], m)
+
         return record
 
     handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
@@ -105,8 +108,15 @@ def outlier_ratio(x_max: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def smooth_encoder(bert: nn.Module, ids: list[list[int]], alpha: float, batch_size: int = 64,
-                   share_qkv: bool = False, ffn_output: bool = True, min_ratio: float | None = None) -> int:
+def smooth_encoder(
+    bert: nn.Module,
+    ids: list[list[int]],
+    alpha: float,
+    batch_size: int = 64,
+    share_qkv: bool = False,
+    ffn_output: bool = True,
+    min_ratio: float | None = None,
+) -> int:
     """Smooth every nn.Linear in bert.encoder (in place; the FFN's second one only with ffn_output):
     a SmoothedLinear, or for the attention's output projection its division folded into the value
     projection. With min_ratio, an input that would keep a Mul in the graph is smoothed only if its

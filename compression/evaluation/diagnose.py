@@ -10,6 +10,7 @@ what moves fidelity; if the fp32 encoder does, the encoder's quantization is (`-
 the rows of rare tokens do, the corpus is missing the texts that would train them. With both swapped,
 what is left is recovery's own change of the encoder's weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,14 +57,20 @@ def _encode(encoder: SentenceEncoder, ids: list[list[int]], batch_size: int = 64
     out = np.empty((len(ids), encoder.bert.config.hidden_size), dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
-            pick = order[start:start + batch_size]
+            pick = order[start : start + batch_size]
             batch, mask = pad_ids([ids[i] for i in pick])
             out[pick] = encoder(torch.from_numpy(batch), torch.from_numpy(mask)).numpy()
     return out
 
 
-def diagnose(encoder: SentenceEncoder, E_vh: np.ndarray, counts_v: np.ndarray, ids: list[list[int]],
-             reference_nd: np.ndarray, sim: Simulation) -> list[dict]:
+def diagnose(
+    encoder: SentenceEncoder,
+    E_vh: np.ndarray,
+    counts_v: np.ndarray,
+    ids: list[list[int]],
+    reference_nd: np.ndarray,
+    sim: Simulation,
+) -> list[dict]:
     """One row per case: held-out fidelity of `encoder` (a factorized student) to `reference_nd`, the
     baseline's embeddings of the same texts, with the named part made exact."""
     if len(ids) == 0:
@@ -85,8 +92,14 @@ def diagnose(encoder: SentenceEncoder, E_vh: np.ndarray, counts_v: np.ndarray, i
             if int8:
                 set_encoder_fake_quant(encoder.bert.encoder, True, sim.encoder_block, sim.weight_levels)
             mean, p1 = fidelity(_encode(encoder, ids), reference_nd)
-            rows.append({"case": label, "rows_exact": 0 if exact is None else int(exact.sum()),
-                         "fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)})
+            rows.append(
+                {
+                    "case": label,
+                    "rows_exact": 0 if exact is None else int(exact.sum()),
+                    "fidelity_mean": round(mean, 5),
+                    "fidelity_p1": round(p1, 5),
+                }
+            )
     finally:
         embeddings.word_embeddings = table_module
         table_module.fake_quant = None

@@ -7,6 +7,7 @@
   held-out slice's figures are recorded in every case.
 (SST-2 accuracy is the sentiment head's, compression/evaluation/heads.py: one figure for one question.)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,12 @@ class EvalSet:
     def with_prompt(self, prompt: str) -> "EvalSet":
         if not prompt:
             return self
-        return EvalSet([prompt + t for t in self.sts_s1], [prompt + t for t in self.sts_s2], self.sts_scores,
-                       [prompt + t for t in self.sst_test])
+        return EvalSet(
+            [prompt + t for t in self.sts_s1],
+            [prompt + t for t in self.sts_s2],
+            self.sts_scores,
+            [prompt + t for t in self.sst_test],
+        )
 
     @classmethod
     def load(cls, data_dir: Path) -> "EvalSet":
@@ -61,8 +66,9 @@ class Embedded:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-def embed_eval_set(encoder: OnnxEncoder, data: EvalSet | None, held_out: list[str],
-                   progress: str | None = None) -> Embedded:
+def embed_eval_set(
+    encoder: OnnxEncoder, data: EvalSet | None, held_out: list[str], progress: str | None = None
+) -> Embedded:
     """Every text in one length-ordered pass: the corpus's held-out slice, then the shared data's."""
     texts = list(held_out)
     if data is not None:
@@ -72,7 +78,7 @@ def embed_eval_set(encoder: OnnxEncoder, data: EvalSet | None, held_out: list[st
     if data is None:
         return Embedded(vecs[:n0])
     n1, n2, n3 = len(data.sts_s1), len(data.sts_s2), len(data.sst_test)
-    return Embedded(vecs[:n0], vecs[n0:n0 + n1], vecs[n0 + n1:n0 + n1 + n2], vecs[n0 + n1 + n2:n0 + n1 + n2 + n3])
+    return Embedded(vecs[:n0], vecs[n0 : n0 + n1], vecs[n0 + n1 : n0 + n1 + n2], vecs[n0 + n1 + n2 : n0 + n1 + n2 + n3])
 
 
 def spearman_x100(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> float:
@@ -87,8 +93,12 @@ def quality(emb: Embedded, data: EvalSet | None, baseline: Embedded | None) -> d
     base = baseline or emb
     mean, p1 = fidelity(emb.fidelity_vectors(), base.fidelity_vectors())
     held_mean, held_p1 = fidelity(emb.held_out, base.held_out)
-    figures = {"fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5),
-               "heldout_fidelity_mean": round(held_mean, 5), "heldout_fidelity_p1": round(held_p1, 5)}
+    figures = {
+        "fidelity_mean": round(mean, 5),
+        "fidelity_p1": round(p1, 5),
+        "heldout_fidelity_mean": round(held_mean, 5),
+        "heldout_fidelity_p1": round(held_p1, 5),
+    }
     if data is not None:
         figures["stsb_spearman"] = round(spearman_x100(emb.sts_u, emb.sts_v, data.sts_scores), 2)
     return figures
@@ -100,7 +110,9 @@ def evaluations(data: EvalSet | None, data_dir: Path | None, held_out: int, corp
     if data is None:
         runs["fidelity"] = runs["heldout_fidelity"]
         return runs
-    runs["fidelity"] = {"data": f"STS-B test and SST-2 test of {data_dir}",
-                        "texts": len(data.sts_s1) + len(data.sts_s2) + len(data.sst_test)}
+    runs["fidelity"] = {
+        "data": f"STS-B test and SST-2 test of {data_dir}",
+        "texts": len(data.sts_s1) + len(data.sts_s2) + len(data.sst_test),
+    }
     runs["stsb"] = {"data": f"STS-B test of {data_dir}", "pairs": len(data.sts_s1)}
     return runs

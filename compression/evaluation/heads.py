@@ -5,6 +5,7 @@ CSV/JSONL file of text and label. Regularisation strength is chosen on a
 validation split carved from train (compression.evaluation.linear_probe), never on test; the
 test split gives the accuracy and macro-F1 written with the head.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,22 +40,34 @@ def sentiment_task(data_dir: Path, seed: int = 0) -> LabelledData:
     train, y_train = read_sst2(data_dir, "train")
     pick = np.random.default_rng(seed).permutation(len(train))[:SST2_TRAIN_SIZE]
     test, y_test = read_sst2(data_dir, "test")
-    return LabelledData([train[i] for i in pick], [SENTIMENT_LABELS[y_train[i]] for i in pick], test,
-                        [SENTIMENT_LABELS[y] for y in y_test], SENTIMENT_LABELS,
-                        {"dataset": "SST-2", "train": f"{len(pick)} of sst2/train.tsv (seed {seed})",
-                         "test": "sst2/test.tsv"})
+    return LabelledData(
+        [train[i] for i in pick],
+        [SENTIMENT_LABELS[y_train[i]] for i in pick],
+        test,
+        [SENTIMENT_LABELS[y] for y in y_test],
+        SENTIMENT_LABELS,
+        {"dataset": "SST-2", "train": f"{len(pick)} of sst2/train.tsv (seed {seed})", "test": "sst2/test.tsv"},
+    )
 
 
 def question_type_task(data_dir: Path) -> LabelledData:
     train, y_train = read_trec(data_dir, "train")
     test, y_test = read_trec(data_dir, "test")
-    return LabelledData(train, y_train, test, y_test, list(TREC_LABELS.values()),
-                        {"dataset": "TREC coarse", "train": "trec/train_5500.label", "test": "trec/TREC_10.label"})
+    return LabelledData(
+        train,
+        y_train,
+        test,
+        y_test,
+        list(TREC_LABELS.values()),
+        {"dataset": "TREC coarse", "train": "trec/train_5500.label", "test": "trec/TREC_10.label"},
+    )
 
 
 # The standard heads: the task's data, and the file whose presence says that data exists.
-STANDARD_TASKS = {"sentiment": (sentiment_task, "sst2/train.tsv"),
-                  "question-type": (question_type_task, "trec/train_5500.label")}
+STANDARD_TASKS = {
+    "sentiment": (sentiment_task, "sst2/train.tsv"),
+    "question-type": (question_type_task, "trec/train_5500.label"),
+}
 
 
 def standard_tasks(data_dir: Path, names: list[str] | None = None) -> dict[str, LabelledData]:
@@ -65,7 +78,9 @@ def standard_tasks(data_dir: Path, names: list[str] | None = None) -> dict[str, 
     return {name: STANDARD_TASKS[name][0](data_dir) for name in names}
 
 
-def read_labelled_file(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
+def read_labelled_file(
+    path: Path, text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], list[str]]:
     """A user's CSV (with a header) or JSONL file of text and label."""
     path = Path(path)
     if not path.is_file():
@@ -96,7 +111,10 @@ def read_labelled_file(path: Path, text_column: str = "text", label_column: str 
     texts = [str(r[text_column]).strip() for r in rows]
     labels = [str(r[label_column]).strip() for r in rows]
     if any(not t for t in texts) or any(not lab for lab in labels):
-        raise CorpusError(f"{path}: empty text or label in row {next(i for i, (t, l) in enumerate(zip(texts, labels), 1) if not t or not l)}")
+        raise CorpusError(
+            f"{path}: empty text or label in row "
+            f"{next(i for i, (t, lab) in enumerate(zip(texts, labels), 1) if not t or not lab)}"
+        )
     if len(set(labels)) < 2:
         raise CorpusError(f"{path}: only one class ({labels[0]!r}); a classifier needs at least two")
     return texts, labels
@@ -108,9 +126,14 @@ def user_task(path: Path, test_fraction: float = 0.2, seed: int = 0, **columns: 
     cut = max(1, int(len(texts) * test_fraction))
     test, train = order[:cut], order[cut:]
     names = sorted(set(labels))
-    return LabelledData([texts[i] for i in train], [labels[i] for i in train], [texts[i] for i in test],
-                        [labels[i] for i in test], names,
-                        {"dataset": str(path), "train": f"{len(train)} rows", "test": f"{len(test)} held-out rows"})
+    return LabelledData(
+        [texts[i] for i in train],
+        [labels[i] for i in train],
+        [texts[i] for i in test],
+        [labels[i] for i in test],
+        names,
+        {"dataset": str(path), "train": f"{len(train)} rows", "test": f"{len(test)} held-out rows"},
+    )
 
 
 def train_head(name: str, encoder: OnnxEncoder, task: LabelledData, seed: int = 0) -> Head:
@@ -134,16 +157,19 @@ def train_head(name: str, encoder: OnnxEncoder, task: LabelledData, seed: int = 
     b[clf.classes_] = intercept
     head = Head(name, task.labels, W, b, trained_on=task.source | {"C": probe.C, "val_accuracy": probe.val_accuracy})
     pred = head.probabilities(encoder.encode(task.test_texts)).argmax(1)
-    head.metrics = {"accuracy": round(float((pred == y_test).mean() * 100), 2),
-                    "macro_f1": round(float(f1_score(y_test, pred, average="macro") * 100), 2)}
+    head.metrics = {
+        "accuracy": round(float((pred == y_test).mean() * 100), 2),
+        "macro_f1": round(float(f1_score(y_test, pred, average="macro") * 100), 2),
+    }
     return head
 
 
 def add_heads(model_dir: Path, tasks: dict[str, LabelledData], threads: int = 0) -> Manifest:
     """Train each task's head on this variant's embeddings; record them in the manifest."""
     manifest = Manifest.read(model_dir)
-    encoder = OnnxEncoder(model_dir, max_length=manifest.max_seq_length, threads=threads,
-                          prompt=manifest.default_prompt)  # as the service embeds what /classify gets
+    encoder = OnnxEncoder(
+        model_dir, max_length=manifest.max_seq_length, threads=threads, prompt=manifest.default_prompt
+    )  # as the service embeds what /classify gets
     for name, task in tasks.items():
         head = train_head(name, encoder, task)
         head.save(model_dir / "heads")

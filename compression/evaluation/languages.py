@@ -7,6 +7,7 @@ lose more than int8 would; `falling_languages` names those, and compress says so
 A file's language comes from its name (`stsb-de-dev.csv` → de, the STS Benchmark's `sts-dev.csv` →
 en), else its stem.
 """
+
 from __future__ import annotations
 
 import re
@@ -70,7 +71,7 @@ def split(vectors: np.ndarray, sets: list[PairSet]) -> dict[str, tuple[np.ndarra
     out, start = {}, 0
     for s in sets:
         n = len(s.s1)
-        out[s.language] = (vectors[start:start + n], vectors[start + n:start + 2 * n])
+        out[s.language] = (vectors[start : start + n], vectors[start + n : start + 2 * n])
         start += 2 * n
     return out
 
@@ -81,8 +82,9 @@ def _spearman(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> float:
     return round(spearman_x100(u, v, gold), 2)
 
 
-def language_figures(sets: list[PairSet], model: np.ndarray, baseline: np.ndarray,
-                     int8: np.ndarray | None) -> dict[str, dict]:
+def language_figures(
+    sets: list[PairSet], model: np.ndarray, baseline: np.ndarray, int8: np.ndarray | None
+) -> dict[str, dict]:
     """Per language: pairs, the model's and the baseline's Spearman, the model's fidelity and int8's."""
     ours, base = split(model, sets), split(baseline, sets)
     ref = split(int8, sets) if int8 is not None else {}
@@ -91,9 +93,13 @@ def language_figures(sets: list[PairSet], model: np.ndarray, baseline: np.ndarra
         u, v = ours[s.language]
         bu, bv = base[s.language]
         mean, p1 = fidelity(np.concatenate([u, v]), np.concatenate([bu, bv]))
-        row = {"pairs": len(s.s1), "stsb_spearman": _spearman(u, v, s.scores),
-               "baseline_stsb_spearman": _spearman(bu, bv, s.scores),
-               "fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)}
+        row = {
+            "pairs": len(s.s1),
+            "stsb_spearman": _spearman(u, v, s.scores),
+            "baseline_stsb_spearman": _spearman(bu, bv, s.scores),
+            "fidelity_mean": round(mean, 5),
+            "fidelity_p1": round(p1, 5),
+        }
         if s.language in ref:
             iu, iv = ref[s.language]
             i_mean, i_p1 = fidelity(np.concatenate([iu, iv]), np.concatenate([bu, bv]))
@@ -108,8 +114,10 @@ def falling_languages(figures: dict[str, dict]) -> dict[str, tuple[float, float]
     for lang, row in figures.items():
         if "int8_fidelity_mean" not in row:
             continue
-        gaps = (round(row["int8_fidelity_mean"] - row["fidelity_mean"], 5),
-                round(row["int8_fidelity_p1"] - row["fidelity_p1"], 5))
+        gaps = (
+            round(row["int8_fidelity_mean"] - row["fidelity_mean"], 5),
+            round(row["int8_fidelity_p1"] - row["fidelity_p1"], 5),
+        )
         if max(gaps) > 0:
             out[lang] = gaps
     return out

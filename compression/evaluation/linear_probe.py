@@ -1,5 +1,6 @@
 """Linear probes on frozen embeddings: logistic regression whose strength is
 chosen on a validation split carved from train (never on test)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ def fit_probe(X_train: np.ndarray, y_train: np.ndarray, seed: int = 0, val_fract
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    X_fit, X_val, y_fit, y_val = train_test_split(X_train, y_train, test_size=val_fraction, random_state=seed,
-                                                  stratify=y_train)
+    X_fit, X_val, y_fit, y_val = train_test_split(
+        X_train, y_train, test_size=val_fraction, random_state=seed, stratify=y_train
+    )
     # One path over the grid, each fit warm-started from the last (weaker) one's optimum: the strong-C
     # fits, which take lbfgs thousands of iterations from zero, start near their answer.
     path = LogisticRegression(max_iter=2000, warm_start=True)

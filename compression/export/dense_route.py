@@ -14,6 +14,7 @@ it was. The weights are outer-scope initializers that both bodies read, so they 
 the file and once in memory. Exact: the dense body runs the same kernels on the same tokens (a
 dynamic quantization's range spans the same values), which `route` checks before it writes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -62,18 +63,25 @@ def dense_body(model: onnx.ModelProto) -> onnx.ModelProto:
         ids.CopyFrom(helper.make_node("Reshape", [contract.INPUT_IDS, DENSE + "flat"], [ids.output[0]], name=ids.name))
         column = next((n for n in g.node if n.name == PREFIX + "column"), None)
         if column is not None:  # each token's position: its index in its row
-            new += [helper.make_node("CumSum", [contract.ATTENTION_MASK, DENSE + "one"], [DENSE + "cumsum"],
-                                     name=DENSE + "cumsum"),
-                    helper.make_node("Sub", [DENSE + "cumsum", DENSE + "one"], [DENSE + "rank"], name=DENSE + "rank"),
-                    helper.make_node("Reshape", [DENSE + "rank", DENSE + "flat"], [DENSE + "column"],
-                                     name=DENSE + "column")]
+            new += [
+                helper.make_node(
+                    "CumSum", [contract.ATTENTION_MASK, DENSE + "one"], [DENSE + "cumsum"], name=DENSE + "cumsum"
+                ),
+                helper.make_node("Sub", [DENSE + "cumsum", DENSE + "one"], [DENSE + "rank"], name=DENSE + "rank"),
+                helper.make_node(
+                    "Reshape", [DENSE + "rank", DENSE + "flat"], [DENSE + "column"], name=DENSE + "column"
+                ),
+            ]
             redirect(column.output[0], DENSE + "column", readers(column.output[0]))
         # the embeddings come out (B·L, H); the encoder takes them as (B, L, H)
         entry = next(n for n in g.node if n.op_type == "LayerNormalization").output[0]
-        new += [helper.make_node("Shape", [contract.ATTENTION_MASK], [DENSE + "batch_len"], name=DENSE + "batch_len"),
-                helper.make_node("Concat", [DENSE + "batch_len", DENSE + "flat"], [DENSE + "shape"], axis=0,
-                                 name=DENSE + "shape"),
-                helper.make_node("Reshape", [entry, DENSE + "shape"], [DENSE + "embeddings"], name=DENSE + "embeddings")]
+        new += [
+            helper.make_node("Shape", [contract.ATTENTION_MASK], [DENSE + "batch_len"], name=DENSE + "batch_len"),
+            helper.make_node(
+                "Concat", [DENSE + "batch_len", DENSE + "flat"], [DENSE + "shape"], axis=0, name=DENSE + "shape"
+            ),
+            helper.make_node("Reshape", [entry, DENSE + "shape"], [DENSE + "embeddings"], name=DENSE + "embeddings"),
+        ]
         redirect(entry, DENSE + "embeddings", readers(entry))
     for node in list(g.node):
         if not node.name.startswith(PREFIX):
@@ -119,13 +127,21 @@ def routed(model: onnx.ModelProto) -> onnx.ModelProto:
         raise UnsupportedGraph("a graph input is also an output")
     nodes = [
         helper.make_node("ReduceMin", [contract.ATTENTION_MASK], [ROUTE + "min"], keepdims=0, name=ROUTE + "min"),
-        helper.make_node("Cast", [ROUTE + "min"], [ROUTE + "no_padding"], to=onnx.TensorProto.BOOL,
-                         name=ROUTE + "no_padding"),
-        helper.make_node("If", [ROUTE + "no_padding"], [o.name for o in model.graph.output], name=ROUTE + "if",
-                         then_branch=as_branch(dense.graph, "dense/"), else_branch=as_branch(model.graph, "packed/")),
+        helper.make_node(
+            "Cast", [ROUTE + "min"], [ROUTE + "no_padding"], to=onnx.TensorProto.BOOL, name=ROUTE + "no_padding"
+        ),
+        helper.make_node(
+            "If",
+            [ROUTE + "no_padding"],
+            [o.name for o in model.graph.output],
+            name=ROUTE + "if",
+            then_branch=as_branch(dense.graph, "dense/"),
+            else_branch=as_branch(model.graph, "packed/"),
+        ),
     ]
-    graph = helper.make_graph(nodes, model.graph.name, list(model.graph.input), list(model.graph.output),
-                              list(inits.values()))
+    graph = helper.make_graph(
+        nodes, model.graph.name, list(model.graph.input), list(model.graph.output), list(inits.values())
+    )
     out = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name=model.producer_name)
     out.ir_version = model.ir_version
     out.metadata_props.extend(model.metadata_props)
@@ -146,7 +162,7 @@ def check_feeds(vocab_size: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     for rows, length, pad in ((1, 12, 0), (2, 9, 0), (2, 11, 4)):
         ids = rng.integers(1, vocab_size, (rows, length), dtype=np.int64)
         mask = np.ones_like(ids)
-        mask[-1, length - pad:] = 0
+        mask[-1, length - pad :] = 0
         ids[mask == 0] = 0
         feeds.append({contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})
     return feeds

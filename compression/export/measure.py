@@ -1,4 +1,5 @@
 """Size figures read from an exported graph: what a user actually downloads."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ After export the graph is run by onnxruntime on several batch sizes and
 lengths and compared with the torch module; a mismatch raises ShapeError or
 ToleranceError saying what differs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,7 +50,9 @@ def export_onnx(encoder: SentenceEncoder, path: Path, vocab_size: int) -> None:
                 str(path),
                 input_names=[contract.INPUT_IDS, contract.ATTENTION_MASK],
                 output_names=names,
-                dynamic_axes={k: v for k, v in contract.DYNAMIC_AXES.items() if k not in contract.OUTPUTS or k in names},
+                dynamic_axes={
+                    k: v for k, v in contract.DYNAMIC_AXES.items() if k not in contract.OUTPUTS or k in names
+                },
                 opset_version=contract.OPSET,
                 do_constant_folding=True,
                 dynamo=False,
@@ -66,8 +69,9 @@ class ParityResult:
     ok: bool
 
 
-def random_batch(batch: int, seq: int, vocab_size: int, rng: np.random.Generator,
-                 low: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def random_batch(
+    batch: int, seq: int, vocab_size: int, rng: np.random.Generator, low: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Random ids from low up (default: past a large vocabulary's special and rare pieces) and right
     padding of varying length."""
     if low is None:
@@ -81,8 +85,14 @@ def random_batch(batch: int, seq: int, vocab_size: int, rng: np.random.Generator
     return ids, mask
 
 
-def check_parity(encoder: SentenceEncoder, onnx_path: Path, vocab_size: int, max_length: int = 512,
-                 min_cosine: float = MIN_COSINE, seed: int = 0) -> list[ParityResult]:
+def check_parity(
+    encoder: SentenceEncoder,
+    onnx_path: Path,
+    vocab_size: int,
+    max_length: int = 512,
+    min_cosine: float = MIN_COSINE,
+    seed: int = 0,
+) -> list[ParityResult]:
     """Compare onnxruntime with torch per shape (lengths capped at max_length); raise after logging all."""
     session = make_session(onnx_path)
     rng = np.random.default_rng(seed)
@@ -99,19 +109,27 @@ def check_parity(encoder: SentenceEncoder, onnx_path: Path, vocab_size: int, max
         for name, got in zip(names, outs):
             ref = refs[name]
             if got.shape != ref.shape:
-                raise ShapeError(f"{onnx_path.name}: output {name!r} shape {got.shape} != torch {ref.shape} "
-                                 f"for input {(batch, seq)}")
+                raise ShapeError(
+                    f"{onnx_path.name}: output {name!r} shape {got.shape} != torch {ref.shape} for input {(batch, seq)}"
+                )
             cos = (got * ref).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(ref, axis=-1) + 1e-12)
             # the pooled vector's length must match too: it is what normalize=false returns
             scale = np.abs(np.linalg.norm(got, axis=-1) / (np.linalg.norm(ref, axis=-1) + 1e-12) - 1.0)
             cos_min = min(cos_min, float(cos.min()), 1.0 - float(scale.max()))
             diff_max = max(diff_max, float(np.abs(got - ref).max()))
         res = ParityResult((batch, seq), cos_min, diff_max, bool(cos_min >= min_cosine))
-        log.info("parity %s %s: min cosine %.6f, max |diff| %.2e", "✓" if res.ok else "✗", res.shape,
-                 res.min_cosine, res.max_abs_diff)
+        log.info(
+            "parity %s %s: min cosine %.6f, max |diff| %.2e",
+            "✓" if res.ok else "✗",
+            res.shape,
+            res.min_cosine,
+            res.max_abs_diff,
+        )
         results.append(res)
     bad = [r for r in results if not r.ok]
     if bad:
         r = bad[0]
-        raise ToleranceError(f"{onnx_path.name}: cosine to torch {r.min_cosine:.6f} < {min_cosine} at input shape {r.shape}")
+        raise ToleranceError(
+            f"{onnx_path.name}: cosine to torch {r.min_cosine:.6f} < {min_cosine} at input shape {r.shape}"
+        )
     return results

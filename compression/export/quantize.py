@@ -29,6 +29,7 @@ Two independent switches:
   that are added to the token embeddings; a Cast folded at load) when
   positions_fp16 is set.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,15 +45,12 @@ from compression.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-
-
-
 def table_gathers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Gathers of the word-embedding block whose data is a float table (dense E, or factor codes)."""
-    floats = {i.name for i in model.graph.initializer
-              if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2}
-    found = [n for n in model.graph.node
-             if n.op_type == "Gather" and "word_embeddings" in n.name and n.input[0] in floats]
+    floats = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2}
+    found = [
+        n for n in model.graph.node if n.op_type == "Gather" and "word_embeddings" in n.name and n.input[0] in floats
+    ]
     if not found:
         raise ConfigError("no word-embedding Gather on a float table found in the graph")
     return found
@@ -75,8 +73,9 @@ def _quantize_gather_int8(model: onnx.ModelProto, gather: onnx.NodeProto) -> Non
     T_q, scale = symmetric_int8(numpy_helper.to_array(init).astype(np.float32), axis=1)
     name, indices, out = init.name, gather.input[1], gather.output[0]
     model.graph.initializer.remove(init)
-    model.graph.initializer.extend([numpy_helper.from_array(T_q, name + "_int8"),
-                                    numpy_helper.from_array(scale, name + "_scale")])
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(T_q, name + "_int8"), numpy_helper.from_array(scale, name + "_scale")]
+    )
     idx = list(model.graph.node).index(gather)
     new_nodes = [
         helper.make_node("Gather", [name + "_int8", indices], [out + "_q"], name=gather.name + "_q"),
@@ -106,11 +105,14 @@ def _quantize_tables_int4(model: onnx.ModelProto, block: int) -> onnx.ModelProto
     shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
     for g in targets:
         if shapes[g.input[0]][1] % block:
-            raise ConfigError(f"int4 table {g.input[0]}: row length {shapes[g.input[0]][1]} is not a multiple of {block}")
+            raise ConfigError(
+                f"int4 table {g.input[0]}: row length {shapes[g.input[0]][1]} is not a multiple of {block}"
+            )
     keep = {g.name for g in targets}
     others = [n.name for n in model.graph.node if n.op_type in {"Gather", "MatMul"} and n.name not in keep]
-    cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=False, bits=4,
-                                       op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),))
+    cfg = DefaultWeightOnlyQuantConfig(
+        block_size=block, is_symmetric=False, bits=4, op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),)
+    )
     quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=others, algo_config=cfg)
     quantizer.process()
     return quantizer.model.model
@@ -145,8 +147,13 @@ def _float_operands(model: onnx.ModelProto, operand) -> list[tuple[onnx.NodeProt
     return found
 
 
-def _restore_before(model: onnx.ModelProto, node: onnx.NodeProto, init: onnx.TensorProto,
-                    stored: list[onnx.TensorProto], nodes: list[onnx.NodeProto]) -> None:
+def _restore_before(
+    model: onnx.ModelProto,
+    node: onnx.NodeProto,
+    init: onnx.TensorProto,
+    stored: list[onnx.TensorProto],
+    nodes: list[onnx.NodeProto],
+) -> None:
     """Replace initializer `init` by `stored` and the `nodes` that rebuild it (as init.name) before `node`."""
     model.graph.initializer.remove(init)
     model.graph.initializer.extend(stored)
@@ -187,31 +194,45 @@ def factors_to_int8(model: onnx.ModelProto) -> int:
     for node, init in found:
         x = numpy_helper.to_array(init).astype(np.float32)
         name = init.name
-        cast = helper.make_node("Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT,
-                                name=node.name + "_cast")
+        cast = helper.make_node(
+            "Cast", [name + "_int8"], [name + "_f"], to=onnx.TensorProto.FLOAT, name=node.name + "_cast"
+        )
         if node.op_type == "Gather":  # the centroids
             M = _pq_groups(model)
             q, scale = symmetric_int8(x.reshape(M, x.shape[0] // M, x.shape[1]), axis=1)
-            shapes = [numpy_helper.from_array(np.array(s, np.int64), f"{name}_shape{k}")
-                      for k, s in enumerate((q.shape, x.shape))]
-            nodes = [cast,  # (M·K, d) → (M, K, d), times the (M, 1, d) scales, → (M·K, d)
-                     helper.make_node("Reshape", [name + "_f", shapes[0].name], [name + "_g"],
-                                      name=node.name + "_groups"),
-                     helper.make_node("Mul", [name + "_g", name + "_scale"], [name + "_m"],
-                                      name=node.name + "_dequant"),
-                     helper.make_node("Reshape", [name + "_m", shapes[1].name], [name], name=node.name + "_table")]
+            shapes = [
+                numpy_helper.from_array(np.array(s, np.int64), f"{name}_shape{k}")
+                for k, s in enumerate((q.shape, x.shape))
+            ]
+            nodes = [
+                cast,  # (M·K, d) → (M, K, d), times the (M, 1, d) scales, → (M·K, d)
+                helper.make_node("Reshape", [name + "_f", shapes[0].name], [name + "_g"], name=node.name + "_groups"),
+                helper.make_node("Mul", [name + "_g", name + "_scale"], [name + "_m"], name=node.name + "_dequant"),
+                helper.make_node("Reshape", [name + "_m", shapes[1].name], [name], name=node.name + "_table"),
+            ]
         else:  # B: one scale per row (per basis direction)
             q, scale = symmetric_int8(x, axis=1)
             shapes = []
             nodes = [cast, helper.make_node("Mul", [name + "_f", name + "_scale"], [name], name=node.name + "_dequant")]
-        stored = [numpy_helper.from_array(q.reshape(x.shape), name + "_int8"),
-                  numpy_helper.from_array(scale, name + "_scale"), *shapes]
+        stored = [
+            numpy_helper.from_array(q.reshape(x.shape), name + "_int8"),
+            numpy_helper.from_array(scale, name + "_scale"),
+            *shapes,
+        ]
         _restore_before(model, node, init, stored, nodes)
     return len(found)
 
 
-def quantize_table(src: Path, dst: Path, bits: int | None, block: int, b_fp16: bool = False,
-                   positions_fp16: bool = False, factors_int8: bool = False, decode_int8: bool = False) -> None:
+def quantize_table(
+    src: Path,
+    dst: Path,
+    bits: int | None,
+    block: int,
+    b_fp16: bool = False,
+    positions_fp16: bool = False,
+    factors_int8: bool = False,
+    decode_int8: bool = False,
+) -> None:
     model = onnx.load(str(src))
     if b_fp16 and not factors_to_fp16(model):
         raise ConfigError("b_fp16: the graph has no factor B (a MatMul on a constant in the embedding block)")
@@ -268,8 +289,10 @@ def quantize_decode(model: onnx.ModelProto) -> str:
     gathers = [(n, i) for n, i in found if n.op_type == "Gather"]
     matmuls = [(n, i) for n, i in found if n.op_type == "MatMul"]
     if len(gathers) != 1 or len(matmuls) != 1:
-        raise ConfigError("decode_int8 needs a pq table: one centroid Gather and one product by B in fp32, "
-                          f"found {len(gathers)} and {len(matmuls)}")
+        raise ConfigError(
+            "decode_int8 needs a pq table: one centroid Gather and one product by B in fp32, "
+            f"found {len(gathers)} and {len(matmuls)}"
+        )
     (gather, c_init), (matmul, b_init) = gathers[0], matmuls[0]
     producers = {o: n for n in model.graph.node for o in n.output}
     link, chain = matmul.input[0], {matmul.input[0]}
@@ -286,10 +309,14 @@ def quantize_decode(model: onnx.ModelProto) -> str:
     q, s = symmetric_int8(C.reshape(M, K, d), axis=1)  # s: (M, 1, d)
     B_q, b_scale = symmetric_int8(B * s.reshape(-1, 1), axis=0, levels=DECODE_WEIGHT_LEVELS)
     name, H = matmul.name, B.shape[1]
-    stored = {c_init.name + "_u8": (q.astype(np.int16) + 128).astype(np.uint8).reshape(C.shape),
-              name + ".B_quantized": B_q, name + ".B_scale": b_scale.reshape(H),
-              name + ".B_zero_point": np.zeros(H, np.int8), name + ".codes_scale": np.array(1.0, np.float32),
-              name + ".codes_zero_point": np.array(128, np.uint8)}
+    stored = {
+        c_init.name + "_u8": (q.astype(np.int16) + 128).astype(np.uint8).reshape(C.shape),
+        name + ".B_quantized": B_q,
+        name + ".B_scale": b_scale.reshape(H),
+        name + ".B_zero_point": np.zeros(H, np.int8),
+        name + ".codes_scale": np.array(1.0, np.float32),
+        name + ".codes_zero_point": np.array(128, np.uint8),
+    }
     model.graph.initializer.remove(c_init)
     model.graph.initializer.remove(b_init)
     model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in stored.items())
@@ -297,8 +324,14 @@ def quantize_decode(model: onnx.ModelProto) -> str:
     stale = [v for v in model.graph.value_info if v.name in chain]  # recorded as float; bytes now
     for v in stale:
         model.graph.value_info.remove(v)
-    inputs = [matmul.input[0], name + ".B_quantized", name + ".codes_scale", name + ".B_scale",
-              name + ".codes_zero_point", name + ".B_zero_point"]
+    inputs = [
+        matmul.input[0],
+        name + ".B_quantized",
+        name + ".codes_scale",
+        name + ".B_scale",
+        name + ".codes_zero_point",
+        name + ".B_zero_point",
+    ]
     outputs, drop = list(matmul.output), [matmul]
     bias = _row_added_to(model, matmul.output[0], H)
     if bias is not None:  # a constant row added to every decoded vector (the token type's): the product's bias
@@ -315,8 +348,9 @@ def quantize_decode(model: onnx.ModelProto) -> str:
     return name
 
 
-def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int | None = None,
-                     reduce_range: bool = False) -> None:
+def quantize_encoder(
+    src: Path, dst: Path, per_channel: bool = True, block: int | None = None, reduce_range: bool = False
+) -> None:
     """int8 on every MatMul with a constant weight, embeddings excluded: onnxruntime's dynamic
     quantization (reduce_range: weights within ±64), or with `block` its MatMulNBits (8-bit weights,
     int8 compute)."""
@@ -331,8 +365,9 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
         )
 
         # accuracy_level 4: activations quantized to int8 per block of each row, int8 dot products
-        cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4, bits=8,
-                                           op_types_to_quantize=("MatMul",))
+        cfg = DefaultWeightOnlyQuantConfig(
+            block_size=block, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
+        )
         quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=excluded, algo_config=cfg)
         quantizer.process()
         onnx.save(quantizer.model.model, str(dst))
@@ -342,9 +377,13 @@ def quantize_encoder(src: Path, dst: Path, per_channel: bool = True, block: int 
     root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process is logged on the root logger, every run
     try:
         quantize_dynamic(
-            merge_common_subexpressions(model), str(dst), per_channel=per_channel, reduce_range=reduce_range,
+            merge_common_subexpressions(model),
+            str(dst),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=excluded,
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
@@ -361,8 +400,16 @@ def apply(config: QuantizeConfig, src: Path, dst: Path) -> None:
         current = step
     if config.table_bits or config.b_fp16 or config.positions_fp16 or config.factors_int8:
         step = dst.with_suffix(".table.onnx")
-        quantize_table(current, step, config.table_bits, config.table_block, config.b_fp16, config.positions_fp16,
-                       config.factors_int8, config.decode_int8)
+        quantize_table(
+            current,
+            step,
+            config.table_bits,
+            config.table_block,
+            config.b_fp16,
+            config.positions_fp16,
+            config.factors_int8,
+            config.decode_int8,
+        )
         if current != src:
             current.unlink()
         current = step

@@ -29,6 +29,7 @@ torch (padded batches included) proves them, and the int8 quantizer sees the sam
 A graph whose attention does not match the BERT pattern raises UnsupportedGraph; the build then
 keeps the plain graph and says so in its log and manifest.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -49,8 +50,25 @@ MS_DOMAIN = "com.microsoft"
 
 # Operators that act on each token's vector alone, given constant operands of rank ≤ 1 (a MatMul's
 # weight: rank 2): what remove_padding lets run on the packed (T, H) tokens.
-TOKENWISE = {"MatMul", "Add", "Sub", "Mul", "Div", "Erf", "Tanh", "Sigmoid", "Relu", "Pow", "Sqrt",
-             "LayerNormalization", "Gelu", "FastGelu", "BiasGelu", "Identity", "Cast"}
+TOKENWISE = {
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "Relu",
+    "Pow",
+    "Sqrt",
+    "LayerNormalization",
+    "Gelu",
+    "FastGelu",
+    "BiasGelu",
+    "Identity",
+    "Cast",
+}
 
 
 class UnsupportedGraph(PipelineError):
@@ -101,8 +119,9 @@ class _Graph:
     def sole_consumer(self, tensor: str, op: str, perm: tuple[int, ...] | None = None) -> onnx.NodeProto:
         users = self.consumers.get(tensor, [])
         if len(users) != 1 or users[0].op_type != op or (perm is not None and _perm(users[0]) != perm):
-            raise UnsupportedGraph(f"expected {tensor!r} to feed one {op}{perm or ''}, found "
-                                   f"{[u.op_type for u in users]}")
+            raise UnsupportedGraph(
+                f"expected {tensor!r} to feed one {op}{perm or ''}, found {[u.op_type for u in users]}"
+            )
         return users[0]
 
     def downstream(self, tensor: str) -> set[str]:
@@ -161,7 +180,7 @@ def _heads_input(g: _Graph, tensor: str, perm: tuple[int, ...]) -> str:
 def _match_attention(g: _Graph, softmax: onnx.NodeProto) -> _Attention:
     """The BERT attention core around one Softmax: softmax(Q·Kᵀ·scale + mask)·V, heads merged."""
     add = g.made_by(softmax.input[0], "Add")
-    for scores, mask in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
+    for scores, mask in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):  # noqa: B007 (mask: after)
         scaled = g.producer.get(scores)
         if scaled is not None and scaled.op_type in ("Mul", "Div"):
             break
@@ -177,9 +196,14 @@ def _match_attention(g: _Graph, softmax: onnx.NodeProto) -> _Attention:
     pv = g.sole_consumer(softmax.output[0], "MatMul")
     merged = g.sole_consumer(pv.output[0], "Transpose", HEADS)
     context = g.sole_consumer(merged.output[0], "Reshape")
-    return _Attention(q=_heads_input(g, qk.input[0], HEADS), k=_heads_input(g, qk.input[1], KEYS_T),
-                      v=_heads_input(g, pv.input[1], HEADS), context=context.output[0], context_node=context,
-                      scale=scale)
+    return _Attention(
+        q=_heads_input(g, qk.input[0], HEADS),
+        k=_heads_input(g, qk.input[1], KEYS_T),
+        v=_heads_input(g, pv.input[1], HEADS),
+        context=context.output[0],
+        context_node=context,
+        scale=scale,
+    )
 
 
 def finish(model: onnx.ModelProto) -> None:
@@ -254,14 +278,23 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
     blocks = [_match_attention(g, s) for s in softmaxes]  # all or nothing: match every one first
     if contract.ATTENTION_MASK not in g.inputs:
         raise UnsupportedGraph("the graph has no attention_mask input")
-    g.graph.node.append(helper.make_node("Cast", [contract.ATTENTION_MASK], [MASK_INT32],
-                                         to=onnx.TensorProto.INT32, name=MASK_INT32))
+    g.graph.node.append(
+        helper.make_node("Cast", [contract.ATTENTION_MASK], [MASK_INT32], to=onnx.TensorProto.INT32, name=MASK_INT32)
+    )
     for k, b in enumerate(blocks):
         where = b.context_node.name.rsplit("/", 1)[0] if "/" in b.context_node.name else f"{PREFIX}attention_{k}"
         g.graph.node.remove(b.context_node)
-        g.graph.node.append(helper.make_node("MultiHeadAttention", [b.q, b.k, b.v, "", MASK_INT32], [b.context],
-                                             domain=MS_DOMAIN, num_heads=num_heads, scale=b.scale,
-                                             name=where + "/MultiHeadAttention"))
+        g.graph.node.append(
+            helper.make_node(
+                "MultiHeadAttention",
+                [b.q, b.k, b.v, "", MASK_INT32],
+                [b.context],
+                domain=MS_DOMAIN,
+                num_heads=num_heads,
+                scale=b.scale,
+                name=where + "/MultiHeadAttention",
+            )
+        )
     finish(model)
     return len(blocks)
 
@@ -298,8 +331,9 @@ def _linear(g: _Graph, x: str, w: np.ndarray, b: np.ndarray, tag: str, new: list
     """x·w + b as a MatMul and an Add on new initializers named after `tag`."""
     g.graph.initializer.extend([numpy_helper.from_array(w, tag + ".weight"), numpy_helper.from_array(b, tag + ".bias")])
     new.append(helper.make_node("MatMul", [x, tag + ".weight"], [tag + "/MatMul_output_0"], name=tag + "/MatMul"))
-    new.append(helper.make_node("Add", [tag + "/MatMul_output_0", tag + ".bias"], [tag + "/Add_output_0"],
-                                name=tag + "/Add"))
+    new.append(
+        helper.make_node("Add", [tag + "/MatMul_output_0", tag + ".bias"], [tag + "/Add_output_0"], name=tag + "/Add")
+    )
     return tag + "/Add_output_0"
 
 
@@ -312,8 +346,9 @@ def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
         if n.op_type == "MultiHeadAttention":
             continue
         if n.op_type not in TOKENWISE:
-            raise UnsupportedGraph(f"{n.name}: {n.op_type} between the embeddings and the last LayerNorm "
-                                   "may mix tokens")
+            raise UnsupportedGraph(
+                f"{n.name}: {n.op_type} between the embeddings and the last LayerNorm may mix tokens"
+            )
         if n.op_type == "LayerNormalization" and any(a.name == "axis" and a.i != -1 for a in n.attribute):
             raise UnsupportedGraph(f"{n.name}: LayerNormalization over an axis other than the last")
         for slot, i in enumerate(n.input):
@@ -342,9 +377,12 @@ def _is_arange_slice(g: _Graph, tensor: str) -> bool:
     if data.shape[-1] != data.size:  # (n,) or (1, n)
         return False
     starts, axes, steps = (g.const(node.input[k]) if len(node.input) > k and node.input[k] else None for k in (1, 3, 4))
-    return (starts is not None and not starts.any()
-            and (axes is None or np.all(axes % data.ndim == data.ndim - 1))
-            and (steps is None or np.all(steps == 1)))
+    return (
+        starts is not None
+        and not starts.any()
+        and (axes is None or np.all(axes % data.ndim == data.ndim - 1))
+        and (steps is None or np.all(steps == 1))
+    )
 
 
 def _distinct_ids(g: _Graph, gather: onnx.NodeProto) -> str | None:
@@ -358,13 +396,22 @@ def _distinct_ids(g: _Graph, gather: onnx.NodeProto) -> str | None:
         return "" if gather.input[0] in g.inits else None
     reshape = g.producer.get(gather.input[1])
     unique = g.producer.get(reshape.input[0]) if reshape is not None and reshape.op_type == "Reshape" else None
-    if (unique is None or unique.op_type != "Unique" or any(a.name == "axis" for a in unique.attribute)
-            or unique.input[0] != ids or len(unique.output) < 3 or reshape.input[0] != unique.output[2]):
+    if (
+        unique is None
+        or unique.op_type != "Unique"
+        or any(a.name == "axis" for a in unique.attribute)
+        or unique.input[0] != ids
+        or len(unique.output) < 3
+        or reshape.input[0] != unique.output[2]
+    ):
         return None
     behind = g.upstream(gather.input[0]) | {gather.input[0]}  # the decoded rows: from the distinct ids alone
-    if (unique.output[0] not in behind or behind & set(unique.output[1:])
-            or g.graph_inputs_behind(gather.input[0]) - {ids}
-            or any(not set(u.output) & behind for u in g.consumers[unique.output[0]])):
+    if (
+        unique.output[0] not in behind
+        or behind & set(unique.output[1:])
+        or g.graph_inputs_behind(gather.input[0]) - {ids}
+        or any(not set(u.output) & behind for u in g.consumers[unique.output[0]])
+    ):
         return None  # (and the distinct ids feed nothing else)
     return unique.output[0]
 
@@ -434,8 +481,7 @@ def remove_padding(model: onnx.ModelProto) -> None:
         raise UnsupportedGraph("an attention lies outside the embeddings-to-last-LayerNorm span")
 
     p = PREFIX
-    consts = {p + "flat": np.array([-1], np.int64), p + "zero": np.array(0, np.int64),
-              p + "one": np.array(1, np.int64)}
+    consts = {p + "flat": np.array([-1], np.int64), p + "zero": np.array(0, np.int64), p + "one": np.array(1, np.int64)}
     g.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
     new = [  # positions: (b, l) of each real token, (T, 2); pad_idx: for each (b, l), its token's row in
         # the packed (T, H) matrix, (B, L) (padding: row 0; any real row will do)
@@ -477,13 +523,19 @@ def remove_padding(model: onnx.ModelProto) -> None:
         wk, bk = _with_extra_coordinate(k[1], k[2], heads, 0.0)
         # the keys gain a last row whose extra coordinates are PAD_SCORE; padding positions read it
         pad_key = np.zeros((1, wk.shape[1]), np.float32)
-        pad_key[0, wk.shape[1] // heads - 1::wk.shape[1] // heads] = PAD_SCORE
+        pad_key[0, wk.shape[1] // heads - 1 :: wk.shape[1] // heads] = PAD_SCORE
         g.graph.initializer.append(numpy_helper.from_array(pad_key, tag + "key.pad_row"))
         key = _linear(g, k[0], wk, bk, tag + "key", new)
-        new.append(helper.make_node("Concat", [key, tag + "key.pad_row"], [tag + "key/with_pad"], axis=0,
-                                    name=tag + "key/with_pad"))
-        parts = [unpack(_linear(g, q[0], wq, bq, tag + "query", new), tag + "query"),
-                 unpack(tag + "key/with_pad", tag + "key", rows=p + "key_idx"), unpack(mha.input[2], tag + "value")]
+        new.append(
+            helper.make_node(
+                "Concat", [key, tag + "key.pad_row"], [tag + "key/with_pad"], axis=0, name=tag + "key/with_pad"
+            )
+        )
+        parts = [
+            unpack(_linear(g, q[0], wq, bq, tag + "query", new), tag + "query"),
+            unpack(tag + "key/with_pad", tag + "key", rows=p + "key_idx"),
+            unpack(mha.input[2], tag + "value"),
+        ]
         del mha.input[:]  # no bias and no mask: the padding keys score about -1e8 on their own
         mha.input.extend(parts)
         context = mha.output[0]

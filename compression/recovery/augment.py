@@ -9,6 +9,7 @@ teacher embeds the copies like any other sentence, so no text from a dev or
 test split is involved (the same idea as TinyBERT's word-replacement
 augmentation, here aimed at rare tokens rather than synonyms).
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,9 @@ def rare_tokens(counts_v: np.ndarray, vocab: dict[str, int], below: int) -> np.n
     return np.flatnonzero(real & (counts_v < below))
 
 
-def replace_tokens(ids: list[list[int]], candidates: np.ndarray, share: float, per_sentence: int,
-                   seed: int) -> list[list[int]]:
+def replace_tokens(
+    ids: list[list[int]], candidates: np.ndarray, share: float, per_sentence: int, seed: int
+) -> list[list[int]]:
     """Copies of a seeded `share` of the sentences, each with up to `per_sentence` inner positions
     (never the first and last, [CLS] and [SEP]) replaced by tokens drawn uniformly from candidates."""
     if not 0 <= share <= 1 or per_sentence < 1:

@@ -9,6 +9,7 @@ accuracy level 4 — symmetric int8 per block of input rows for weights and per
 block of each activation row; and the factor table's int8-per-row or
 int4-per-block.
 """
+
 from __future__ import annotations
 
 import torch
@@ -93,8 +94,9 @@ class FakeQuantLinear(nn.Module):
         return nn.functional.linear(fq_symmetric_blocks(x, self.block), w, self.linear.bias)
 
 
-def set_encoder_fake_quant(encoder: nn.Module, enabled: bool, block: int | None = None,
-                           weight_levels: int = 127) -> None:
+def set_encoder_fake_quant(
+    encoder: nn.Module, enabled: bool, block: int | None = None, weight_levels: int = 127
+) -> None:
     """Swap every nn.Linear inside `encoder` (the transformer layers) for its fake-quant wrapper, or back."""
     for name, child in list(encoder.named_children()):
         if enabled and isinstance(child, nn.Linear):

@@ -5,6 +5,7 @@ Loss: 1 − cos(student, teacher), the quantity fidelity measures. With `qat` on
 the student runs with the quantization it will be exported with simulated
 (compression.recovery.fake_quant), so training also absorbs the rounding error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Batches of similar-length sentences in random order: far less padding than random batches."""
     order = np.argsort(lengths + rng.random(len(lengths)), kind="stable")
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -36,8 +37,9 @@ def _cosine_loss(student_bd: torch.Tensor, teacher_bd: torch.Tensor) -> torch.Te
     return 1.0 - nn.functional.cosine_similarity(student_bd, teacher_bd, dim=-1).mean()
 
 
-def _anchor_loss(emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_hh: torch.Tensor,
-                 rows: torch.Tensor) -> torch.Tensor:
+def _anchor_loss(
+    emb: FactorizedEmbedding, target_vh: torch.Tensor, metric_root_hh: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
     """Relative error of the sampled table rows in the factorization's metric:
     Σ‖(Ê_v − E_v)P‖² / Σ‖E_v P‖² (P = G^½, or I for the euclidean metric)."""
     diff = (emb(rows) - target_vh[rows]) @ metric_root_hh
@@ -51,10 +53,20 @@ def _token_loss(student_bth: torch.Tensor, teacher_bth: torch.Tensor, mask_bt: t
     return (per_token * mask).sum() / mask.sum()
 
 
-def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarray, config: RecoverConfig,
-            table_quant: tuple[int, int] | None, encoder_int8: bool, progress: bool = True,
-            encoder_block: int | None = None, anchor_target: tuple[np.ndarray, np.ndarray] | None = None,
-            device: str = "cpu", weight_levels: int = 127, token_teacher: nn.Module | None = None) -> list[float]:
+def distill(
+    student: SentenceEncoder,
+    ids: list[list[int]],
+    teacher_nd: np.ndarray,
+    config: RecoverConfig,
+    table_quant: tuple[int, int] | None,
+    encoder_int8: bool,
+    progress: bool = True,
+    encoder_block: int | None = None,
+    anchor_target: tuple[np.ndarray, np.ndarray] | None = None,
+    device: str = "cpu",
+    weight_levels: int = 127,
+    token_teacher: nn.Module | None = None,
+) -> list[float]:
     """Train `student` in place; returns the loss curve (one value per step).
 
     ids: token ids per sentence (already truncated), teacher_nd: the teacher's
@@ -163,4 +175,3 @@ def distill(student: SentenceEncoder, ids: list[list[int]], teacher_nd: np.ndarr
         for p in student.parameters():
             p.requires_grad = False
     return losses
-

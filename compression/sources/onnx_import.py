@@ -13,6 +13,7 @@ sentence embedding, whose pooling is found the same way: by reproducing it.
 Nothing is trusted until checked: the rebuilt model must match the given graph on several batch
 shapes (cosine ≥ 0.9999) before anything else runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,11 +33,30 @@ MIN_COSINE = 0.9999
 # (batch, seq) shapes the rebuilt model is checked on, as the export's parity check does.
 CHECK_SHAPES = ((1, 5), (3, 12), (4, 31))
 # Ops of graphs that onnxruntime already fused or quantized: their weights are no longer a BERT's.
-FUSED_OPS = {"Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
-             "FastGelu", "BiasGelu", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear",
-             "DequantizeLinear", "QuantizeLinear", "MatMulNBits", "QAttention", "QEmbedLayerNormalization"}
-LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-           "intermediate.dense", "output.dense")
+FUSED_OPS = {
+    "Attention",
+    "MultiHeadAttention",
+    "EmbedLayerNormalization",
+    "SkipLayerNormalization",
+    "FastGelu",
+    "BiasGelu",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "DynamicQuantizeLinear",
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "MatMulNBits",
+    "QAttention",
+    "QEmbedLayerNormalization",
+}
+LINEARS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
 LAYER_NORMS = ("attention.output.LayerNorm", "output.LayerNorm")
 _KEY = re.compile(r"(?:^|[./])((?:embeddings|encoder|pooler)\..+)$")
 
@@ -93,16 +113,20 @@ class GraphWeights:
             key = state_key(name)
             if key is None or not self.tensors[name].dtype.kind == "f":
                 continue
-            is_linear_weight = key.endswith(".weight") and any(key.endswith(f"{l}.weight") for l in LINEARS + ("pooler.dense",))
+            is_linear_weight = key.endswith(".weight") and any(
+                key.endswith(f"{linear}.weight") for linear in LINEARS + ("pooler.dense",)
+            )
             placed[key] = self.linear_weight_oi(name) if is_linear_weight else self.tensors[name]
         for node in self.graph.node:
             if node.op_type != "MatMul" or node.input[1] not in self.tensors or state_key(node.input[1]):
                 continue
             bias_key = self._bias_after(node.output[0])
             if bias_key is None:
-                raise ModelLayoutError(f"MatMul node {node.name or node.output[0]!r}: its weight "
-                                       f"{node.input[1]!r} feeds no named bias, so it cannot be placed")
-            placed[bias_key[:-len("bias")] + "weight"] = self.tensors[node.input[1]].T
+                raise ModelLayoutError(
+                    f"MatMul node {node.name or node.output[0]!r}: its weight "
+                    f"{node.input[1]!r} feeds no named bias, so it cannot be placed"
+                )
+            placed[bias_key[: -len("bias")] + "weight"] = self.tensors[node.input[1]].T
         return placed
 
     def _bias_after(self, output: str) -> str | None:
@@ -118,10 +142,15 @@ class GraphWeights:
         """Head counts the graph's constants point to, the likeliest first: the attention scale
         1/√d (or √d), then the integer constants that could be the head size d in the reshape
         (…, -1, d) or the count itself; then the common shapes."""
-        scalars = [float(v.reshape(-1)[0]) for v in self.tensors.values()
-                   if v.dtype.kind == "f" and v.size == 1 and np.isfinite(v).all()]  # not a mask's -inf
-        ints = sorted({int(x) for v in self.tensors.values() if v.dtype.kind in "iu" and v.size <= 4
-                       for x in v.reshape(-1)}, reverse=True)
+        scalars = [
+            float(v.reshape(-1)[0])
+            for v in self.tensors.values()
+            if v.dtype.kind == "f" and v.size == 1 and np.isfinite(v).all()
+        ]  # not a mask's -inf
+        ints = sorted(
+            {int(x) for v in self.tensors.values() if v.dtype.kind in "iu" and v.size <= 4 for x in v.reshape(-1)},
+            reverse=True,
+        )
         dims = []
         for c in scalars:
             for x in (c * c, 1 / (c * c) if c else 0.0):
@@ -158,8 +187,10 @@ class GraphWeights:
 def _refuse_fused(graph) -> None:
     for node in graph.node:
         if node.op_type in FUSED_OPS:
-            raise ModelLayoutError(f"node {node.name or node.output[0]!r} (op {node.op_type}) belongs to an optimized or "
-                                   "quantized graph; pass the plain fp32 export")
+            raise ModelLayoutError(
+                f"node {node.name or node.output[0]!r} (op {node.op_type}) belongs to an optimized or "
+                "quantized graph; pass the plain fp32 export"
+            )
 
 
 FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -183,8 +214,10 @@ def _outputs(model, hidden: int) -> list[GraphOutput]:
             states.append(GraphOutput(out.name, False))
     if not pooled + states:
         described = ", ".join(f"{o.name} ({_type_name(o)})" for o in model.graph.output)
-        raise ModelLayoutError(f"none of the graph's outputs [{described}] is a float sentence embedding (batch, {hidden}) "
-                               f"or float token states (batch, seq, {hidden})")
+        raise ModelLayoutError(
+            f"none of the graph's outputs [{described}] is a float sentence embedding (batch, {hidden}) "
+            f"or float token states (batch, seq, {hidden})"
+        )
     return pooled + states
 
 
@@ -209,18 +242,29 @@ def _position_offsets(graph, tokenizer_file: Path) -> list[int]:
 def _config(placed: dict[str, np.ndarray], heads: int, eps: float, act: str):
     from transformers import BertConfig
 
-    need = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
-            "embeddings.token_type_embeddings.weight", "encoder.layer.0.intermediate.dense.weight"]
+    need = [
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+        "encoder.layer.0.intermediate.dense.weight",
+    ]
     for key in need:
         if key not in placed:
             raise ModelLayoutError(f"the graph has no tensor for {key}: not a BERT encoder export this tool can map")
     V, H = placed["embeddings.word_embeddings.weight"].shape
     layers = 1 + max(int(k.split(".")[2]) for k in placed if k.startswith("encoder.layer."))
-    return BertConfig(vocab_size=int(V), hidden_size=int(H), num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=int(placed["encoder.layer.0.intermediate.dense.weight"].shape[0]),
-                      max_position_embeddings=int(placed["embeddings.position_embeddings.weight"].shape[0]),
-                      type_vocab_size=int(placed["embeddings.token_type_embeddings.weight"].shape[0]),
-                      layer_norm_eps=eps, hidden_act=act, attn_implementation="eager")
+    return BertConfig(
+        vocab_size=int(V),
+        hidden_size=int(H),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=int(placed["encoder.layer.0.intermediate.dense.weight"].shape[0]),
+        max_position_embeddings=int(placed["embeddings.position_embeddings.weight"].shape[0]),
+        type_vocab_size=int(placed["embeddings.token_type_embeddings.weight"].shape[0]),
+        layer_norm_eps=eps,
+        hidden_act=act,
+        attn_implementation="eager",
+    )
 
 
 def _build(config, pooler: bool, placed: dict[str, np.ndarray]):
@@ -239,8 +283,10 @@ def _build(config, pooler: bool, placed: dict[str, np.ndarray]):
                 continue
             raise ModelLayoutError(f"tensor for {key} does not fit a BertModel with {config.num_hidden_layers} layers")
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise ModelLayoutError(f"tensor for {key} has shape {tuple(value.shape)}, a BertModel of this size "
-                                   f"needs {tuple(expected[key].shape)}")
+            raise ModelLayoutError(
+                f"tensor for {key} has shape {tuple(value.shape)}, a BertModel of this size "
+                f"needs {tuple(expected[key].shape)}"
+            )
         state[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
     bert.load_state_dict(state, strict=False)
     bert.eval()
@@ -314,7 +360,10 @@ def _root_settings(graph_file: Path) -> tuple[int | None, object | None]:
         modules = st_modules(folder)
         if pooling is None and modules is not None:
             pooling = st_pooling(folder, modules)
-        for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        for name, key in (
+            ("sentence_bert_config.json", "max_seq_length"),
+            ("tokenizer_config.json", "model_max_length"),
+        ):
             if length is None and (folder / name).is_file():
                 value = json.loads((folder / name).read_text()).get(key)
                 length = int(value) if isinstance(value, int) and value < 100_000 else None
@@ -341,8 +390,10 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
     weights = GraphWeights(model)
     placed = weights.place()
     if "embeddings.word_embeddings.weight" not in placed:
-        raise ModelLayoutError(f"{graph_file}: the graph has no tensor for embeddings.word_embeddings.weight: "
-                               "not a BERT-family encoder export this tool can map")
+        raise ModelLayoutError(
+            f"{graph_file}: the graph has no tensor for embeddings.word_embeddings.weight: "
+            "not a BERT-family encoder export this tool can map"
+        )
     hidden = int(placed["embeddings.word_embeddings.weight"].shape[1])
     outputs = _outputs(model, hidden)
     offsets = _position_offsets(model.graph, tokenizer_file)
@@ -363,8 +414,14 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
                 config = _config(placed, heads, weights.layer_norm_eps(), weights.hidden_act())
                 bert = _build(config, pooler, placed)
                 worst, chosen = _match(bert, session, output, config.vocab_size, mode, low)
-                log.info("onnx import: output %s, %d heads, position offset %d → worst cosine %.6f (%s pooling)",
-                         output.name, heads, offset, worst, chosen.mode)
+                log.info(
+                    "onnx import: output %s, %d heads, position offset %d → worst cosine %.6f (%s pooling)",
+                    output.name,
+                    heads,
+                    offset,
+                    worst,
+                    chosen.mode,
+                )
                 if worst > best[0]:
                     best = (worst, bert, chosen, output, offset)
                 if worst >= MIN_COSINE:
@@ -375,20 +432,38 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
             break
     worst, bert, chosen, output, offset = best
     if bert is None or worst < MIN_COSINE:
-        raise ModelLayoutError(f"{graph_file}: the encoder rebuilt from its weights does not reproduce its output "
-                               f"{output.name!r} (best cosine {worst:.6f} < {MIN_COSINE})")
+        raise ModelLayoutError(
+            f"{graph_file}: the encoder rebuilt from its weights does not reproduce its output "
+            f"{output.name!r} (best cosine {worst:.6f} < {MIN_COSINE})"
+        )
     if not output.pooled:
         chosen = Pooling(chosen.mode, st_pool.normalize if st_pool is not None else True)
     truncation = json.loads(tokenizer_file.read_text()).get("truncation") or {}
     max_len = int(stated_length or truncation.get("max_length") or min(512, bert.config.max_position_embeddings))
-    log.info("onnx import: %s rebuilt (%d layers, hidden %d, %d heads, %s pooling%s), cosine %.6f to the graph",
-             graph_file.name, bert.config.num_hidden_layers, bert.config.hidden_size, bert.config.num_attention_heads,
-             chosen.mode, ", normalised" if chosen.normalize else "", worst)
+    log.info(
+        "onnx import: %s rebuilt (%d layers, hidden %d, %d heads, %s pooling%s), cosine %.6f to the graph",
+        graph_file.name,
+        bert.config.num_hidden_layers,
+        bert.config.hidden_size,
+        bert.config.num_attention_heads,
+        chosen.mode,
+        ", normalised" if chosen.normalize else "",
+        worst,
+    )
     family = XLM_ROBERTA if offset else BERT
     prompts, default_prompt = _root_prompts(graph_file)
-    return SourceModel(path=graph_file, name=name, bert=bert, tokenizer_file=tokenizer_file,
-                       max_seq_length=min(max_len, bert.config.max_position_embeddings), pooling=chosen, kind="onnx",
-                       family=family, prompts=prompts, default_prompt_name=default_prompt)
+    return SourceModel(
+        path=graph_file,
+        name=name,
+        bert=bert,
+        tokenizer_file=tokenizer_file,
+        max_seq_length=min(max_len, bert.config.max_position_embeddings),
+        pooling=chosen,
+        kind="onnx",
+        family=family,
+        prompts=prompts,
+        default_prompt_name=default_prompt,
+    )
 
 
 def _root_prompts(graph_file: Path) -> tuple[dict[str, str] | None, str | None]:

@@ -33,6 +33,7 @@ sensitivity (compression/table/sensitivity.py): the method runs on E·G^{1/2} an
 mapped back by G^{-1/2}, so the bytes go where an error would move the
 sentence embeddings, and none to directions the first LayerNorm removes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -130,8 +131,7 @@ def weighted_svd(E_vh: np.ndarray, weights_v: np.ndarray, rank: int) -> Factors:
 def zigzag_groups(rank: int, groups: int) -> np.ndarray:
     """Column order that deals coordinates 0..r-1 (variance descending) into `groups` contiguous
     groups in a zig-zag: group g gets g, 2M−1−g, 2M+g, … ."""
-    deal = np.concatenate([np.arange(groups) if k % 2 == 0 else np.arange(groups)[::-1]
-                           for k in range(rank // groups)])
+    deal = np.concatenate([np.arange(groups) if k % 2 == 0 else np.arange(groups)[::-1] for k in range(rank // groups)])
     return np.argsort(deal, kind="stable")  # coordinates of group 0 first, then group 1, …
 
 
@@ -150,7 +150,7 @@ def product_quantize(A_vr: np.ndarray, weights_v: np.ndarray, config: FactorizeC
     books = np.empty((M, K, d), dtype=np.float32)
     rng = np.random.default_rng(config.seed)
     for m in tqdm(range(M), desc="pq k-means", unit="group", leave=False, disable=None):  # None: off unless a tty
-        X = A_vr[:, m * d:(m + 1) * d]
+        X = A_vr[:, m * d : (m + 1) * d]
         # k-means++ seeding on a row sample: the seeding, not the iterations, is most of k-means' time on
         # 30k rows, and on 8,192 rows it lands within 1% of the full seeding's final inertia.
         sub = rng.choice(V, min(V, KMEANS_INIT_ROWS), replace=False)
@@ -168,8 +168,9 @@ def frequency_order(counts_v: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(counts_v)), -counts_v))
 
 
-def factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None = None,
-              metric_hh: np.ndarray | None = None) -> Factors:
+def factorize(
+    E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None = None, metric_hh: np.ndarray | None = None
+) -> Factors:
     """Dispatch on config.method; counts are needed by the weighted methods, metric_hh (G, H×H) by
     the sensitivity metric."""
     if config.metric == "sensitivity":
@@ -215,9 +216,9 @@ def _factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray |
         order = frequency_order(counts_v)
         factors.high_ids = np.sort(order[: config.high_rows]).astype(np.int64)
         factors.low_rank = config.low_rank
-        low = order[config.high_rows:]
+        low = order[config.high_rows :]
         # B has orthonormal rows, so dropping trailing coordinates is the best code in the top directions.
-        factors.A_vr[low, config.low_rank:] = 0.0
+        factors.A_vr[low, config.low_rank :] = 0.0
     return factors
 
 

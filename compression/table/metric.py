@@ -1,6 +1,7 @@
 """The sensitivity metric's numpy maths (no torch): its square root, and the error a factorization
 minimises in it. compression/table/sensitivity.py estimates G; compression/table/factorize.py factorizes in it.
 Kept apart so that factorize, sensitivity and model do not import each other in a circle."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -17,6 +17,7 @@ Factorizing in this metric: with P = G^{1/2}, minimising
 Σ_v w_v (E_v − Ê_v)ᵀ G (E_v − Ê_v) is the plain (weighted) problem for E·P:
 approximate E·P ≈ A·B′, then Ê = A·B′·P⁻¹, i.e. B = B′·P⁻¹ (compression.table.factorize).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,17 +27,26 @@ from torch import nn
 from compression.model import Pooling, padded_batches, pool
 
 
-def sentence_embedding_of_inputs(bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor,
-                                 pooling: Pooling = Pooling()) -> torch.Tensor:
+def sentence_embedding_of_inputs(
+    bert: nn.Module, inputs_embeds: torch.Tensor, mask: torch.Tensor, pooling: Pooling = Pooling()
+) -> torch.Tensor:
     """The SentenceEncoder's output from given word embeddings (so that they can take gradients).
     Always normalised: fidelity is a cosine, so a change of length alone costs nothing."""
-    hidden = bert(inputs_embeds=inputs_embeds, attention_mask=mask,
-                  token_type_ids=torch.zeros_like(mask)).last_hidden_state
+    hidden = bert(
+        inputs_embeds=inputs_embeds, attention_mask=mask, token_type_ids=torch.zeros_like(mask)
+    ).last_hidden_state
     return pool(hidden, mask, Pooling(pooling.mode, normalize=True))
 
 
-def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batch_size: int = 32,
-                    seed: int = 0, pooling: Pooling = Pooling(), progress: bool = False) -> np.ndarray:
+def estimate_metric(
+    bert: nn.Module,
+    ids: list[list[int]],
+    probes: int = 4,
+    batch_size: int = 32,
+    seed: int = 0,
+    pooling: Pooling = Pooling(),
+    progress: bool = False,
+) -> np.ndarray:
     """G (H×H, float64): the mean of J_tᵀ J_t over every token of the given sentences."""
     table = bert.embeddings.word_embeddings.weight.detach()
     H = table.shape[1]
@@ -48,8 +58,14 @@ def estimate_metric(bert: nn.Module, ids: list[list[int]], probes: int = 4, batc
     try:
         from tqdm.auto import tqdm
 
-        for input_ids, mask in tqdm(padded_batches(ids, batch_size), total=-(-len(ids) // batch_size),
-                                    desc="sensitivity", unit="batch", disable=not progress, leave=False):
+        for input_ids, mask in tqdm(
+            padded_batches(ids, batch_size),
+            total=-(-len(ids) // batch_size),
+            desc="sensitivity",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        ):
             real = mask.bool()
             for _ in range(probes):
                 x_bth = table[input_ids].clone().requires_grad_(True)

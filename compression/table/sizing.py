@@ -12,6 +12,7 @@ Groups of d = 4 coordinates cap M at H/4 (96 codes for H = 384, a table 15.7× s
 larger budget (a lower --target-ratio) buys narrower groups, 3, 2 or 1 coordinates a code, so more
 bits per coordinate: the narrowest whose codes still span MIN_KEPT of the table's directions.
 """
+
 from __future__ import annotations
 
 from compression.config import (
@@ -46,10 +47,15 @@ SMOOTH_MIN_RATIO = 7.0
 def pq_table_bytes(vocab: int, hidden: int, codes: int, codebook: int = CODEBOOK, group_dim: int = GROUP_DIM) -> int:
     """Bytes of a pq table stored as the default does (uint8 codes, int8 centroids and B with float scales)."""
     rank = codes * group_dim
-    return (vocab * codes  # one byte per code
-            + codes * codebook * group_dim + codes * group_dim * FP32  # int8 centroids and their scales
-            + rank * hidden + rank * FP32  # int8 B and a scale per row
-            + codes * 8 + 256)  # the groups' int64 offsets into the flat centroids, and slack for small tensors
+    return (
+        vocab * codes  # one byte per code
+        + codes * codebook * group_dim
+        + codes * group_dim * FP32  # int8 centroids and their scales
+        + rank * hidden
+        + rank * FP32  # int8 B and a scale per row
+        + codes * 8
+        + 256
+    )  # the groups' int64 offsets into the flat centroids, and slack for small tensors
 
 
 def codebook_for(vocab: int) -> int:
@@ -75,9 +81,11 @@ def pq_shape_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: 
     the narrowest group whose codes keep MIN_KEPT of the directions once 4 reach the rank cap."""
     codes = codes_for_budget(vocab, hidden, budget_bytes, codebook)
     if codes == 0:
-        raise ConfigError(f"a {vocab}×{hidden} table cannot be stored in {budget_bytes / 1e6:.3f} MB even with one "
-                          f"code per token ({pq_table_bytes(vocab, hidden, 1, codebook) / 1e6:.3f} MB); lower "
-                          "--target-ratio or raise --max-table-mb")
+        raise ConfigError(
+            f"a {vocab}×{hidden} table cannot be stored in {budget_bytes / 1e6:.3f} MB even with one "
+            f"code per token ({pq_table_bytes(vocab, hidden, 1, codebook) / 1e6:.3f} MB); lower "
+            "--target-ratio or raise --max-table-mb"
+        )
     shape = (codes, GROUP_DIM)
     for d in GROUP_DIMS[1:]:
         m = codes_for_budget(vocab, hidden, budget_bytes, codebook, d)
@@ -96,8 +104,17 @@ def table_budget(vocab: int, hidden: int, target_ratio: float | None, max_table_
     return vocab * hidden * FP32 / target_ratio
 
 
-def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ratio: float | None = 16.0,
-                 max_table_mb: float | None = None, seed: int = 0, overrides: dict | None = None) -> VariantRecipe:
+def sized_recipe(
+    name: str,
+    baseline: str,
+    vocab: int,
+    hidden: int,
+    *,
+    target_ratio: float | None = 16.0,
+    max_table_mb: float | None = None,
+    seed: int = 0,
+    overrides: dict | None = None,
+) -> VariantRecipe:
     """The default compressed variant for a vocab × hidden table, with explicit settings laid over it.
 
     overrides: {"factorize": {...}, "recover": {...}, "quantize": {...}} of the configs' own field names;
@@ -113,17 +130,39 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
             codes, group_dim = fz.get("subspaces") or fz["rank"] // GROUP_DIM, GROUP_DIM
         else:
             codes, group_dim = pq_shape_for_budget(vocab, hidden, budget, codebook)
-        base_fz = FactorizeConfig(method="pq", metric="sensitivity", rank=fz.get("rank", codes * group_dim),
-                                  subspaces=codes, codebook_size=codebook, alpha=0.75, seed=seed,
-                                  metric_sentences=DEFAULT_METRIC_SENTENCES)
+        base_fz = FactorizeConfig(
+            method="pq",
+            metric="sensitivity",
+            rank=fz.get("rank", codes * group_dim),
+            subspaces=codes,
+            codebook_size=codebook,
+            alpha=0.75,
+            seed=seed,
+            metric_sentences=DEFAULT_METRIC_SENTENCES,
+        )
     else:
         ratio = target_ratio if max_table_mb is None else vocab * hidden * FP32 / budget
-        base_fz = FactorizeConfig(method=method, rank=None if "rank" not in fz else fz["rank"],
-                                  target_ratio=None if "rank" in fz else ratio, seed=seed)
+        base_fz = FactorizeConfig(
+            method=method,
+            rank=None if "rank" not in fz else fz["rank"],
+            target_ratio=None if "rank" in fz else ratio,
+            seed=seed,
+        )
     factorize = with_settings(base_fz, fz, "factorize")
-    recover = with_settings(RecoverConfig(steps=DEFAULT_STEPS, batch_size=64, lr=5e-4, b_lr=1e-4, encoder_lr=5e-5,
-                                     anchor=0.1, num_sentences=DEFAULT_SENTENCES, seed=seed),
-                       overrides.get("recover", {}), "recover")
+    recover = with_settings(
+        RecoverConfig(
+            steps=DEFAULT_STEPS,
+            batch_size=64,
+            lr=5e-4,
+            b_lr=1e-4,
+            encoder_lr=5e-5,
+            anchor=0.1,
+            num_sentences=DEFAULT_SENTENCES,
+            seed=seed,
+        ),
+        overrides.get("recover", {}),
+        "recover",
+    )
     qz = dict(overrides.get("quantize", {}))
     if qz.get("encoder_block") is not None or qz.get("encoder_int8") is False:
         qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
@@ -131,9 +170,20 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
         qz.setdefault("decode_int8", False)  # a pq table's decode, with int8 factors
     if "smooth_alpha" in qz and qz["smooth_alpha"] is None:
         qz.setdefault("smooth_min_ratio", None)  # nothing smoothed, nothing to choose
-    quantize = with_settings(QuantizeConfig(factors_int8=True, positions_fp16=True, encoder_int8=True, smooth_alpha=0.9,
-                                       smooth_shared_qkv=True, reduce_range=True, decode_int8=True,
-                                       smooth_min_ratio=SMOOTH_MIN_RATIO), qz, "quantize")
+    quantize = with_settings(
+        QuantizeConfig(
+            factors_int8=True,
+            positions_fp16=True,
+            encoder_int8=True,
+            smooth_alpha=0.9,
+            smooth_shared_qkv=True,
+            reduce_range=True,
+            decode_int8=True,
+            smooth_min_ratio=SMOOTH_MIN_RATIO,
+        ),
+        qz,
+        "quantize",
+    )
     gz = dict(overrides.get("graph", {}))
     if gz.get("fuse_attention") is False:
         gz.setdefault("remove_padding", False)  # padding is removed only around fused attention
@@ -141,10 +191,17 @@ def sized_recipe(name: str, baseline: str, vocab: int, hidden: int, *, target_ra
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
     prune = with_settings(PruneConfig(), overrides.get("prune", {}), "prune")
-    return VariantRecipe(name=name, baseline=baseline, prune=prune, factorize=factorize, recover=recover,
-                         quantize=quantize, graph=graph,
-                         description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
-                                     f", rank {factorize.rank}, {factorize.subspaces} codes per token")
+    return VariantRecipe(
+        name=name,
+        baseline=baseline,
+        prune=prune,
+        factorize=factorize,
+        recover=recover,
+        quantize=quantize,
+        graph=graph,
+        description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
+        f", rank {factorize.rank}, {factorize.subspaces} codes per token",
+    )
 
 
 def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
@@ -153,21 +210,25 @@ def check_shape(config: FactorizeConfig, vocab: int, hidden: int) -> None:
     if config.method == "pq" and (config.subspaces <= 0 or rank % config.subspaces):
         raise ConfigError(f"pq: rank {rank} must be a positive multiple of subspaces, got {config.subspaces}")
     if config.method == "pq" and not 2 <= config.codebook_size <= min(256, vocab):
-        raise ConfigError(f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}")
+        raise ConfigError(
+            f"pq: codebook_size must be in [2, min(256, V) = {min(256, vocab)}], got {config.codebook_size}"
+        )
 
 
 # --min-fidelity's larger tables, tried in turn: on a 384-wide table, groups of 4, 3, 2 and 1 coordinates.
 FALLBACK_RATIOS = (16.0, 12.0, 8.0, 4.0)
 
 
-def larger_tables(first: VariantRecipe, vocab: int, hidden: int, target_ratio: float, seed: int = 0,
-                  overrides: dict | None = None) -> list[VariantRecipe]:
+def larger_tables(
+    first: VariantRecipe, vocab: int, hidden: int, target_ratio: float, seed: int = 0, overrides: dict | None = None
+) -> list[VariantRecipe]:
     """The sized recipes at each fallback ratio below target_ratio, each with a larger table than the
     one before (a ratio whose sizing gives the same shape is skipped)."""
     out, shape = [], (first.factorize.subspaces, first.factorize.rank)
     for ratio in (r for r in FALLBACK_RATIOS if r < target_ratio):
-        recipe = sized_recipe(first.name, first.baseline, vocab, hidden, target_ratio=ratio, seed=seed,
-                              overrides=overrides)
+        recipe = sized_recipe(
+            first.name, first.baseline, vocab, hidden, target_ratio=ratio, seed=seed, overrides=overrides
+        )
         if (recipe.factorize.subspaces, recipe.factorize.rank) != shape:
             out.append(recipe)
             shape = (recipe.factorize.subspaces, recipe.factorize.rank)

@@ -1,6 +1,7 @@
 """POST /admin/reload — rescan the models folder (service/reload.py), optionally forcing swaps the
 fidelity gate refuses and replacing the canary rules. Behind the API key when one is set; 404 when
 EMBED_ADMIN_ROUTES is false."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends
@@ -33,9 +34,12 @@ async def reload(body: ReloadRequest | None = Body(None), svc: AppState = Depend
     if rules is not None:
         missing = sorted({r.candidate for r in rules.values()} - set(svc.registry.models))
         if missing:
-            raise InvalidInput(f"canary candidates not loaded: {missing}; the reload itself was applied: "
-                               f"{report.to_dict()}")
+            raise InvalidInput(
+                f"canary candidates not loaded: {missing}; the reload itself was applied: {report.to_dict()}"
+            )
         svc.embedder.canary = rules
         svc.reloader.published()
-    return {**report.to_dict(), "canary": {r.name: {"candidate": r.candidate, "share": r.share}
-                                           for r in svc.embedder.canary.values()}}
+    return {
+        **report.to_dict(),
+        "canary": {r.name: {"candidate": r.candidate, "share": r.share} for r in svc.embedder.canary.values()},
+    }

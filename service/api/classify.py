@@ -5,6 +5,7 @@ bounded LRU cache (service/label_cache.py); an input's scores are softmax(cos(in
 the `zero_shot_temperature` setting (0.05 by default: cosines of related
 sentences differ by a few hundredths, so a small T is needed to separate them).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def _predictions(probs: np.ndarray, labels: list[str], top_k: int | None) -> lis
     return out
 
 
-async def _with_head(body: ClassifyRequest, request: Request, response: Response, svc: AppState,
-                     texts: list[str]) -> ClassifyResponse:
+async def _with_head(
+    body: ClassifyRequest, request: Request, response: Response, svc: AppState, texts: list[str]
+) -> ClassifyResponse:
     """A trained head: softmax(embedding · Wᵀ + b); `head` defaults to the model's first head."""
     model = svc.registry.get(body.model)
     names = list(model.heads)
@@ -70,8 +72,9 @@ async def _with_head(body: ClassifyRequest, request: Request, response: Response
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=INFERENCE_ERRORS)
-async def classify(body: ClassifyRequest, request: Request, response: Response,
-                   svc: AppState = Depends(state)) -> ClassifyResponse:
+async def classify(
+    body: ClassifyRequest, request: Request, response: Response, svc: AppState = Depends(state)
+) -> ClassifyResponse:
     request.state.model = svc.registry.metric_label(body.model)
     texts = validate_texts(body.inputs, svc.settings)
     if body.head is not None and body.labels is not None:
@@ -85,8 +88,10 @@ async def classify(body: ClassifyRequest, request: Request, response: Response,
         raise InvalidInput(f"{len(labels)} labels is over the limit of {limits.max_labels} per request")
     too_long = next((lab for lab in [*labels, body.hypothesis_template] if len(lab) > limits.max_label_chars), None)
     if too_long is not None:
-        raise InvalidInput(f"a label or the hypothesis_template has {len(too_long)} characters, over the limit of "
-                           f"{limits.max_label_chars}")
+        raise InvalidInput(
+            f"a label or the hypothesis_template has {len(too_long)} characters, over the limit of "
+            f"{limits.max_label_chars}"
+        )
     if any(not isinstance(lab, str) or not lab.strip() for lab in labels):
         raise InvalidInput("labels must be non-empty strings")
     if len(set(labels)) != len(labels):
@@ -100,5 +105,6 @@ async def classify(body: ClassifyRequest, request: Request, response: Response,
     predictions = _predictions(probs, labels, body.top_k)
     # User-chosen labels would make unbounded series; zero-shot predictions are counted as one.
     svc.metrics.labels.labels(result.model.name, "zero-shot", "any").inc(len(predictions))
-    return ClassifyResponse(model=result.model.name, head=None, predictions=predictions,
-                            usage=Usage(tokens=result.tokens))
+    return ClassifyResponse(
+        model=result.model.name, head=None, predictions=predictions, usage=Usage(tokens=result.tokens)
+    )

@@ -1,4 +1,5 @@
 """Typed dependencies shared by the routers."""
+
 from __future__ import annotations
 
 import hmac
@@ -39,8 +40,9 @@ async def require_api_key(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.get_secret_value().encode()):
-        raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(
+            "missing or wrong API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def timing_headers(request: Request, result: Embedded) -> dict[str, str]:

@@ -1,4 +1,5 @@
 """POST /embed — the native embedding route."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,13 +12,19 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=INFERENCE_ERRORS)
-async def embed(body: EmbedRequest, request: Request, response: Response,
-                svc: AppState = Depends(state)) -> EmbedResponse:
+async def embed(
+    body: EmbedRequest, request: Request, response: Response, svc: AppState = Depends(state)
+) -> EmbedResponse:
     request.state.model = svc.registry.metric_label(body.model)
     texts = validate_texts(body.inputs, svc.settings)
-    result = await svc.embedder.embed(body.model, texts, body.truncate, receive=request.receive,
-                                      prompt_name=body.prompt_name)
+    result = await svc.embedder.embed(
+        body.model, texts, body.truncate, receive=request.receive, prompt_name=body.prompt_name
+    )
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result, body.normalize)
-    return EmbedResponse(model=result.model.name, dim=int(vectors.shape[1]),
-                         embeddings=encode_vectors(vectors, body.encoding_format), usage=Usage(tokens=result.tokens))
+    return EmbedResponse(
+        model=result.model.name,
+        dim=int(vectors.shape[1]),
+        embeddings=encode_vectors(vectors, body.encoding_format),
+        usage=Usage(tokens=result.tokens),
+    )

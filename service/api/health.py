@@ -1,4 +1,5 @@
 """Liveness, readiness and the Prometheus endpoint (never behind the API key)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
@@ -21,14 +22,20 @@ async def readyz(svc: AppState = Depends(state)) -> JSONResponse:
     ready = reg.ready and svc.registry.default_model in reg.models
     body = {"ready": ready, "loaded": sorted(reg.models), "failed": reg.failed, "default": svc.registry.default_model}
     if not ready:
-        body["error"] = {"type": "not_ready",
-                         "message": "models are still loading" if not reg.ready else
-                         f"default model {svc.registry.default_model!r} is not loaded"}
+        body["error"] = {
+            "type": "not_ready",
+            "message": "models are still loading"
+            if not reg.ready
+            else f"default model {svc.registry.default_model!r} is not loaded",
+        }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+)
 async def metrics(svc: AppState = Depends(state)) -> Response:
     for name, m in svc.registry.models.items():
         svc.metrics.queue_depth.labels(name).set(m.batcher.depth if m.batcher else 0)

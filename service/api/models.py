@@ -1,4 +1,5 @@
 """GET /models — what is loaded, with each manifest's size and quality figures, and what was refused."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,23 +19,37 @@ def describe(model: LoadedModel) -> dict:
     m = model.manifest
     if m is None:
         return {"dim": model.backend.dim, "version": model.version}
-    return {"version": model.version, "dim": m.dim, "baseline": m.baseline, "method": m.method, "rank": m.rank, "quantization": m.quantization,
-            "max_seq_length": m.max_seq_length, "params": m.params.model_dump(), "bytes": m.bytes.model_dump(),
-            "prompts": m.prompts, "default_prompt_name": m.default_prompt_name,
-            "quality": m.quality.model_dump(),
-            "graph": m.graph or None,  # serving rewrites: fused attention, padding removed (or why not)
-            "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
-            "resident_bytes": model.resident_bytes,
-            # fidelity on this host's CPU beside the figure measured where the model was built
-            "host_fidelity": dataclasses.asdict(model.host_fidelity) if model.host_fidelity else None,
-            "built_on": m.machine or None}
+    return {
+        "version": model.version,
+        "dim": m.dim,
+        "baseline": m.baseline,
+        "method": m.method,
+        "rank": m.rank,
+        "quantization": m.quantization,
+        "max_seq_length": m.max_seq_length,
+        "params": m.params.model_dump(),
+        "bytes": m.bytes.model_dump(),
+        "prompts": m.prompts,
+        "default_prompt_name": m.default_prompt_name,
+        "quality": m.quality.model_dump(),
+        "graph": m.graph or None,  # serving rewrites: fused attention, padding removed (or why not)
+        "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
+        "resident_bytes": model.resident_bytes,
+        # fidelity on this host's CPU beside the figure measured where the model was built
+        "host_fidelity": dataclasses.asdict(model.host_fidelity) if model.host_fidelity else None,
+        "built_on": m.machine or None,
+    }
 
 
 @router.get("/models", responses=error_responses(401))
 async def models(svc: AppState = Depends(state)) -> dict:
-    return {"default": svc.registry.default_model, "ready": svc.registry.ready, "host": cpu_info(),
-            "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},
-            "failed": svc.registry.failed,
-            # a reload that kept a model's serving version says why (the fidelity gate, or a failed load)
-            "refused_updates": svc.registry.refused_updates,
-            "canary": {r.name: {"candidate": r.candidate, "share": r.share} for r in svc.embedder.canary.values()}}
+    return {
+        "default": svc.registry.default_model,
+        "ready": svc.registry.ready,
+        "host": cpu_info(),
+        "models": {name: describe(m) for name, m in sorted(svc.registry.models.items())},
+        "failed": svc.registry.failed,
+        # a reload that kept a model's serving version says why (the fidelity gate, or a failed load)
+        "refused_updates": svc.registry.refused_updates,
+        "canary": {r.name: {"candidate": r.candidate, "share": r.share} for r in svc.embedder.canary.values()},
+    }

@@ -1,4 +1,5 @@
 """POST /v1/embeddings and GET /v1/models — the OpenAI embeddings API, so the official client works unchanged."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -28,24 +29,36 @@ def _split_input(raw, svc: AppState) -> tuple[list[str] | None, list[list[int]] 
 
 
 @router.post("/embeddings", response_model=OpenAIEmbeddingResponse, responses=INFERENCE_ERRORS)
-async def embeddings(body: OpenAIEmbeddingRequest, request: Request, response: Response,
-                     svc: AppState = Depends(state)) -> dict:
+async def embeddings(
+    body: OpenAIEmbeddingRequest, request: Request, response: Response, svc: AppState = Depends(state)
+) -> dict:
     request.state.model = svc.registry.metric_label(body.model)
     texts, ids = _split_input(body.input, svc)
-    result = await svc.embedder.embed(body.model, texts, True, token_ids=ids, receive=request.receive,
-                                      prompt_name=body.prompt_name)
+    result = await svc.embedder.embed(
+        body.model, texts, True, token_ids=ids, receive=request.receive, prompt_name=body.prompt_name
+    )
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result, True, body.dimensions)
-    data = [{"object": "embedding", "index": i, "embedding": e}
-            for i, e in enumerate(encode_vectors(vectors, body.encoding_format))]
-    return {"object": "list", "data": data, "model": result.model.name,
-            "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}}
+    data = [
+        {"object": "embedding", "index": i, "embedding": e}
+        for i, e in enumerate(encode_vectors(vectors, body.encoding_format))
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": result.model.name,
+        "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
+    }
 
 
 @router.get("/models", responses=error_responses(401))
 async def list_models(svc: AppState = Depends(state)) -> dict:
     from .models import describe
 
-    return {"object": "list",
-            "data": [{"id": name, "object": "model", "owned_by": "compressed-embeddings", **describe(m)}
-                     for name, m in sorted(svc.registry.models.items())]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "owned_by": "compressed-embeddings", **describe(m)}
+            for name, m in sorted(svc.registry.models.items())
+        ],
+    }

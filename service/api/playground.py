@@ -1,6 +1,7 @@
 """GET / — the playground page (service/static/: plain HTML, CSS and JavaScript, no build step). The
 page is public like /healthz; what it shows comes from /models, /metrics and /embed, which keep
 their own API-key check (the page asks for the key when the service needs one)."""
+
 from __future__ import annotations
 
 from pathlib import Path

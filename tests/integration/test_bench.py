@@ -1,5 +1,6 @@
 """`python -m bench --quick` end to end on tiny models: every section measured, the report's
 schema, readable plots. No timing is asserted; targets live in the report, not here."""
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,45 @@ pytestmark = pytest.mark.slow
 def run(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     sweep = out / "sweep.json"
-    sweep.write_text(json.dumps([{"source": "sweep", "method": "svd", "rank": 8, "embedding_bytes": 5000,
-                                  "stsb_spearman": 10.0, "fidelity_mean": 0.5}]))
-    rc = main(["--quick", "--models-dir", str(tiny_models), "--models", "tiny", "tiny-int8", "tiny-fact",
-               "--compressed", "tiny-fact", "--baseline", "tiny", "--int8", "tiny-int8",
-               "--st-model", str(tiny_model_dir),
-               "--sentences", str(tiny_data_dir / "stsbenchmark" / "sts-test.csv"), "--sweep", str(sweep),
-               "--out", str(out / "run")])
+    sweep.write_text(
+        json.dumps(
+            [
+                {
+                    "source": "sweep",
+                    "method": "svd",
+                    "rank": 8,
+                    "embedding_bytes": 5000,
+                    "stsb_spearman": 10.0,
+                    "fidelity_mean": 0.5,
+                }
+            ]
+        )
+    )
+    rc = main(
+        [
+            "--quick",
+            "--models-dir",
+            str(tiny_models),
+            "--models",
+            "tiny",
+            "tiny-int8",
+            "tiny-fact",
+            "--compressed",
+            "tiny-fact",
+            "--baseline",
+            "tiny",
+            "--int8",
+            "tiny-int8",
+            "--st-model",
+            str(tiny_model_dir),
+            "--sentences",
+            str(tiny_data_dir / "stsbenchmark" / "sts-test.csv"),
+            "--sweep",
+            str(sweep),
+            "--out",
+            str(out / "run"),
+        ]
+    )
     assert rc == 0
     return out / "run"
 
@@ -30,8 +63,9 @@ def run(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path_factory):
 def test_results_json_has_every_section_for_every_contender(run):
     r = json.loads((run / "results.json").read_text())
     names = ["tiny", "tiny-int8", "tiny-fact", "sentence-transformers"]
-    assert {"machine", "versions", "config", "static", "memory", "in_process", "http", "service_rss",
-            "targets"} <= set(r)
+    assert {"machine", "versions", "config", "static", "memory", "in_process", "http", "service_rss", "targets"} <= set(
+        r
+    )
     assert r["machine"]["cpus"] >= 1 and "onnxruntime" in r["versions"]
     assert r["server_settings"]["workers"] >= 1 and r["server_settings"]["gil_switch_ms"] > 0
     assert list(r["static"]) == names and r["static"]["tiny-fact"]["file_bytes"] > 0

@@ -1,5 +1,6 @@
 """The real all-MiniLM-L6-v2 as a user who has only its fp32 ONNX export would bring it: imported from the
 graph, checked against it, compressed in one command with a short recovery, and served beside its baseline."""
+
 import shutil
 
 import numpy as np
@@ -29,9 +30,28 @@ def built(tmp_path_factory):
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(train_sentences(SHARED_DATA)[:3000]) + "\n")
     out = root / "out"
-    rc = main(["compress", "--model", str(repo), "--out", str(out), "--corpus", str(corpus),
-               "--data-dir", str(root / "no-data"), "--steps", "8", "--batch-size", "32", "--num-sentences", "256",
-               "--metric-sentences", "64", "--no-progress"])
+    rc = main(
+        [
+            "compress",
+            "--model",
+            str(repo),
+            "--out",
+            str(out),
+            "--corpus",
+            str(corpus),
+            "--data-dir",
+            str(root / "no-data"),
+            "--steps",
+            "8",
+            "--batch-size",
+            "32",
+            "--num-sentences",
+            "256",
+            "--metric-sentences",
+            "64",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     return out
 

@@ -1,6 +1,7 @@
 """The peer benchmark's --quick mode on the tiny models, so the harness cannot rot: it builds the
 peers' own environments (sentence-transformers' ONNX backend, fastembed), runs every contender in its
 own process through the same runner, and reports throughput, STS-B and fidelity for each."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,25 @@ pytestmark = pytest.mark.slow
 
 def test_quick_mode_measures_ours_and_the_peers(tiny_models, tiny_model_dir, tiny_data_dir, tmp_path):
     out = tmp_path / "peers"
-    rc = main(["--quick", "--models-dir", str(tiny_models), "--compressed", "tiny-fact", "--int8", "tiny-int8",
-               "--baseline", "tiny", "--source", str(tiny_model_dir), "--data-dir", str(tiny_data_dir),
-               "--out", str(out)])
+    rc = main(
+        [
+            "--quick",
+            "--models-dir",
+            str(tiny_models),
+            "--compressed",
+            "tiny-fact",
+            "--int8",
+            "tiny-int8",
+            "--baseline",
+            "tiny",
+            "--source",
+            str(tiny_model_dir),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     r = json.loads((out / "results.json").read_text())
     assert set(r["results"]) == {"tiny-fact", "tiny-int8", "tiny", "st-onnx-fp32", "st-onnx-int8", "fastembed"}
@@ -47,8 +64,15 @@ def test_a_contender_that_fails_to_load_stops_the_run_with_its_reason(tmp_path):
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(["a sentence"]))
     with pytest.raises(SystemExit, match="peer broken failed: .*no-such-model"):
-        measure([(Peer("broken", "ours", None, "broken"), tmp_path / "no-such-model")], tmp_path / "work", texts,
-                tmp_path, tmp_path, rounds=1, seconds=0.1)
+        measure(
+            [(Peer("broken", "ours", None, "broken"), tmp_path / "no-such-model")],
+            tmp_path / "work",
+            texts,
+            tmp_path,
+            tmp_path,
+            rounds=1,
+            seconds=0.1,
+        )
 
 
 @pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
@@ -56,9 +80,29 @@ def test_avx2_mode_runs_the_peers_on_avx2_kernels(tiny_models, tiny_model_dir, t
     """--cpu avx2: every contender's process sees no AVX-512, so sentence-transformers' int8 export is
     made with its avx2 config, and the report says what was hidden."""
     out = tmp_path / "peers"
-    rc = main(["--quick", "--cpu", "avx2", "--only", "st-onnx-int8", "--models-dir", str(tiny_models),
-               "--compressed", "tiny-fact", "--int8", "tiny-int8", "--baseline", "tiny",
-               "--source", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    rc = main(
+        [
+            "--quick",
+            "--cpu",
+            "avx2",
+            "--only",
+            "st-onnx-int8",
+            "--models-dir",
+            str(tiny_models),
+            "--compressed",
+            "tiny-fact",
+            "--int8",
+            "tiny-int8",
+            "--baseline",
+            "tiny",
+            "--source",
+            str(tiny_model_dir),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     r = json.loads((out / "results.json").read_text())
     assert set(r["results"]) == {"tiny", "st-onnx-int8"}

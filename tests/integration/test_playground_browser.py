@@ -4,6 +4,7 @@ form, checks every cosine the page shows against /embed, waits for live latency 
 a screenshot under the test's temporary directory.
 
 Skipped where Chromium is not installed, except when EMBED_REQUIRE_BROWSER=1 (CI installs it)."""
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,18 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     # headless as root on a closed network: no sandbox, and none of Chromium's own background traffic
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-                "--window-size=1400,1200"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--window-size=1400,1200",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -72,7 +82,8 @@ def test_the_page_shows_the_models_and_compares_them_on_the_users_texts(browser,
     ratio = float(cell_of("ratio").get_attribute("data-ratio"))
     assert ratio == pytest.approx(models["tiny"]["bytes"]["file"] / models["tiny-fact"]["bytes"]["file"])
     assert float(cell_of("host-mean").get_attribute("data-host-mean")) == pytest.approx(
-        models["tiny-fact"]["host_fidelity"]["mean"])
+        models["tiny-fact"]["host_fidelity"]["mean"]
+    )
     # What a person compares (size, ratio, fidelity here and offline) is on screen at 1280 px; the recipe
     # string comes last, whole in its tooltip.
     browser.set_window_size(1280, 1000)
@@ -90,7 +101,9 @@ def test_the_page_shows_the_models_and_compares_them_on_the_users_texts(browser,
 
     for name in ("tiny", "tiny-fact"):
         card = browser.find_element(By.ID, f"result-{name}")
-        vectors = np.asarray(httpx.post(server.url + "/embed", json={"inputs": TEXTS, "model": name}).json()["embeddings"])
+        vectors = np.asarray(
+            httpx.post(server.url + "/embed", json={"inputs": TEXTS, "model": name}).json()["embeddings"]
+        )
         expected = vectors @ vectors.T
         cells = card.find_elements(By.CSS_SELECTOR, "td[data-value]")
         assert len(cells) == len(TEXTS) ** 2
@@ -104,8 +117,15 @@ def test_the_page_shows_the_models_and_compares_them_on_the_users_texts(browser,
     assert 0 < diff < 0.5
 
     # the page's own requests are live traffic: its latency table fills from /metrics
-    live = _wait(browser, lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#live tbody tr[data-model]")
-                                     if r.find_elements(By.CSS_SELECTOR, "td[data-p99]")] or None)
+    live = _wait(
+        browser,
+        lambda d: [
+            r
+            for r in d.find_elements(By.CSS_SELECTOR, "#live tbody tr[data-model]")
+            if r.find_elements(By.CSS_SELECTOR, "td[data-p99]")
+        ]
+        or None,
+    )
     p50 = float(live[0].find_element(By.CSS_SELECTOR, "td[data-p50]").get_attribute("data-p50"))
     p99 = float(live[0].find_element(By.CSS_SELECTOR, "td[data-p99]").get_attribute("data-p99"))
     assert 0 < p50 <= p99 < 10
@@ -118,8 +138,10 @@ def test_the_page_reports_a_missing_api_key(browser, served_models):
 
     with Server(served_models, EMBED_DEFAULT_MODEL="tiny-fact", EMBED_API_KEY="k", EMBED_LOG_LEVEL="warning") as s:
         browser.get(s.url + "/")
-        error = _wait(browser, lambda d: d.find_element(By.ID, "models-error").is_displayed()
-                      and d.find_element(By.ID, "models-error"))
+        error = _wait(
+            browser,
+            lambda d: d.find_element(By.ID, "models-error").is_displayed() and d.find_element(By.ID, "models-error"),
+        )
         assert "API key" in error.text
         key = browser.find_element(By.ID, "api-key")
         key.send_keys("k")

@@ -7,6 +7,7 @@ rewritten to the loopback port), drives mixed traffic at both models, and
 evaluates every PromQL expression of the Grafana dashboard through Prometheus'
 HTTP API: each must parse and return data.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,14 @@ from tests.onnx_tiny import make_served
 
 pytestmark = pytest.mark.slow
 
-SENTENCES = ["the movie was good", "a dog runs in the city", "what is the capital of france",
-             "the food was terrible", "who wrote the book", "a man is playing a guitar"]
+SENTENCES = [
+    "the movie was good",
+    "a dog runs in the city",
+    "what is the capital of france",
+    "the food was terrible",
+    "who wrote the book",
+    "a man is playing a guitar",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +44,14 @@ def models_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(models_root):
-    env = {**df.runtime_env(), "EMBED_HOST": "127.0.0.1", "EMBED_DEFAULT_MODEL": "tiny-fact",
-           "EMBED_SHADOW_RATE": "1.0", "EMBED_LOG_LEVEL": "warning", "EMBED_CANARY": "tiny=tiny-fact:0.3"}
+    env = {
+        **df.runtime_env(),
+        "EMBED_HOST": "127.0.0.1",
+        "EMBED_DEFAULT_MODEL": "tiny-fact",
+        "EMBED_SHADOW_RATE": "1.0",
+        "EMBED_LOG_LEVEL": "warning",
+        "EMBED_CANARY": "tiny=tiny-fact:0.3",
+    }
     env.pop("EMBED_MODELS_DIR"), env.pop("EMBED_PORT")
     command = df.runtime_command()
     command[0] = sys.executable if command[0] == "python" else command[0]
@@ -57,9 +70,16 @@ def prometheus(service, tmp_path_factory):
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copy(df.DEPLOY / "prometheus" / "rules.yml", root / "rules.yml")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60

@@ -1,5 +1,6 @@
 """The real all-MiniLM-L6-v2: baseline export equals sentence-transformers; the default recipe with a short
 recovery builds and meets the size targets."""
+
 import numpy as np
 import pytest
 
@@ -19,10 +20,23 @@ name = "minilm-l6"
 [[variant]]
 name = "minilm-l6-short"
 baseline = "minilm-l6"
-factorize = { method = "pq", metric = "sensitivity", metric_sentences = 64, rank = 348, subspaces = 87, codebook_size = 256, alpha = 0.75 }
 recover = { steps = 8, batch_size = 32, num_sentences = 512, anchor = 0.1 }
-quantize = { factors_int8 = true, positions_fp16 = true, encoder_int8 = true, smooth_alpha = 0.9, smooth_shared_qkv = true, decode_int8 = true }
 graph = { fuse_attention = true, remove_padding = true }
+[variant.factorize]
+method = "pq"
+metric = "sensitivity"
+metric_sentences = 64
+rank = 348
+subspaces = 87
+codebook_size = 256
+alpha = 0.75
+[variant.quantize]
+factors_int8 = true
+positions_fp16 = true
+encoder_int8 = true
+smooth_alpha = 0.9
+smooth_shared_qkv = true
+decode_int8 = true
 
 [[variant]]
 name = "minilm-l6-served"
@@ -37,8 +51,21 @@ def built(tmp_path_factory):
         pytest.skip("../shared/data is not present")
     out = tmp_path_factory.mktemp("real")
     (out / "recipes.toml").write_text(RECIPES)
-    assert main(["build", "--recipes", str(out / "recipes.toml"), "--out", str(out), "--no-progress",
-                 "--data-dir", str(SHARED_DATA)]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--recipes",
+                str(out / "recipes.toml"),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--data-dir",
+                str(SHARED_DATA),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -48,7 +75,8 @@ def test_baseline_onnx_matches_sentence_transformers(built):
     sts = read_sts(SHARED_DATA, "test")
     texts = sts.s1[:48] + sts.s2[:16] + ["", "a", "x " * 400]  # empty, tiny, and over-length inputs
     reference = SentenceTransformer(str(default_model_dir()), device="cpu").encode(
-        texts, normalize_embeddings=True, batch_size=16)
+        texts, normalize_embeddings=True, batch_size=16
+    )
     ours = OnnxEncoder(built / "minilm-l6", max_length=256).encode(texts, batch_size=16)
     cos = (reference * ours).sum(1)
     assert cos.min() >= 0.9999, f"worst cosine {cos.min():.6f} at {texts[int(cos.argmin())][:40]!r}"

@@ -3,6 +3,7 @@ fidelity gate) and removes one while clients keep sending mixed requests; every 
 vector of the version its header names, or a 404 for a model not (or no longer) served — never a
 5xx or a lost request. A second reload under load meets a half-copied and a scrambled replacement:
 both are refused and the serving versions keep answering. Then SIGHUP reloads the same way."""
+
 from __future__ import annotations
 
 import shutil
@@ -37,8 +38,9 @@ def _load(url: str, stop: threading.Event, models: list[str], out: list, seed: i
                 r = client.post(url + "/embed", json={"inputs": [text], "model": model})
                 vec = r.json()["embeddings"][0] if r.status_code == 200 else None
             else:
-                r = client.post(url + "/v1/embeddings", json={"input": text, "model": model,
-                                                                "encoding_format": "float"})
+                r = client.post(
+                    url + "/v1/embeddings", json={"input": text, "model": model, "encoding_format": "float"}
+                )
                 vec = r.json()["data"][0]["embedding"] if r.status_code == 200 else None
             out.append((time.monotonic(), model, text, r.status_code, r.headers.get("x-model-version"), vec))
 
@@ -73,8 +75,10 @@ def test_reload_under_load_adds_replaces_and_removes_without_a_wrong_answer(root
 
     with Server(root, EMBED_DEFAULT_MODEL="keep", EMBED_LOG_LEVEL="warning") as s:
         stop, answers = threading.Event(), []
-        clients = [threading.Thread(target=_load, args=(s.url, stop, ["keep", "swap", "gone", "new"], answers, i))
-                   for i in range(6)]
+        clients = [
+            threading.Thread(target=_load, args=(s.url, stop, ["keep", "swap", "gone", "new"], answers, i))
+            for i in range(6)
+        ]
         for t in clients:
             t.start()
         time.sleep(1.0)
@@ -104,8 +108,9 @@ def test_reload_under_load_adds_replaces_and_removes_without_a_wrong_answer(root
         # under the same load: a half-copied replacement of `keep` and a scrambled one of `swap` are
         # refused, and both keep answering with the versions they had
         stop, answers = threading.Event(), []
-        clients = [threading.Thread(target=_load, args=(s.url, stop, ["keep", "swap"], answers, 10 + i))
-                   for i in range(4)]
+        clients = [
+            threading.Thread(target=_load, args=(s.url, stop, ["keep", "swap"], answers, 10 + i)) for i in range(4)
+        ]
         for t in clients:
             t.start()
         time.sleep(0.5)

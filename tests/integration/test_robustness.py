@@ -1,6 +1,7 @@
 """Reliability and security on a real server (tiny models): hostile input, concurrency,
 overload, faults at start, a short soak, schema fuzzing. `make stress` runs the same
 functions (bench/stress.py) at full size on the real models."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,14 @@ def test_concurrent_clients_each_get_their_own_answers(server, refs):
 
 
 def test_burst_sheds_at_once_and_loses_nothing(models, tmp_path):
-    with Server(models, EMBED_DEFAULT_MODEL="tiny-fact", EMBED_QUEUE_SIZE="8", EMBED_MAX_WAIT_MS="20",
-                EMBED_THREADS="1", EMBED_LOG_LEVEL="warning") as s:
+    with Server(
+        models,
+        EMBED_DEFAULT_MODEL="tiny-fact",
+        EMBED_QUEUE_SIZE="8",
+        EMBED_MAX_WAIT_MS="20",
+        EMBED_THREADS="1",
+        EMBED_LOG_LEVEL="warning",
+    ) as s:
         texts = overload.distinct_texts(60, seed=1)
         refs = {m: overload.Reference(s.url, m, texts) for m in MODELS}
         r = asyncio.run(overload.burst(s.url, MODELS, refs, clients=120, requests_per_client=3, steady_s=1.0))

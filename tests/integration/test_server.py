@@ -1,5 +1,6 @@
 """A real uvicorn process on loopback serving torch-free model directories (tests/onnx_tiny.py): a baseline,
 its compressed variant and a corrupt copy."""
+
 from __future__ import annotations
 
 import base64
@@ -71,12 +72,14 @@ def test_openai_client(server):
 
     client = OpenAI(base_url=server.url + "/v1", api_key="unused")
     one = client.embeddings.create(model="tiny-fact", input="the plot was boring")  # base64 by default
-    floats = client.embeddings.create(model="tiny-fact", input=["the plot was boring", "great actors"],
-                                      encoding_format="float")
+    floats = client.embeddings.create(
+        model="tiny-fact", input=["the plot was boring", "great actors"], encoding_format="float"
+    )
     assert len(one.data) == 1 and len(floats.data) == 2 and [d.index for d in floats.data] == [0, 1]
     # Dynamic int8 picks activation ranges per batch, so batch-mates move a vector by ~1e-5.
-    np.testing.assert_allclose(np.asarray(one.data[0].embedding, np.float32),
-                               np.asarray(floats.data[0].embedding, np.float32), atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(one.data[0].embedding, np.float32), np.asarray(floats.data[0].embedding, np.float32), atol=1e-3
+    )
     assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
     assert floats.model == "tiny-fact"
     short = client.embeddings.create(model="tiny", input="great actors", dimensions=16, encoding_format="float")
@@ -93,11 +96,16 @@ def test_concurrent_requests_get_their_own_answers(server):
     for model, atol in (("tiny", 1e-5), ("tiny-fact", 2e-3)):
         # fp32 must match to rounding; dynamic int8 picks activation ranges per batch, so batch-mates
         # move a compressed model's vector slightly (and every answer must still be its own text's).
-        alone = {t: np.asarray(post(server, "/embed", {"inputs": t, "model": model}).json()["embeddings"][0])
-                 for t in texts}
+        alone = {
+            t: np.asarray(post(server, "/embed", {"inputs": t, "model": model}).json()["embeddings"][0]) for t in texts
+        }
         with ThreadPoolExecutor(24) as pool:
-            answers = list(pool.map(
-                lambda t: (t, post(server, "/embed", {"inputs": [t, t + " again"], "model": model})), texts * 2))
+            answers = list(
+                pool.map(
+                    lambda t, m=model: (t, post(server, "/embed", {"inputs": [t, t + " again"], "model": m})),
+                    texts * 2,
+                )
+            )
         for text, r in answers:
             assert r.status_code == 200
             got = np.asarray(r.json()["embeddings"][0])
@@ -107,17 +115,24 @@ def test_concurrent_requests_get_their_own_answers(server):
 
 
 def test_zero_shot_classify(server):
-    r = post(server, "/classify", {"inputs": ["the movie was great", "where is the river"],
-                                   "labels": ["movies", "places"], "top_k": 1})
+    r = post(
+        server,
+        "/classify",
+        {"inputs": ["the movie was great", "where is the river"], "labels": ["movies", "places"], "top_k": 1},
+    )
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
     assert len(preds) == 2 and all(len(p["scores"]) == 1 and 0 <= p["score"] <= 1 for p in preds)
     full = post(server, "/classify", {"inputs": "a dog", "labels": ["animals", "music", "cities"]}).json()
     assert abs(sum(s["score"] for s in full["predictions"][0]["scores"]) - 1) < 1e-5
-    for body, status in [({"inputs": "x", "labels": ["one"]}, 422), ({"inputs": "x", "labels": ["a", " "]}, 422),
-                         ({"inputs": "x", "labels": ["a", "b"], "head": "sentiment"}, 422),
-                         ({"inputs": "x", "labels": ["a", "a"]}, 422),
-                         ({"inputs": "x", "head": "weather"}, 404), ({"inputs": [], "head": "sentiment"}, 422)]:
+    for body, status in [
+        ({"inputs": "x", "labels": ["one"]}, 422),
+        ({"inputs": "x", "labels": ["a", " "]}, 422),
+        ({"inputs": "x", "labels": ["a", "b"], "head": "sentiment"}, 422),
+        ({"inputs": "x", "labels": ["a", "a"]}, 422),
+        ({"inputs": "x", "head": "weather"}, 404),
+        ({"inputs": [], "head": "sentiment"}, 422),
+    ]:
         r = post(server, "/classify", body)
         assert r.status_code == status and "error" in r.json(), (body, r.text)
 
@@ -141,7 +156,13 @@ def test_trained_head_equals_head_applied_in_process(server, models_with_corrupt
     assert default["head"] in {"question-type", "sentiment"} and len(default["predictions"][0]["scores"]) == 1
     qt = post(server, "/classify", {"inputs": "who is the man", "head": "question-type", "model": "tiny"}).json()
     assert {s["label"] for s in qt["predictions"][0]["scores"]} == {
-        "abbreviation", "description", "entity", "human", "location", "numeric"}
+        "abbreviation",
+        "description",
+        "entity",
+        "human",
+        "location",
+        "numeric",
+    }
     models = httpx.get(server.url + "/models").json()["models"]
     assert models["tiny-fact"]["heads"]["sentiment"]["labels"] == ["negative", "positive"]
 
@@ -150,25 +171,27 @@ def test_metrics_carry_every_series(server):
     post(server, "/embed", {"inputs": ["metrics please"]})
     post(server, "/embed", {"inputs": ["metrics please"], "model": "tiny"})
     text = httpx.get(server.url + "/metrics").text
-    for series in ['embedding_requests_total{endpoint="/embed",model="tiny-fact",status="200"}',
-                   'embedding_request_duration_seconds_bucket{endpoint="/embed",le=',
-                   'embedding_queue_wait_seconds_count{model="tiny"}',
-                   'embedding_tokenization_seconds_count{model="tiny-fact"}',
-                   'embedding_inference_seconds_count{model="tiny-fact"}',
-                   'embedding_batch_size_bucket{le="1.0",model="tiny"}',
-                   'embedding_batch_tokens_count{model="tiny-fact"}',
-                   'embedding_failures_total{model="unknown",type="model_not_found"}',
-                   'embedding_model_parameters{model="tiny-fact",part="embedding"}',
-                   'embedding_model_file_bytes{model="tiny"}',
-                   'embedding_model_embedding_bytes{model="tiny-fact"}',
-                   'embedding_model_compression_ratio{baseline="tiny",model="tiny-fact"}',
-                   'embedding_model_quality{metric="stsb_spearman",model="tiny-fact"}',
-                   'embedding_model_resident_memory_bytes{model="tiny"}',
-                   'embedding_process_resident_memory_bytes',
-                   'embedding_model_loaded{model="broken"} 0.0',
-                   'embedding_queue_depth{model="tiny-fact"}',
-                   'embedding_shadow_fidelity_count{baseline="tiny",model="tiny-fact"}',
-                   'embedding_classify_labels_total{head="sentiment",label=']:
+    for series in [
+        'embedding_requests_total{endpoint="/embed",model="tiny-fact",status="200"}',
+        'embedding_request_duration_seconds_bucket{endpoint="/embed",le=',
+        'embedding_queue_wait_seconds_count{model="tiny"}',
+        'embedding_tokenization_seconds_count{model="tiny-fact"}',
+        'embedding_inference_seconds_count{model="tiny-fact"}',
+        'embedding_batch_size_bucket{le="1.0",model="tiny"}',
+        'embedding_batch_tokens_count{model="tiny-fact"}',
+        'embedding_failures_total{model="unknown",type="model_not_found"}',
+        'embedding_model_parameters{model="tiny-fact",part="embedding"}',
+        'embedding_model_file_bytes{model="tiny"}',
+        'embedding_model_embedding_bytes{model="tiny-fact"}',
+        'embedding_model_compression_ratio{baseline="tiny",model="tiny-fact"}',
+        'embedding_model_quality{metric="stsb_spearman",model="tiny-fact"}',
+        'embedding_model_resident_memory_bytes{model="tiny"}',
+        "embedding_process_resident_memory_bytes",
+        'embedding_model_loaded{model="broken"} 0.0',
+        'embedding_queue_depth{model="tiny-fact"}',
+        'embedding_shadow_fidelity_count{baseline="tiny",model="tiny-fact"}',
+        'embedding_classify_labels_total{head="sentiment",label=',
+    ]:
         assert series in text, series
 
 
@@ -194,6 +217,7 @@ def test_sigterm_finishes_in_flight_requests(served_models):
                 results.append(post(s, "/embed", {"inputs": [f"in flight {i}"] * 8}).status_code)
             except httpx.HTTPError as exc:
                 results.append(repr(exc))
+
         # concurrent requests that may be waiting in the batcher (max wait 1.5 s) when SIGTERM comes,
         # and one that surely is in flight: its body arrives half before the signal, half after
         threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
@@ -201,8 +225,10 @@ def test_sigterm_finishes_in_flight_requests(served_models):
             t.start()
         body = json.dumps({"inputs": ["slow body"] * 4}).encode()
         slow = socket.create_connection(("127.0.0.1", s.port), timeout=30)
-        slow.sendall(b"POST /embed HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        slow.sendall(
+            b"POST /embed HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:10]
+        )
         time.sleep(0.5)
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)

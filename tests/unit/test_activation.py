@@ -1,5 +1,6 @@
 """compression/encoder/activation.py: the exact GELU swapped for its tanh approximation, which onnxruntime
 serves as one FastGelu kernel even in the smoothed, rewritten int8 graph."""
+
 import collections
 import copy
 
@@ -38,7 +39,10 @@ def test_each_layers_gelu_is_swapped_and_close(src):
     assert tanh_gelu(bert) == src.bert.config.num_hidden_layers
     assert tanh_gelu(bert) == 0  # nothing exact is left
     x = torch.linspace(-6, 6, 2001)
-    exact, approx = src.bert.encoder.layer[0].intermediate.intermediate_act_fn(x), bert.encoder.layer[0].intermediate.intermediate_act_fn(x)
+    exact, approx = (
+        src.bert.encoder.layer[0].intermediate.intermediate_act_fn(x),
+        bert.encoder.layer[0].intermediate.intermediate_act_fn(x),
+    )
     gap = float((exact - approx).abs().max())
     assert 1e-5 < gap < 5e-4  # a different function, within the approximation's known bound
 
@@ -60,8 +64,9 @@ def test_served_int8_graph_runs_fastgelu_and_matches_torch(src, tmp_path):
     fp32, served = tmp_path / "fp32.onnx", tmp_path / "served.onnx"
     export_onnx(enc, fp32, src.vocab_size)
     assert max(r.max_abs_diff for r in check_parity(enc, fp32, src.vocab_size, src.max_seq_length)) < 1e-5
-    rewrite(fp32, GraphConfig(fuse_attention=True, remove_padding=True, tanh_gelu=True),
-            src.bert.config.num_attention_heads)
+    rewrite(
+        fp32, GraphConfig(fuse_attention=True, remove_padding=True, tanh_gelu=True), src.bert.config.num_attention_heads
+    )
     check_parity(enc, fp32, src.vocab_size, src.max_seq_length)
     apply(QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=True, reduce_range=True), fp32, served)
     ops = _served_ops(served, tmp_path)

@@ -1,5 +1,6 @@
 """Faults inside the service, in-process on the model-free backend: an inference exception
 costs its batch a 503 in the error shape and nothing else; odd bodies never reach a 500."""
+
 from __future__ import annotations
 
 import threading
@@ -55,14 +56,17 @@ def test_inference_exception_is_a_503_for_that_batch_only(client):
     assert 'embedding_failures_total{model="fixed",type="inference_failed"} 1.0' in metrics
 
 
-@pytest.mark.parametrize("raw", [
-    b"[" * 100_000 + b"]" * 100_000,
-    b'{"inputs": ' + b"[" * 3000 + b"]" * 3000 + b"}",
-    b'{"inputs": "\xff\xfe"}',
-    b"",
-    b"null",
-    b'"just a string"',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"inputs": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"inputs": "\xff\xfe"}',
+        b"",
+        b"null",
+        b'"just a string"',
+    ],
+)
 def test_odd_bodies_get_a_4xx_in_the_error_shape(client, raw):
     r = client.post("/embed", content=raw, headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])

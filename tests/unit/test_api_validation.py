@@ -1,6 +1,7 @@
 """Validation and auth need no real server: the in-process test client on torch-free model
 directories (tests/onnx_tiny.py) plus a corrupt copy. Every client mistake gets the one error shape
 and its own status; the real server's behaviour under load is in tests/integration/."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,23 +16,28 @@ LIMITS = dict(max_inputs=16, max_chars=2000, max_body_bytes=60000)
 
 @pytest.fixture(scope="module")
 def client(models_with_corrupt):
-    with TestClient(create_app(Settings(models_dir=models_with_corrupt, default_model="tiny-fact", max_wait_ms=0, **LIMITS))) as c:
+    with TestClient(
+        create_app(Settings(models_dir=models_with_corrupt, default_model="tiny-fact", max_wait_ms=0, **LIMITS))
+    ) as c:
         yield loaded(c)
 
 
-@pytest.mark.parametrize("body,status,fragment", [
-    ({"inputs": []}, 422, "non-empty list"),
-    ({"inputs": ""}, 422, "input 0 is empty"),
-    ({"inputs": ["ok", 3]}, 422, "inputs"),
-    ({"inputs": ["x"] * 17}, 422, "limit of 16"),
-    ({"inputs": "y" * 2001}, 422, "limit of 2000"),
-    ({"inputs": "hi", "model": "nope"}, 404, "not served"),
-    ({"inputs": "hi", "model": "broken"}, 404, "failed to load"),
-    ({"inputs": "good " * 100, "truncate": False}, 413, "limit of 48"),
-    ({"input": "wrong field"}, 422, "inputs"),
-    ({"inputs": "hi", "encoding_format": "hex"}, 422, "encoding_format"),
-    ({"inputs": "hi", "normalize": "maybe"}, 422, "normalize"),
-])
+@pytest.mark.parametrize(
+    "body,status,fragment",
+    [
+        ({"inputs": []}, 422, "non-empty list"),
+        ({"inputs": ""}, 422, "input 0 is empty"),
+        ({"inputs": ["ok", 3]}, 422, "inputs"),
+        ({"inputs": ["x"] * 17}, 422, "limit of 16"),
+        ({"inputs": "y" * 2001}, 422, "limit of 2000"),
+        ({"inputs": "hi", "model": "nope"}, 404, "not served"),
+        ({"inputs": "hi", "model": "broken"}, 404, "failed to load"),
+        ({"inputs": "good " * 100, "truncate": False}, 413, "limit of 48"),
+        ({"input": "wrong field"}, 422, "inputs"),
+        ({"inputs": "hi", "encoding_format": "hex"}, 422, "encoding_format"),
+        ({"inputs": "hi", "normalize": "maybe"}, 422, "normalize"),
+    ],
+)
 def test_bad_input_gets_one_error_shape(client, body, status, fragment):
     r = client.post("/embed", json=body)
     assert r.status_code == status, r.text

@@ -1,4 +1,5 @@
 """Rare-token augmentation of the distillation corpus."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """The dynamic batcher on the model-free FixedBackend: order, caps, backpressure, shutdown."""
+
 import asyncio
 import time
 
@@ -87,8 +88,9 @@ def test_backend_failure_reaches_every_waiting_request():
     async def main():
         b = Batcher(backend, max_batch_size=8, max_batch_tokens=1000, max_wait_s=0.01, queue_size=100)
         b.start()
-        results = await asyncio.gather(*(b.submit(backend.tokenize([f"t{i}"], True)) for i in range(5)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(b.submit(backend.tokenize([f"t{i}"], True)) for i in range(5)), return_exceptions=True
+        )
         await b.close()
         return results
 
@@ -106,8 +108,9 @@ def test_lone_request_does_not_wait_but_concurrent_ones_are_coalesced():
         await asyncio.wait_for(b.submit(backend.tokenize(["alone"], True)), timeout=1.5)
         assert len(backend.batches) == 1
         # Two requests queued together are evidence of concurrency: they are served in one batch.
-        await asyncio.wait_for(asyncio.gather(*(b.submit(backend.tokenize([f"t{i}"], True)) for i in range(2))),
-                               timeout=15)
+        await asyncio.wait_for(
+            asyncio.gather(*(b.submit(backend.tokenize([f"t{i}"], True)) for i in range(2))), timeout=15
+        )
         await b.close()
 
     run(main())
@@ -117,6 +120,7 @@ def test_lone_request_does_not_wait_but_concurrent_ones_are_coalesced():
 def test_next_batch_starts_while_the_event_loop_is_busy():
     """The inference thread takes the next batch itself: a busy event loop (HTTP under load) must
     not leave onnxruntime idle between batches."""
+
     class Slow(Recording):
         def __init__(self):
             super().__init__()
@@ -196,8 +200,9 @@ def test_workers_run_batches_side_by_side_and_every_answer_is_its_own(workers):
     backend = Overlapping()
 
     async def main():
-        b = Batcher(backend, max_batch_size=4, max_batch_tokens=10_000, max_wait_s=0.001, queue_size=1000,
-                    workers=workers)
+        b = Batcher(
+            backend, max_batch_size=4, max_batch_tokens=10_000, max_wait_s=0.001, queue_size=1000, workers=workers
+        )
         b.start()
         texts = [[f"w{i} " * (1 + i % 9), f"q{i}"] for i in range(60)]
         results = await asyncio.gather(*(b.submit(backend.tokenize(t, True)) for t in texts))

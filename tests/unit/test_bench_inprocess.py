@@ -1,4 +1,5 @@
 """In-process sampling: contenders' turns alternate, and each turn goes on through the pool."""
+
 from __future__ import annotations
 
 from bench.inprocess import interleaved
@@ -10,6 +11,7 @@ def test_turns_alternate_and_continue_through_the_pool():
     def encoder(name: str):
         def encode(texts: list[str]) -> None:
             calls.append((name, texts[0]))
+
         return encode
 
     pool = [f"t{i}" for i in range(1000)]

@@ -1,4 +1,5 @@
 """bench.ops: onnxruntime's profile of a model summed by operator and by kind of work."""
+
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,13 @@ def test_a_routed_graph_s_if_is_not_counted_beside_its_body(tmp_path: Path):
     model_dir = make_model_dir(tmp_path / "routed")
     model = onnx.load(str(model_dir / contract.MODEL_FILE))
     g = model.graph
-    route = [helper.make_node("ReduceMin", [contract.ATTENTION_MASK], ["min"], keepdims=0),
-             helper.make_node("Cast", ["min"], ["dense"], to=onnx.TensorProto.BOOL),
-             helper.make_node("If", ["dense"], [o.name for o in g.output],
-                              then_branch=as_branch(g, "a/"), else_branch=as_branch(g, "b/"))]
+    route = [
+        helper.make_node("ReduceMin", [contract.ATTENTION_MASK], ["min"], keepdims=0),
+        helper.make_node("Cast", ["min"], ["dense"], to=onnx.TensorProto.BOOL),
+        helper.make_node(
+            "If", ["dense"], [o.name for o in g.output], then_branch=as_branch(g, "a/"), else_branch=as_branch(g, "b/")
+        ),
+    ]
     routed = helper.make_graph(route, g.name, list(g.input), list(g.output), list(g.initializer))
     onnx.save(helper.make_model(routed, opset_imports=list(model.opset_import)), str(model_dir / contract.MODEL_FILE))
     times = op_times(model_dir, [f"word{i} and more words" for i in range(40)], batch=8, threads=1, work=tmp_path)
@@ -41,8 +45,17 @@ def test_a_routed_graph_s_if_is_not_counted_beside_its_body(tmp_path: Path):
 
 
 def test_split_by_kind_of_work():
-    parts = split({"DynamicQuantizeMatMul": 3.0, "MatMulIntegerToFloat": 1.0, "DynamicQuantizeLinear": 0.5,
-                   "MatMul": 2.0, "FusedMatMul": 1.0, "Softmax": 0.25, "SkipLayerNormalization": 0.25})
+    parts = split(
+        {
+            "DynamicQuantizeMatMul": 3.0,
+            "MatMulIntegerToFloat": 1.0,
+            "DynamicQuantizeLinear": 0.5,
+            "MatMul": 2.0,
+            "FusedMatMul": 1.0,
+            "Softmax": 0.25,
+            "SkipLayerNormalization": 0.25,
+        }
+    )
     assert parts == {"int8 products": 4.5, "fp32 products": 3.0, "other": 0.5}
 
 
@@ -72,8 +85,10 @@ def test_wall_table_ratios_are_per_repetition_medians():
 @pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
 def test_avx2_kernels_run_in_a_child_that_names_what_it_hid(tmp_path: Path, capfd):
     make_model_dir(tmp_path / "a")
-    assert main(["--models-dir", str(tmp_path), "--models", "a", "--batches", "4", "--sentences", "16",
-                 "--cpu", "avx2"]) == 0
+    assert (
+        main(["--models-dir", str(tmp_path), "--models", "a", "--batches", "4", "--sentences", "16", "--cpu", "avx2"])
+        == 0
+    )
     out = capfd.readouterr().out
     assert "| a | 4 |" in out
     assert ("hidden from cpuid by bench/cpuid" in out) == bool(set(cpu_info()["features"]) & set(HIDDEN_BY_SHIM))

@@ -1,4 +1,5 @@
 """The test and benchmark harness's Server keeps a chatty server running: its output cannot fill a pipe."""
+
 import signal
 import sys
 

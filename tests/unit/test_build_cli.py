@@ -1,4 +1,5 @@
 """The pipeline end to end on a tiny random BERT: manifests, atomic output, one-line errors."""
+
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from compression.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
+
 def _args(tiny_model_dir, tiny_data_dir, out):
     return ["--model", str(tiny_model_dir), "--data-dir", str(tiny_data_dir), "--out", str(out), "--no-progress"]
 
@@ -28,8 +30,11 @@ def test_every_variant_has_a_complete_directory(built):
     for name in ("tiny", "tiny-int8", "tiny-fact"):
         d = built / name
         files = {p.name for p in d.iterdir()}
-        assert {"manifest.json", "model.onnx", "tokenizer.json", "probe.npz"} <= files <= {
-            "manifest.json", "model.onnx", "tokenizer.json", "probe.npz", "heads"}
+        assert (
+            {"manifest.json", "model.onnx", "tokenizer.json", "probe.npz"}
+            <= files
+            <= {"manifest.json", "model.onnx", "tokenizer.json", "probe.npz", "heads"}
+        )
         m = Manifest.read(d)
         assert m.sha256 == sha256_file(d / "model.onnx")
         assert m.bytes.file == (d / "model.onnx").stat().st_size
@@ -71,7 +76,11 @@ def test_report_lists_every_variant(built, tmp_path):
     assert [r["variant"] for r in rows] == ["tiny", "tiny-fact", "tiny-int8"]
     assert "| tiny-fact |" in (tmp_path / "report.md").read_text()
     graph = {r["variant"]: r["graph"] for r in rows}
-    assert graph == {"tiny": "plain", "tiny-fact": "fused attention, unpadded, dense route, tanh GELU, FFN pruned to 32", "tiny-int8": "plain"}
+    assert graph == {
+        "tiny": "plain",
+        "tiny-fact": "fused attention, unpadded, dense route, tanh GELU, FFN pruned to 32",
+        "tiny-int8": "plain",
+    }
 
 
 def test_failed_build_leaves_nothing(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, capsys):
@@ -88,20 +97,34 @@ def test_failed_build_leaves_nothing(tiny_model_dir, tiny_data_dir, tmp_path, mo
 
 
 def _compress(tiny_model_dir, tiny_data_dir, out, *extra):
-    return main(["compress", "--name", "x", "--target-ratio", "3", "--no-heads", *extra,
-                 *_args(tiny_model_dir, tiny_data_dir, out)])
+    return main(
+        [
+            "compress",
+            "--name",
+            "x",
+            "--target-ratio",
+            "3",
+            "--no-heads",
+            *extra,
+            *_args(tiny_model_dir, tiny_data_dir, out),
+        ]
+    )
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--method", "svd", "--rank", "0"], "rank must satisfy"),
-    (["--method", "svd", "--rank", "64"], "rank must satisfy"),
-    (["--method", "svd", "--rank", "-2"], "rank must satisfy"),
-    (["--rank", "16", "--subspaces", "5"], "multiple of subspaces"),
-    (["--b-fp16"], "choose one storage for the factors"),
-    (["--ffn-keep", "0"], "prune settings out of range"),
-])
-def test_bad_settings_are_one_line_errors_before_anything_is_built(tiny_model_dir, tiny_data_dir, tmp_path, capsys,
-                                                                   extra, message):
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--method", "svd", "--rank", "0"], "rank must satisfy"),
+        (["--method", "svd", "--rank", "64"], "rank must satisfy"),
+        (["--method", "svd", "--rank", "-2"], "rank must satisfy"),
+        (["--rank", "16", "--subspaces", "5"], "multiple of subspaces"),
+        (["--b-fp16"], "choose one storage for the factors"),
+        (["--ffn-keep", "0"], "prune settings out of range"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_before_anything_is_built(
+    tiny_model_dir, tiny_data_dir, tmp_path, capsys, extra, message
+):
     assert _compress(tiny_model_dir, tiny_data_dir, tmp_path / "out", *extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
@@ -156,15 +179,28 @@ def test_cli_process_exit_code_and_help(tmp_path):
     assert help_out.returncode == 0
     for cmd in ("build", "compress", "report", "sweep"):
         assert cmd in help_out.stdout
-    bad = subprocess.run([sys.executable, "-m", "compression", "compress", "--model", str(tmp_path / "missing"),
-                          "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "compression", "compress", "--model", str(tmp_path / "missing"), "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "model not found" in bad.stderr
 
 
 def test_dev_check_compares_on_dev_splits(built, tiny_data_dir, capsys):
-    rc = main(["dev-check", str(built / "tiny"), str(built / "tiny-fact"), "--baseline", str(built / "tiny"),
-               "--data-dir", str(tiny_data_dir)])
+    rc = main(
+        [
+            "dev-check",
+            str(built / "tiny"),
+            str(built / "tiny-fact"),
+            "--baseline",
+            str(built / "tiny"),
+            "--data-dir",
+            str(tiny_data_dir),
+        ]
+    )
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| model | stsb_dev_spearman") and len(lines) == 4
@@ -176,8 +212,17 @@ def test_dev_check_compares_on_dev_splits(built, tiny_data_dir, capsys):
 def test_dev_check_by_rarity_splits_every_dev_sentence_into_bands(built, tiny_data_dir, capsys):
     from compression.evaluation.devcheck import _dev_texts
 
-    rc = main(["dev-check", str(built / "tiny-fact"), "--baseline", str(built / "tiny"),
-               "--data-dir", str(tiny_data_dir), "--by-rarity"])
+    rc = main(
+        [
+            "dev-check",
+            str(built / "tiny-fact"),
+            "--baseline",
+            str(built / "tiny"),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--by-rarity",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out.strip().split("\n\n")
     assert len(out) == 2
@@ -198,17 +243,43 @@ def test_compress_with_the_rarer_build_paths(tiny_model_dir, tiny_data_dir, tmp_
     """One end-to-end compress through the paths the default recipe does not take: rare-token augmentation
     (its teacher embeddings cached), the block int8 encoder without smoothing, a euclidean metric, the
     int8 factors dequantized at load (no integer decode)."""
-    rc = _compress(tiny_model_dir, tiny_data_dir, tmp_path, "--subspaces", "8", "--rank", "16", "--codebook-size",
-                   "16", "--steps", "3", "--batch-size", "8", "--num-sentences", "64", "--metric", "euclidean",
-                   "--augment-share", "0.5", "--augment-tokens", "1", "--no-smoothing", "--encoder-block", "16",
-                   "--no-decode-int8")
+    rc = _compress(
+        tiny_model_dir,
+        tiny_data_dir,
+        tmp_path,
+        "--subspaces",
+        "8",
+        "--rank",
+        "16",
+        "--codebook-size",
+        "16",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--num-sentences",
+        "64",
+        "--metric",
+        "euclidean",
+        "--augment-share",
+        "0.5",
+        "--augment-tokens",
+        "1",
+        "--no-smoothing",
+        "--encoder-block",
+        "16",
+        "--no-decode-int8",
+    )
     assert rc == 0
     manifest = Manifest.read(tmp_path / "x-fact")
     recover = manifest.recipe["recover"]
     assert (recover["augment_share"], recover["augment_tokens"], recover["steps"]) == (0.5, 1, 3)
     assert manifest.recipe["factorize"]["metric"] == "euclidean"
     assert manifest.quantization == "factors-int8+positions-fp16+encoder-int8-block16"
-    int8 = [list(i.dims) for i in onnx.load(str(tmp_path / "x-fact" / "model.onnx")).graph.initializer
-            if i.data_type == onnx.TensorProto.INT8]
+    int8 = [
+        list(i.dims)
+        for i in onnx.load(str(tmp_path / "x-fact" / "model.onnx")).graph.initializer
+        if i.data_type == onnx.TensorProto.INT8
+    ]
     assert [16, 64] in int8 and [8 * 16, 2] in int8  # B and the centroids (groups × centroids, 2 coordinates)
     assert len(list((tmp_path / ".cache").glob("teacher-*.npz"))) == 2  # the corpus sample and its augmented copies

@@ -1,6 +1,7 @@
 """Nothing a client sends grows the server: unknown model names keep the metric series flat, zero-shot
 labels stay within the cache's bound and the per-request caps, and a request whose client has gone is
 dropped before it reaches a batch. In-process, on the model-free backend (no torch, no model files)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,11 +62,14 @@ def test_ten_thousand_distinct_labels_leave_the_cache_at_its_bound(client):
     assert again.status_code == 200  # the most recent labels are served from the cache
 
 
-@pytest.mark.parametrize("body,message", [
-    ({"labels": [f"l{i}" for i in range(9)]}, "over the limit of 8"),
-    ({"labels": ["a", "b" * 201]}, "over the limit of 200"),
-    ({"labels": ["a", "b"], "hypothesis_template": "{} " + "x" * 300}, "over the limit of 200"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"labels": [f"l{i}" for i in range(9)]}, "over the limit of 8"),
+        ({"labels": ["a", "b" * 201]}, "over the limit of 200"),
+        ({"labels": ["a", "b"], "hypothesis_template": "{} " + "x" * 300}, "over the limit of 200"),
+    ],
+)
 def test_zero_shot_caps_are_422s(client, body, message):
     r = client.post("/classify", json={"inputs": "a text", **body})
     assert r.status_code == 422 and message in r.json()["error"]["message"]
@@ -101,10 +105,24 @@ def test_without_a_configured_default_a_compressed_variant_is_chosen():
     from common.manifest import Manifest
 
     def manifest(name, baseline):
-        return Manifest.model_validate({
-            "name": name, "base_model": "m", "baseline": baseline, "method": "pq", "rank": None,
-            "quantization": "fp32", "dim": 8, "max_seq_length": 32, "params": {"embedding": 1, "encoder": 1, "total": 2},
-            "bytes": {"file": 1, "embedding": 1}, "sha256": "0", "quality": {}, "recipe": {}, "versions": {}})
+        return Manifest.model_validate(
+            {
+                "name": name,
+                "base_model": "m",
+                "baseline": baseline,
+                "method": "pq",
+                "rank": None,
+                "quantization": "fp32",
+                "dim": 8,
+                "max_seq_length": 32,
+                "params": {"embedding": 1, "encoder": 1, "total": 2},
+                "bytes": {"file": 1, "embedding": 1},
+                "sha256": "0",
+                "quality": {},
+                "recipe": {},
+                "versions": {},
+            }
+        )
 
     registry = Registry(None)
     for name, base in (("bge", None), ("bge-fact", "bge"), ("zz", None)):

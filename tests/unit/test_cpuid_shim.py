@@ -1,5 +1,6 @@
 """bench/cpuid: a child process that sees this CPU without AVX-512/VNNI, so onnxruntime runs the AVX2
 kernels here at native speed; reports name the features it hid."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,12 @@ from common.machine import HIDDEN_BY_SHIM, SHIM_FLAG, cpu_info
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"cpuid shim: {unavailable_reason()}")
 
-PROBE = ("import json; from numpy._core._multiarray_umath import __cpu_features__ as f; "
-         "from common.machine import cpu_info, describe; "
-         "print(json.dumps({'numpy': {k: f[k] for k in ('AVX2', 'FMA3', 'AVX512F', 'AVX512VNNI')}, "
-         "'info': cpu_info(), 'line': describe(cpu_info())}))")
+PROBE = (
+    "import json; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+    "from common.machine import cpu_info, describe; "
+    "print(json.dumps({'numpy': {k: f[k] for k in ('AVX2', 'FMA3', 'AVX512F', 'AVX512VNNI')}, "
+    "'info': cpu_info(), 'line': describe(cpu_info())}))"
+)
 
 
 def _child(code: str, env: dict) -> subprocess.CompletedProcess:

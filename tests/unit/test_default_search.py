@@ -1,6 +1,7 @@
 """The no-flag default's search, with the build stubbed: it starts at start_ratio(V), builds larger
 tables until one reaches the model's own int8 (mean and 1st percentile, never under the floor), records
 the target and the ratio it reached, and says so in its last line; a fixed size skips the search."""
+
 from __future__ import annotations
 
 import logging
@@ -16,19 +17,43 @@ from compression.model import Pooling
 
 
 def fake_source(tmp_path, vocab: int):
-    return SimpleNamespace(name="m", path=tmp_path / "src", vocab_size=vocab, hidden_size=384, prompts=None,
-                           default_prompt_name=None, pooling=Pooling("mean", True), max_seq_length=128)
+    return SimpleNamespace(
+        name="m",
+        path=tmp_path / "src",
+        vocab_size=vocab,
+        hidden_size=384,
+        prompts=None,
+        default_prompt_name=None,
+        pooling=Pooling("mean", True),
+        max_seq_length=128,
+    )
 
 
 def manifest_for(recipe, fidelity: tuple[float, float]) -> Manifest:
-    return Manifest.model_validate({
-        "name": recipe.name, "base_model": "m", "baseline": recipe.baseline, "method": recipe.method, "rank": None,
-        "quantization": "x", "dim": 384, "max_seq_length": 128, "params": {"embedding": 1, "encoder": 1, "total": 2},
-        # a pq table of `codes` bytes per row, as sizing stores it (ratio read back by the search)
-        "bytes": {"file": 1, "embedding": (recipe.factorize.subspaces if recipe.factorize else 1536) * VOCAB[0]},
-        "sha256": "0", "quality": {"fidelity_mean": fidelity[0], "fidelity_p1": fidelity[1],
-                                   "heldout_fidelity_mean": fidelity[0], "heldout_fidelity_p1": fidelity[1]},
-        "recipe": {}, "versions": {}})
+    return Manifest.model_validate(
+        {
+            "name": recipe.name,
+            "base_model": "m",
+            "baseline": recipe.baseline,
+            "method": recipe.method,
+            "rank": None,
+            "quantization": "x",
+            "dim": 384,
+            "max_seq_length": 128,
+            "params": {"embedding": 1, "encoder": 1, "total": 2},
+            # a pq table of `codes` bytes per row, as sizing stores it (ratio read back by the search)
+            "bytes": {"file": 1, "embedding": (recipe.factorize.subspaces if recipe.factorize else 1536) * VOCAB[0]},
+            "sha256": "0",
+            "quality": {
+                "fidelity_mean": fidelity[0],
+                "fidelity_p1": fidelity[1],
+                "heldout_fidelity_mean": fidelity[0],
+                "heldout_fidelity_p1": fidelity[1],
+            },
+            "recipe": {},
+            "versions": {},
+        }
+    )
 
 
 VOCAB = [30522]
@@ -58,8 +83,9 @@ def stubbed(tmp_path, monkeypatch):
         monkeypatch.setattr(build_mod.BuildContext, "source", property(lambda self: fake_source(tmp_path, vocab)))
         monkeypatch.setattr(build_mod.BuildContext, "int8_heldout_fidelity", lambda self, name: int8)
         monkeypatch.setattr(build_mod, "build_variant", build_variant)
-        return compress(tmp_path / "src", tmp_path / "out", corpus=corpus, data_dir=tmp_path, heads=False,
-                        progress=False, **kw)
+        return compress(
+            tmp_path / "src", tmp_path / "out", corpus=corpus, data_dir=tmp_path, heads=False, progress=False, **kw
+        )
 
     run.built = built
     return run

@@ -1,5 +1,6 @@
 """The dense route (compression/export/dense_route.py) on a tiny random BERT: batches without padding run a
 copy of the int8 graph with the packing taken out, exact against the unpadded graph on any batch."""
+
 import collections
 
 import numpy as np
@@ -40,8 +41,9 @@ def served(src, tmp_path_factory):
 
 
 def _embed(path, ids, mask):
-    return make_session(path).run([contract.OUTPUT_EMBEDDING],
-                                  {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+    return make_session(path).run(
+        [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
+    )[0]
 
 
 def _batches(vocab):
@@ -90,7 +92,10 @@ def test_dense_body_of_packed_embeddings(src, tmp_path):
     model = onnx.load(str(fp32))
     pos = next(n for n in model.graph.node if n.op_type == "Gather" and "position" in n.input[0])
     model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(src.max_seq_length - 1, np.int64), "last"))
-    for node in (helper.make_node("Neg", [pos.input[1]], ["neg_pos"]), helper.make_node("Add", ["neg_pos", "last"], ["rev"])):
+    for node in (
+        helper.make_node("Neg", [pos.input[1]], ["neg_pos"]),
+        helper.make_node("Add", ["neg_pos", "last"], ["rev"]),
+    ):
         model.graph.node.insert(list(model.graph.node).index(pos), node)
     pos.input[1] = "rev"
     onnx.save(model, str(fp32))

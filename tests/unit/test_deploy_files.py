@@ -4,6 +4,7 @@ No Docker engine runs here, so these parse the files and check what a
 `docker compose up` relies on; the real-Prometheus test lives in
 tests/integration/test_prometheus.py.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -119,8 +120,18 @@ def test_dashboard_json_is_the_generator_output(tmp_path):
         sys.path.pop(0)
     assert generator.dashboard() == df.dashboard(), "run: python deploy/grafana/dashboard.py"
     titles = " ".join(p["title"] for p in df.dashboard()["panels"]).lower()
-    for needed in ("latency", "queue", "inference", "batch", "error", "memory", "parameters", "ratio",
-                   "fidelity", "label mix"):
+    for needed in (
+        "latency",
+        "queue",
+        "inference",
+        "batch",
+        "error",
+        "memory",
+        "parameters",
+        "ratio",
+        "fidelity",
+        "label mix",
+    ):
         assert needed in titles
     assert df.dashboard()["templating"]["list"][0]["name"] == "model"
 
@@ -129,7 +140,7 @@ def test_kubernetes_manifests_validate_and_match_the_image():
     docs = df.k8s_documents()
     kinds = {d["kind"] for _, d in docs}
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"} <= kinds
-    for path, doc in docs:
+    for _, doc in docs:
         kubernetes_validate.validate(doc, "1.37.0", strict=True)  # raises on any schema error
     by_kind = {d["kind"]: d for _, d in docs}
     assert set(by_kind["ConfigMap"]["data"]) <= SETTINGS_ENV
@@ -151,11 +162,14 @@ def test_kubernetes_validator_rejects_a_broken_manifest():
         kubernetes_validate.validate(deployment, "1.37.0", strict=True)
 
 
-@pytest.mark.parametrize("args", [
-    ["check", "config", "deploy/prometheus/prometheus.yml"],
-    ["check", "rules", "deploy/prometheus/rules.yml"],
-    ["test", "rules", "deploy/prometheus/tests/rules_test.yml"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "config", "deploy/prometheus/prometheus.yml"],
+        ["check", "rules", "deploy/prometheus/rules.yml"],
+        ["test", "rules", "deploy/prometheus/tests/rules_test.yml"],
+    ],
+)
 def test_promtool(args):
     r = subprocess.run([df.require_binary("promtool"), *args], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -167,7 +181,9 @@ def test_promtool_rule_tests_can_fail(tmp_path):
     tests["rule_files"] = [str(DEPLOY / "prometheus/rules.yml")]
     tests["tests"][0]["alert_rule_test"][0]["exp_alerts"][0]["exp_labels"]["model"] = "fast"
     (tmp_path / "t.yml").write_text(yaml.safe_dump(tests))
-    r = subprocess.run([df.require_binary("promtool"), "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True)
+    r = subprocess.run(
+        [df.require_binary("promtool"), "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True
+    )
     assert r.returncode != 0
 
 

@@ -1,5 +1,6 @@
 """compress --diagnose: the parts of a compressed model swapped for the original one at a time, so a user
 sees whether the table or the int8 encoder costs the fidelity."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,15 +28,29 @@ def test_exact_rows_replace_only_the_chosen_tokens():
 def test_diagnosis_separates_the_table_from_the_encoder(tmp_path, corpus, no_data, tiny_model_dir):  # noqa: F811
     # encoder_lr 0: with the table exact and the encoder in fp32 the student *is* the source model, so
     # that case must reproduce the baseline; a coarse table (ratio 6) must cost more than the swap leaves.
-    assert compress_cli(tiny_model_dir, tmp_path, corpus, no_data, "--diagnose", "--encoder-lr", "0",
-                        "--target-ratio", "6") == 0
+    assert (
+        compress_cli(
+            tiny_model_dir, tmp_path, corpus, no_data, "--diagnose", "--encoder-lr", "0", "--target-ratio", "6"
+        )
+        == 0
+    )
     manifest = Manifest.read(tmp_path / "tiny-bert-fact")
     cases = {row["case"]: row for row in manifest.diagnosis}
-    assert list(cases) == ["as built", "rows of tokens seen < 10 times exact", "rows of tokens seen < 100 times exact",
-                           "every row exact", "encoder in fp32", "every row exact, encoder in fp32"]
+    assert list(cases) == [
+        "as built",
+        "rows of tokens seen < 10 times exact",
+        "rows of tokens seen < 100 times exact",
+        "every row exact",
+        "encoder in fp32",
+        "every row exact, encoder in fp32",
+    ]
     assert cases["every row exact"]["rows_exact"] == manifest.source["vocab_size"]
-    assert (cases["as built"]["rows_exact"] <= cases["rows of tokens seen < 10 times exact"]["rows_exact"]
-            <= cases["rows of tokens seen < 100 times exact"]["rows_exact"] <= cases["every row exact"]["rows_exact"])
+    assert (
+        cases["as built"]["rows_exact"]
+        <= cases["rows of tokens seen < 10 times exact"]["rows_exact"]
+        <= cases["rows of tokens seen < 100 times exact"]["rows_exact"]
+        <= cases["every row exact"]["rows_exact"]
+    )
     assert cases["every row exact, encoder in fp32"]["fidelity_mean"] > 0.9999
     assert cases["every row exact"]["fidelity_mean"] > cases["as built"]["fidelity_mean"]
     # The simulation is what the exported file computes: its held-out figure is the same to within rounding.

@@ -1,4 +1,5 @@
 """The README and docs/ hold together: every relative link resolves, and the README stays a user's page."""
+
 import re
 from pathlib import Path
 
@@ -46,5 +47,7 @@ def test_every_table_row_has_its_header_s_cells(page):
             rows.append((number, line))
             continue
         for n, row in rows:  # a table ended: every row as wide as its header
-            assert _cells(row) == _cells(rows[0][1]), f"{page.name}:{n} has {_cells(row)} cells, its header {_cells(rows[0][1])}"
+            assert _cells(row) == _cells(rows[0][1]), (
+                f"{page.name}:{n} has {_cells(row)} cells, its header {_cells(rows[0][1])}"
+            )
         rows = []

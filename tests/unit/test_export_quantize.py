@@ -1,4 +1,5 @@
 """Export parity and each quantization switch on a tiny random BERT."""
+
 import numpy as np
 import onnx
 import pytest
@@ -39,8 +40,9 @@ def banded(src):
 
 
 def _run(path, ids, mask):
-    return make_session(path).run([contract.OUTPUT_EMBEDDING],
-                                  {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+    return make_session(path).run(
+        [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
+    )[0]
 
 
 def test_baseline_export_parity(src, tmp_path):
@@ -71,12 +73,18 @@ def test_parity_mismatch_raises(src, banded, tmp_path):
         check_parity(SentenceEncoder(src.bert), tmp_path / "b.onnx", src.vocab_size, src.max_seq_length)
 
 
-@pytest.mark.parametrize("config", [QuantizeConfig(table_bits=8), QuantizeConfig(table_bits=4, table_block=16),
-                                    QuantizeConfig(encoder_int8=True),
-                                    QuantizeConfig(table_bits=4, table_block=16, encoder_int8=True),
-                                    QuantizeConfig(table_bits=4, table_block=16, b_fp16=True),
-                                    QuantizeConfig(encoder_int8=True, encoder_block=16, positions_fp16=True)],
-                         ids=lambda c: c.label)
+@pytest.mark.parametrize(
+    "config",
+    [
+        QuantizeConfig(table_bits=8),
+        QuantizeConfig(table_bits=4, table_block=16),
+        QuantizeConfig(encoder_int8=True),
+        QuantizeConfig(table_bits=4, table_block=16, encoder_int8=True),
+        QuantizeConfig(table_bits=4, table_block=16, b_fp16=True),
+        QuantizeConfig(encoder_int8=True, encoder_block=16, positions_fp16=True),
+    ],
+    ids=lambda c: c.label,
+)
 def test_quantized_graphs_run_close_and_smaller(src, banded, tmp_path, config):
     enc, _ = banded
     export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
@@ -106,9 +114,12 @@ def test_block_int8_is_what_the_fake_quant_simulates(tmp_path):
     x = rng.normal(0, 1, (10, K)).astype(np.float32)
     x[:, 3] *= 20  # an outlier channel, as LayerNorm outputs have
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/encoder/layer.0/MatMul")], "one",
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/encoder/layer.0/MatMul")],
+        "one",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", N])], [numpy_helper.from_array(W_kn, "W")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", N])],
+        [numpy_helper.from_array(W_kn, "W")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     quantize_encoder(tmp_path / "m.onnx", tmp_path / "q.onnx", block=16)
     assert [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node] == ["MatMulNBits"]
@@ -140,17 +151,23 @@ def test_positions_fp16_halves_the_position_table(src, tmp_path):
     enc = SentenceEncoder(src.bert)
     export_onnx(enc, tmp_path / "fp32.onnx", src.vocab_size)
     apply(QuantizeConfig(positions_fp16=True), tmp_path / "fp32.onnx", tmp_path / "h.onnx")
-    halves = [i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    halves = [
+        i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16
+    ]
     assert [list(i.dims) for i in halves] == [[src.bert.config.max_position_embeddings, src.hidden_size]]
     saved = (tmp_path / "fp32.onnx").stat().st_size - (tmp_path / "h.onnx").stat().st_size
-    assert saved >= src.bert.config.max_position_embeddings * src.hidden_size * 2 - 512  # 2 bytes a number, less the Cast node
+    assert (
+        saved >= src.bert.config.max_position_embeddings * src.hidden_size * 2 - 512
+    )  # 2 bytes a number, less the Cast node
     ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(0))
     ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "h.onnx", ids, mask)
     assert (ref * got).sum(1).min() > 0.9999
 
 
-@pytest.mark.parametrize("kwargs", [dict(encoder_block=16), dict(encoder_int8=True, encoder_block=24),
-                                    dict(encoder_int8=True, encoder_block=8)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(encoder_block=16), dict(encoder_int8=True, encoder_block=24), dict(encoder_int8=True, encoder_block=8)],
+)
 def test_bad_encoder_block_refused(kwargs):
     with pytest.raises(ConfigError, match="encoder_block"):
         QuantizeConfig(**kwargs)
@@ -164,7 +181,9 @@ def test_b_fp16_halves_the_factor(src, banded, tmp_path):
     b_bytes = 32 * src.hidden_size * 4 + 16 * src.hidden_size * 4  # B and the low band's slice of it
     saved = embedding_bytes(tmp_path / "q.onnx") - embedding_bytes(tmp_path / "h.onnx")
     assert saved == b_bytes // 2
-    halves = [i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    halves = [
+        i for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16
+    ]
     assert len(halves) == 2
 
 
@@ -216,7 +235,9 @@ def test_pq_fp16_halves_centroids_and_b_and_refuses_table_bits(src, pq, tmp_path
     ref, got = _run(tmp_path / "fp32.onnx", ids, mask), _run(tmp_path / "h.onnx", ids, mask)
     assert (ref * got).sum(1).min() > 0.95
     with pytest.raises(ConfigError, match="one byte"):
-        VariantRecipe("x", "base", FactorizeConfig(method="pq", rank=H, subspaces=16), quantize=QuantizeConfig(table_bits=4))
+        VariantRecipe(
+            "x", "base", FactorizeConfig(method="pq", rank=H, subspaces=16), quantize=QuantizeConfig(table_bits=4)
+        )
 
 
 def test_param_counts(src, banded):
@@ -247,8 +268,7 @@ def test_pq_factors_int8_quarter_the_bytes_and_fold_at_load(src, pq, tmp_path):
     V, H, M, K, d = src.vocab_size, src.hidden_size, 16, 32, src.hidden_size // 16
     # codes and their int64 group offsets, int8 centroids + a float scale per group and coordinate,
     # two int64 shapes, int8 B + a float scale per row
-    assert embedding_bytes(tmp_path / "q.onnx") == (V * M + M * 8 + M * K * d + M * d * 4 + (3 + 2) * 8
-                                                    + H * H + H * 4)
+    assert embedding_bytes(tmp_path / "q.onnx") == (V * M + M * 8 + M * K * d + M * d * 4 + (3 + 2) * 8 + H * H + H * 4)
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
     (books,) = [n for n in inits if n.endswith("centroids.weight_int8")]
     scale = inits[books.replace("_int8", "_scale")]
@@ -286,8 +306,9 @@ def test_pq_decode_int8_is_one_integer_product_of_the_stored_codes(src, pq, tmp_
     name = quantize_decode(model)
     node = next(n for n in model.graph.node if n.name == name)
     assert node.op_type == "MatMulIntegerToFloat"
-    assert not [n for n in model.graph.node
-                if n.op_type in ("DynamicQuantizeLinear", "MatMul") and "/embeddings/" in n.name]
+    assert not [
+        n for n in model.graph.node if n.op_type in ("DynamicQuantizeLinear", "MatMul") and "/embeddings/" in n.name
+    ]
     after = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     codes, B_q, b_scale = after[cname + "_u8"], after[node.input[1]], after[node.input[3]]
     assert codes.dtype == np.uint8 and np.abs(B_q).max() <= DECODE_WEIGHT_LEVELS
@@ -309,12 +330,14 @@ def test_pq_decode_int8_is_one_integer_product_of_the_stored_codes(src, pq, tmp_
     from compression.config import GraphConfig
     from compression.export.serving_graph import rewrite
 
-    rewrite(tmp_path / "fp32.onnx", GraphConfig(fuse_attention=True, remove_padding=True),
-            src.bert.config.num_attention_heads)
+    rewrite(
+        tmp_path / "fp32.onnx",
+        GraphConfig(fuse_attention=True, remove_padding=True),
+        src.bert.config.num_attention_heads,
+    )
     apply(q, tmp_path / "fp32.onnx", tmp_path / "served.onnx")
     served = onnx.load(str(tmp_path / "served.onnx"))
-    (product,) = [n for n in served.graph.node
-                  if n.op_type == "MatMulIntegerToFloat" and "/embeddings/" in n.name]
+    (product,) = [n for n in served.graph.node if n.op_type == "MatMulIntegerToFloat" and "/embeddings/" in n.name]
     assert len(product.input) == 7 and "token_type" in product.input[6]
     assert (ref * _run(tmp_path / "served.onnx", ids, mask)).sum(1).min() > 0.99
     with pytest.raises(ConfigError, match="decode_int8 needs"):

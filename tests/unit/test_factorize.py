@@ -100,9 +100,14 @@ def test_pq_codes_and_more_centroids_or_groups_lower_the_error(E):
     assert weighted_error(E, weighted.reconstruct(), w) < weighted_error(E, uniform.reconstruct(), w)
 
 
-@pytest.mark.parametrize("kw, match", [({"rank": 48, "subspaces": 5}, "multiple of subspaces"),
-                                       ({"rank": 48, "subspaces": 8, "codebook_size": 300}, "codebook_size"),
-                                       ({"rank": 49, "subspaces": 7}, "pq rank must satisfy")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"rank": 48, "subspaces": 5}, "multiple of subspaces"),
+        ({"rank": 48, "subspaces": 8, "codebook_size": 300}, "codebook_size"),
+        ({"rank": 49, "subspaces": 7}, "pq rank must satisfy"),
+    ],
+)
 def test_pq_bad_settings(E, kw, match):
     with pytest.raises(ConfigError, match=match):
         factorize(E, FactorizeConfig(method="pq", **kw), np.ones(E.shape[0]))

@@ -2,6 +2,7 @@
 padding_idx + 1, one token type, pad id 1) and a BERT with a SentencePiece/Unigram tokenizer, from a
 sentence-transformers folder, a Hugging Face folder and ONNX exports (one output, or the four-output
 features dict), through the one command to a served pair."""
+
 from __future__ import annotations
 
 import warnings
@@ -95,8 +96,9 @@ def test_xlmr_hf_folder_loads(tmp_path):
     assert torch.allclose(got[real], ref[real].detach(), atol=1e-5)
 
 
-def export_features_dict(folder, path, outputs=("input_ids", "attention_mask", "token_embeddings",
-                                                "sentence_embedding")):
+def export_features_dict(
+    folder, path, outputs=("input_ids", "attention_mask", "token_embeddings", "sentence_embedding")
+):
     """The whole sentence-transformers model exported with its features dict as outputs (integer echoes
     of the inputs among them), as exports of a sentence-transformers model look."""
     import torch
@@ -119,9 +121,16 @@ def export_features_dict(folder, path, outputs=("input_ids", "attention_mask", "
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Whole().eval(), (ids, torch.ones_like(ids)), str(path), opset_version=17, dynamo=False,
-                          input_names=["input_ids", "attention_mask"], output_names=list(outputs),
-                          dynamic_axes={k: v for k, v in axes.items() if k in outputs or k in ("input_ids", "attention_mask")})
+        torch.onnx.export(
+            Whole().eval(),
+            (ids, torch.ones_like(ids)),
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=["input_ids", "attention_mask"],
+            output_names=list(outputs),
+            dynamic_axes={k: v for k, v in axes.items() if k in outputs or k in ("input_ids", "attention_mask")},
+        )
     _inputs_by_their_names(path)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (path.parent / name).write_bytes((folder / name).read_bytes())
@@ -135,8 +144,11 @@ def _inputs_by_their_names(path) -> None:
 
     model = onnx.load(str(path))
     renames = {i.name: i.name.split(".")[0] for i in model.graph.input if "." in i.name}
-    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.input[0] in renames
-                                                and n.output[0] in renames.values())]
+    keep = [
+        n
+        for n in model.graph.node
+        if not (n.op_type == "Identity" and n.input[0] in renames and n.output[0] in renames.values())
+    ]
     del model.graph.node[:]
     model.graph.node.extend(keep)
     for node in model.graph.node:
@@ -147,8 +159,11 @@ def _inputs_by_their_names(path) -> None:
     onnx.save(model, str(path))
 
 
-@pytest.mark.parametrize("outputs", [("input_ids", "attention_mask", "token_embeddings", "sentence_embedding"),
-                                     ("token_embeddings",)], ids=["features-dict", "token-states"])
+@pytest.mark.parametrize(
+    "outputs",
+    [("input_ids", "attention_mask", "token_embeddings", "sentence_embedding"), ("token_embeddings",)],
+    ids=["features-dict", "token-states"],
+)
 def test_xlmr_onnx_exports_are_imported(xlmr_st, tmp_path, outputs):
     graph = export_features_dict(xlmr_st, tmp_path / "onnx" / "model.onnx", outputs)
     src = load_source(graph, scratch=tmp_path)
@@ -166,7 +181,17 @@ def test_a_graph_without_a_usable_output_names_its_outputs(xlmr_st, tmp_path, ca
     del model.graph.output[:]
     model.graph.output.extend(keep)  # the encoder's nodes stay; only integer echoes are outputs
     onnx.save(model, str(graph))
-    rc = main(["compress", "--model", str(graph), "--out", str(tmp_path / "out"), "--corpus", str(graph.parent / "tokenizer.json")])
+    rc = main(
+        [
+            "compress",
+            "--model",
+            str(graph),
+            "--out",
+            str(tmp_path / "out"),
+            "--corpus",
+            str(graph.parent / "tokenizer.json"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "input_ids (int64 [batch, seq])" in err[0], err
     assert not (tmp_path / "out").exists()
@@ -176,8 +201,23 @@ def test_one_command_on_an_xlmr_folder_with_prompts(xlmr_st, tmp_path, corpus):
     no_data = tmp_path / "no-data"
     no_data.mkdir()
     out = tmp_path / "out"
-    assert main(["compress", "--model", str(xlmr_st), "--out", str(out), "--corpus", str(corpus),
-                 "--data-dir", str(no_data), *QUICK]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "--model",
+                str(xlmr_st),
+                "--out",
+                str(out),
+                "--corpus",
+                str(corpus),
+                "--data-dir",
+                str(no_data),
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     base, fact = assert_served_pair(out, "tiny-xlmr")
     for m in (base, fact):
         assert m.source["family"] == "xlm-roberta"
@@ -188,8 +228,19 @@ def test_one_command_on_an_xlmr_folder_with_prompts(xlmr_st, tmp_path, corpus):
 
 
 def test_an_unknown_prompt_is_refused_before_anything_is_built(xlmr_st, tmp_path, corpus, capsys):
-    rc = main(["compress", "--model", str(xlmr_st), "--out", str(tmp_path / "out"), "--corpus", str(corpus),
-               "--prompt", "search"])
+    rc = main(
+        [
+            "compress",
+            "--model",
+            str(xlmr_st),
+            "--out",
+            str(tmp_path / "out"),
+            "--corpus",
+            str(corpus),
+            "--prompt",
+            "search",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "'passage'" in err[0] and "'query'" in err[0], err
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
 """Heads on a tiny model: trained above chance, stored and reloaded intact, bad files refused."""
+
 import json
 
 import numpy as np
@@ -30,8 +31,13 @@ def test_head_learns_separable_sentiment(encoder, tiny_data_dir):
 
 def test_heads_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    head = Head("topic", ["b", "a", "c"], rng.standard_normal((3, 4)).astype(np.float32),
-                np.zeros(3, np.float32), {"accuracy": 50.0})
+    head = Head(
+        "topic",
+        ["b", "a", "c"],
+        rng.standard_normal((3, 4)).astype(np.float32),
+        np.zeros(3, np.float32),
+        {"accuracy": 50.0},
+    )
     head.save(tmp_path / "heads")
     back = load_heads(tmp_path)["topic"]
     assert back.labels == ["b", "a", "c"]
@@ -55,14 +61,17 @@ def test_user_file_trains(tmp_path, encoder):
     assert head.labels == ["no", "yes"] and head.metrics["accuracy"] >= 75
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("a.csv", "text,category\nhello,x\n", "missing column"),
-    ("b.csv", "text,label\nhello,x\nthere,x\n", "only one class"),
-    ("c.csv", "", "missing column"),
-    ("d.jsonl", "", "has no rows"),
-    ("e.jsonl", '{"text": "a", "label": "x"}\n{not json', "unreadable"),
-    ("f.csv", "text,label\n,x\nhi,y\n", "empty text or label"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("a.csv", "text,category\nhello,x\n", "missing column"),
+        ("b.csv", "text,label\nhello,x\nthere,x\n", "only one class"),
+        ("c.csv", "", "missing column"),
+        ("d.jsonl", "", "has no rows"),
+        ("e.jsonl", '{"text": "a", "label": "x"}\n{not json', "unreadable"),
+        ("f.csv", "text,label\n,x\nhi,y\n", "empty text or label"),
+    ],
+)
 def test_bad_files_are_refused(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)

@@ -1,5 +1,6 @@
 """The probe set's round trip: the pipeline writes it, the service measures it on this host at load,
 reports it beside the build machine's figure, and refuses a model below EMBED_MIN_HOST_FIDELITY."""
+
 from __future__ import annotations
 
 import shutil
@@ -45,8 +46,14 @@ def test_the_pipeline_writes_a_probe_set_and_records_the_machine(built):
         outputs = [o.name for o in onnx.load(str(served / name / contract.MODEL_FILE)).graph.output]
         assert outputs == [contract.OUTPUT_EMBEDDING, contract.OUTPUT_POOLED]  # int8 graphs keep it too
     # the compressed variant's graph is the unpadded serving graph with its dense route, the baseline's as exported
-    assert Manifest.read(served / "tiny-fact").graph == {"fused_attention": 2, "padding_removed": True, "dense_route": True,
-                                                        "skipped": None, "tanh_gelu": 2, "ffn_kept": 32}
+    assert Manifest.read(served / "tiny-fact").graph == {
+        "fused_attention": 2,
+        "padding_removed": True,
+        "dense_route": True,
+        "skipped": None,
+        "tanh_gelu": 2,
+        "ffn_kept": 32,
+    }
     assert Manifest.read(served / "tiny").graph["fused_attention"] == 0
     # both directories carry the *baseline's* embeddings of the same texts
     a, b = ProbeSet.read(served / "tiny"), ProbeSet.read(served / "tiny-fact")

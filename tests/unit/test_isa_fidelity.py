@@ -1,5 +1,6 @@
 """bench.isa_fidelity: the host check of model directories in a child process, natively and under
 qemu's emulated CPU (the only way a VNNI machine can measure what AVX2's int8 kernels compute)."""
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,10 @@ def test_cli_refuses_what_is_not_a_model_directory(tmp_path: Path, capsys):
     assert "not a model directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("qemu-x86_64") is None and not os.environ.get("CI"),
-                    reason="qemu-user not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    shutil.which("qemu-x86_64") is None and not os.environ.get("CI"),
+    reason="qemu-user not installed (.ci/run installs it)",
+)
 def test_emulated_haswell_sees_avx2_and_no_avx512(served: Path):
     """Under `qemu-x86_64 -cpu Haswell` the child sees AVX2 and FMA but no AVX-512, so onnxruntime
     takes its AVX2 kernels; the table has a column for it."""
@@ -74,7 +77,12 @@ def test_avx512_hidden_from_cpuid_gives_the_avx2_column(served: Path):
     out = report([served / "tiny", served / "tiny-fact"], [], hidden=True)
     assert f"{HIDDEN_LABEL}: AVX2 FMA3;" in out or out.rstrip().endswith(f"{HIDDEN_LABEL}: AVX2 FMA3.")
     header = next(line for line in out.splitlines() if line.startswith("| model |"))
-    assert [c.strip() for c in header.strip("|").split("|")] == ["model", "built with (manifest)", "native", HIDDEN_LABEL]
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "model",
+        "built with (manifest)",
+        "native",
+        HIDDEN_LABEL,
+    ]
     row = next(line for line in out.splitlines() if line.startswith("| tiny-fact |"))
     native, hidden = (cell.strip() for cell in row.strip("|").split("|")[2:4])
     assert native.split(" / ")[0] == hidden.split(" / ")[0]  # fp32 graph: the same on both kernels

@@ -1,5 +1,6 @@
 """Per-language evaluation: file names give languages, a language under int8 is named with its gap and
 keeps the int8 target unmet, and compress --eval records every language beside int8's figures."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,10 @@ def test_languages_come_from_file_names(tmp_path):
 
 
 def test_a_language_under_int8_is_named_and_misses_the_target():
-    rows = {"de": {"fidelity_mean": 0.995, "fidelity_p1": 0.98, "int8_fidelity_mean": 0.99, "int8_fidelity_p1": 0.97},
-            "ja": {"fidelity_mean": 0.985, "fidelity_p1": 0.97, "int8_fidelity_mean": 0.99, "int8_fidelity_p1": 0.96}}
+    rows = {
+        "de": {"fidelity_mean": 0.995, "fidelity_p1": 0.98, "int8_fidelity_mean": 0.99, "int8_fidelity_p1": 0.97},
+        "ja": {"fidelity_mean": 0.985, "fidelity_p1": 0.97, "int8_fidelity_mean": 0.99, "int8_fidelity_p1": 0.96},
+    }
     assert falling_languages(rows) == {"ja": (0.005, -0.01)} and worst_language(rows) == "ja"
     target = FidelityTarget(0.99, 0.97, (0.99, 0.97))
     assert target.met_by(0.995, 0.98) and not target.met_by(0.995, 0.98, rows)
@@ -39,16 +42,35 @@ def test_compress_with_eval_records_every_language(tmp_path):
     evals = tmp_path / "eval"
     evals.mkdir()
     for lang in ("xx", "yy"):
-        rows = [f"{' '.join(rng.choice(WORDS, 5))},{' '.join(rng.choice(WORDS, 5))},{rng.uniform(0, 5):.2f}"
-                for _ in range(40)]
+        rows = [
+            f"{' '.join(rng.choice(WORDS, 5))},{' '.join(rng.choice(WORDS, 5))},{rng.uniform(0, 5):.2f}"
+            for _ in range(40)
+        ]
         (evals / f"stsb-{lang}-dev.csv").write_text("sentence1,sentence2,score\n" + "\n".join(rows) + "\n")
     from tests.tiny import make_tiny_model
 
     model = make_tiny_model(tmp_path / "tiny-bert")
     no_data = tmp_path / "no-data"
     no_data.mkdir()
-    assert main(["compress", "--model", str(model), "--out", str(tmp_path / "out"), "--corpus", str(corpus),
-                 "--data-dir", str(no_data), "--eval", str(evals), *QUICK]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "--model",
+                str(model),
+                "--out",
+                str(tmp_path / "out"),
+                "--corpus",
+                str(corpus),
+                "--data-dir",
+                str(no_data),
+                "--eval",
+                str(evals),
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     langs = Manifest.read(tmp_path / "out" / "tiny-bert-fact").languages
     assert set(langs) == {"xx", "yy"}
     for row in langs.values():

@@ -1,4 +1,5 @@
 """release_free_heap hands freed heap pages back: resident memory falls after a large free."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +50,13 @@ print(before - psutil.Process().memory_info().rss)
 
 
 def _freed(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", FREED_AFTER_PEAK, mode], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", FREED_AFTER_PEAK, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     return int(out.stdout.strip())
 
 

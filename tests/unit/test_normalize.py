@@ -1,6 +1,7 @@
 """normalize=false returns the pooled vector before L2 normalisation (the graph's `pooled` output), as
 TEI does; normalize=true (and the OpenAI route) unit vectors; a graph without that output says so in
 a 422 instead of silently answering with unit vectors. Torch-free model directories (tests/onnx_tiny.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,9 @@ def test_normalize_false_is_the_pooled_vector_and_true_its_unit_direction(client
     assert np.all(np.abs(norms - 1.0) > 0.05), norms  # really the un-normalised mean of token rows
     np.testing.assert_allclose(raw / norms[:, None], unit, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6)
-    openai = client.post("/v1/embeddings", json={"input": ["the movie", "a dog runs"], "model": "pooled",
-                                                  "encoding_format": "float"}).json()
+    openai = client.post(
+        "/v1/embeddings", json={"input": ["the movie", "a dog runs"], "model": "pooled", "encoding_format": "float"}
+    ).json()
     np.testing.assert_allclose([d["embedding"] for d in openai["data"]], unit, atol=1e-6)
 
 

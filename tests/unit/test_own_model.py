@@ -1,5 +1,6 @@
 """Compress your own model: every kind of source through the one command to a served variant; the
 sources the pipeline cannot reproduce refused up front, in one line, with nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,18 @@ from tests.tiny import WORDS, export_hf_onnx, make_st_folder
 
 TEXTS = ["The movie was GREAT", "who is the man", "a", "Ünïcode Café plays", "the dog plays music in the city " * 9]
 # A recovery short enough for a unit test; the ratio a 160×H toy table can reach.
-QUICK = ["--target-ratio", "3", "--steps", "4", "--batch-size", "8", "--num-sentences", "64", "--no-progress",
-         "--no-heads"]
+QUICK = [
+    "--target-ratio",
+    "3",
+    "--steps",
+    "4",
+    "--batch-size",
+    "8",
+    "--num-sentences",
+    "64",
+    "--no-progress",
+    "--no-heads",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +56,21 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compress_cli(model, out, corpus, data_dir, *extra) -> int:
-    return main(["compress", "--model", str(model), "--out", str(out), "--corpus", str(corpus),
-                 "--data-dir", str(data_dir), *QUICK, *extra])
+    return main(
+        [
+            "compress",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--corpus",
+            str(corpus),
+            "--data-dir",
+            str(data_dir),
+            *QUICK,
+            *extra,
+        ]
+    )
 
 
 def assert_served_pair(out, name: str) -> tuple[Manifest, Manifest]:
@@ -64,8 +88,10 @@ def assert_served_pair(out, name: str) -> tuple[Manifest, Manifest]:
     return base, fact
 
 
-@pytest.mark.parametrize("pooling,normalize,lower", [("mean", True, False), ("cls", True, True),
-                                                     ("max", False, False), ("mean_sqrt_len", False, True)])
+@pytest.mark.parametrize(
+    "pooling,normalize,lower",
+    [("mean", True, False), ("cls", True, True), ("max", False, False), ("mean_sqrt_len", False, True)],
+)
 def test_sentence_transformers_folder_exports_what_it_encodes(tmp_path, pooling, normalize, lower):
     from sentence_transformers import SentenceTransformer
 
@@ -109,8 +135,26 @@ def test_one_command_on_a_sentence_transformers_folder(tmp_path, corpus, no_data
 
 def test_one_command_on_a_plain_hf_folder_with_heads(tiny_model_dir, tiny_data_dir, tmp_path):
     out = tmp_path / "out"
-    rc = main(["compress", "--model", str(tiny_model_dir), "--out", str(out), "--data-dir", str(tiny_data_dir),
-               "--target-ratio", "3", "--steps", "3", "--batch-size", "8", "--num-sentences", "64", "--no-progress"])
+    rc = main(
+        [
+            "compress",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--target-ratio",
+            "3",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--num-sentences",
+            "64",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     base, fact = assert_served_pair(out, "tiny-bert")
     assert fact.source["kind"] == "huggingface" and fact.pooling == "mean" and fact.normalized
@@ -118,8 +162,26 @@ def test_one_command_on_a_plain_hf_folder_with_heads(tiny_model_dir, tiny_data_d
     assert {"stsb", "fidelity", "heldout_fidelity"} <= set(fact.evaluations)
     # Compressing again reuses the baseline, rebuilding only the variant.
     sha = base.sha256
-    assert main(["compress", "--model", str(tiny_model_dir), "--out", str(out), "--data-dir", str(tiny_data_dir),
-                 "--target-ratio", "3", "--steps", "0", "--no-progress", "--no-heads"]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "--model",
+                str(tiny_model_dir),
+                "--out",
+                str(out),
+                "--data-dir",
+                str(tiny_data_dir),
+                "--target-ratio",
+                "3",
+                "--steps",
+                "0",
+                "--no-progress",
+                "--no-heads",
+            ]
+        )
+        == 0
+    )
     assert Manifest.read(out / "tiny-bert").sha256 == sha
 
 
@@ -181,8 +243,16 @@ def test_api_and_cli_give_the_same_manifest(tmp_path, corpus, no_data, tiny_mode
     from compression import compress
 
     assert compress_cli(tiny_model_dir, tmp_path / "cli", corpus, no_data) == 0
-    api = compress(tiny_model_dir, tmp_path / "api", corpus=corpus, data_dir=no_data, target_ratio=3, heads=False,
-                   progress=False, overrides={"recover": {"steps": 4, "batch_size": 8, "num_sentences": 64}})
+    api = compress(
+        tiny_model_dir,
+        tmp_path / "api",
+        corpus=corpus,
+        data_dir=no_data,
+        target_ratio=3,
+        heads=False,
+        progress=False,
+        overrides={"recover": {"steps": 4, "batch_size": 8, "num_sentences": 64}},
+    )
     cli = Manifest.read(tmp_path / "cli" / "tiny-bert-fact")
     strip = lambda m: m.model_dump(exclude={"source", "evaluations", "steps"})  # noqa: E731 (paths, times differ)
     assert strip(api) == strip(cli)
@@ -207,22 +277,31 @@ def _folder_with(tmp_path, tiny_model_dir, **config) -> str:
 @pytest.mark.parametrize("model_type", ["mpnet", "distilbert", "t5"])
 def test_other_architectures_are_refused_up_front(tmp_path, capsys, corpus, tiny_model_dir, model_type):
     folder = _folder_with(tmp_path, tiny_model_dir, model_type=model_type)
-    err = _refused(capsys, ["compress", "--model", folder, "--out", str(tmp_path / "out"), "--corpus", str(corpus)],
-                   tmp_path / "out")
+    err = _refused(
+        capsys,
+        ["compress", "--model", folder, "--out", str(tmp_path / "out"), "--corpus", str(corpus)],
+        tmp_path / "out",
+    )
     assert model_type in err and "supported: bert" in err and "xlm-roberta" in err
 
 
 def test_unsupported_pooling_and_modules_are_refused(tmp_path, capsys, corpus):
     folder = make_st_folder(tmp_path / "st")
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
-    err = _refused(capsys, ["compress", "--model", str(folder), "--out", str(tmp_path / "o1"), "--corpus", str(corpus)],
-                   tmp_path / "o1")
+    err = _refused(
+        capsys,
+        ["compress", "--model", str(folder), "--out", str(tmp_path / "o1"), "--corpus", str(corpus)],
+        tmp_path / "o1",
+    )
     assert "weightedmean" in err
     modules = json.loads((folder / "modules.json").read_text())
     modules.append({"idx": 9, "name": "9", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     (folder / "modules.json").write_text(json.dumps(modules))
-    err = _refused(capsys, ["compress", "--model", str(folder), "--out", str(tmp_path / "o2"), "--corpus", str(corpus)],
-                   tmp_path / "o2")
+    err = _refused(
+        capsys,
+        ["compress", "--model", str(folder), "--out", str(tmp_path / "o2"), "--corpus", str(corpus)],
+        tmp_path / "o2",
+    )
     assert "Dense" in err
 
 
@@ -233,22 +312,41 @@ def test_broken_onnx_sources_are_refused(tmp_path, capsys, corpus, tiny_model_di
     garbage.write_bytes(b"\x08\x07not a graph" * 50)
     (garbage.parent / "tokenizer.json").write_bytes((tiny_model_dir / "tokenizer.json").read_bytes())
     assert "not a readable ONNX graph" in _refused(
-        capsys, ["compress", "--model", str(garbage), "--out", str(out), "--corpus", str(corpus)], out)
+        capsys, ["compress", "--model", str(garbage), "--out", str(out), "--corpus", str(corpus)], out
+    )
 
     src = load_source(tiny_model_dir, scratch=tmp_path / "scratch")
     lonely = tmp_path / "lonely" / "m.onnx"
     lonely.parent.mkdir()
     export_onnx(SentenceEncoder(src.bert), lonely, src.vocab_size)
-    assert "--tokenizer" in _refused(capsys, ["compress", "--model", str(lonely), "--out", str(out),
-                                              "--corpus", str(corpus)], out)
+    assert "--tokenizer" in _refused(
+        capsys, ["compress", "--model", str(lonely), "--out", str(out), "--corpus", str(corpus)], out
+    )
 
     fused = tmp_path / "fused.onnx"
     node = helper.make_node("Attention", ["x", "w", "b"], ["y"], name="Attention_0", domain="com.microsoft")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, [1, 4])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, [1, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8])],
+    )
     onnx.save(helper.make_model(graph), fused)
-    err = _refused(capsys, ["compress", "--model", str(fused), "--tokenizer", str(tiny_model_dir / "tokenizer.json"),
-                            "--out", str(out), "--corpus", str(corpus)], out)
+    err = _refused(
+        capsys,
+        [
+            "compress",
+            "--model",
+            str(fused),
+            "--tokenizer",
+            str(tiny_model_dir / "tokenizer.json"),
+            "--out",
+            str(out),
+            "--corpus",
+            str(corpus),
+        ],
+        out,
+    )
     assert "Attention_0" in err
 
 
@@ -268,15 +366,29 @@ def test_an_export_whose_weights_cannot_be_placed_names_the_node(tmp_path, capsy
     add.input[:] = ["anonymous_0" if x == bias else x for x in add.input]
     onnx.save(model, graph_file)
     out = tmp_path / "out"
-    err = _refused(capsys, ["compress", "--model", str(graph_file), "--tokenizer", str(tiny_model_dir / "tokenizer.json"),
-                            "--out", str(out), "--corpus", str(corpus)], out)
+    err = _refused(
+        capsys,
+        [
+            "compress",
+            "--model",
+            str(graph_file),
+            "--tokenizer",
+            str(tiny_model_dir / "tokenizer.json"),
+            "--out",
+            str(out),
+            "--corpus",
+            str(corpus),
+        ],
+        out,
+    )
     assert "layer.1/output/dense/MatMul" in err
 
 
 def test_no_corpus_and_no_data_is_a_one_line_error(tmp_path, capsys, no_data, tiny_model_dir):
     out = tmp_path / "out"
-    err = _refused(capsys, ["compress", "--model", str(tiny_model_dir), "--out", str(out), "--data-dir", str(no_data)],
-                   out)
+    err = _refused(
+        capsys, ["compress", "--model", str(tiny_model_dir), "--out", str(out), "--data-dir", str(no_data)], out
+    )
     assert "--corpus" in err
 
 
@@ -304,9 +416,11 @@ def test_help_report_and_the_recipe_parsing_do_not_import_torch(tmp_path, tiny_m
     blocker = tmp_path / "torch"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
-    code = ("import sys; from compression.cli import main; from compression.recipes import load_recipes; "
-            f"load_recipes(); assert main(['report', '--out', '{tiny_models}', '--report-dir', '{tmp_path}', "
-            "'--no-docs']) == 0; main(['compress', '--help'])")
+    code = (
+        "import sys; from compression.cli import main; from compression.recipes import load_recipes; "
+        f"load_recipes(); assert main(['report', '--out', '{tiny_models}', '--report-dir', '{tmp_path}', "
+        "'--no-docs']) == 0; main(['compress', '--help'])"
+    )
     env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -320,8 +434,12 @@ def test_min_fidelity_builds_larger_tables_until_one_reaches_it(tmp_path, capsys
     assert easy.sizing["met"] and len(easy.sizing["attempts"]) == 1
     # Unreachable: every larger table is tried, the largest stays built, and the command says so in one line.
     capsys.readouterr()
-    assert compress_cli(tiny_model_dir, tmp_path / "hard", corpus, no_data, "--target-ratio", "16",
-                        "--min-fidelity", "0.99999999") == 2
+    assert (
+        compress_cli(
+            tiny_model_dir, tmp_path / "hard", corpus, no_data, "--target-ratio", "16", "--min-fidelity", "0.99999999"
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no table reached held-out fidelity" in err[0]
     hard = Manifest.read(tmp_path / "hard" / "tiny-bert-fact")
@@ -335,8 +453,19 @@ def test_min_fidelity_builds_larger_tables_until_one_reaches_it(tmp_path, capsys
 def test_min_fidelity_refuses_a_fixed_size(tmp_path, capsys, corpus, no_data, tiny_model_dir):
     for extra in (["--subspaces", "8"], ["--max-table-mb", "1"], ["--min-fidelity", "1.5"]):
         extra = extra if "--min-fidelity" in extra else [*extra, "--min-fidelity", "0.9"]
-        argv = ["compress", "--model", str(tiny_model_dir), "--out", str(tmp_path), "--corpus", str(corpus),
-                "--data-dir", str(no_data), "--no-progress", *extra]
+        argv = [
+            "compress",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path),
+            "--corpus",
+            str(corpus),
+            "--data-dir",
+            str(no_data),
+            "--no-progress",
+            *extra,
+        ]
         assert "--min-fidelity" in _refused(capsys, argv, tmp_path)
 
 
@@ -345,7 +474,9 @@ def test_min_fidelity_int8_is_measured_on_the_same_held_out_texts(tmp_path, corp
     sizing = Manifest.read(tmp_path / "tiny-bert-fact").sizing
     assert isinstance(sizing["min_fidelity"], float) and 0.5 < sizing["min_fidelity"] <= 1
     assert sizing["min_fidelity"] >= max(sizing["int8"][0], 0.99) and sizing["min_fidelity_p1"] >= 0.97
-    met = [a["heldout_fidelity_mean"] >= sizing["min_fidelity"] and a["heldout_fidelity_p1"] >= sizing["min_fidelity_p1"]
-           for a in sizing["attempts"]]
+    met = [
+        a["heldout_fidelity_mean"] >= sizing["min_fidelity"] and a["heldout_fidelity_p1"] >= sizing["min_fidelity_p1"]
+        for a in sizing["attempts"]
+    ]
     assert met[-1] == sizing["met"] and not any(met[:-1])  # it stops at the first table that reaches it
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".cache") == ["tiny-bert", "tiny-bert-fact"]

@@ -1,6 +1,7 @@
 """Prompts served: a model's manifest lists its prompts and the default one (what the pipeline measured
 with); /embed's prompt_name (TEI's field) and the same extra field on /v1/embeddings pick another, an
 unknown name is a 422 in the one error shape, and token counts include the prompt."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,9 +55,14 @@ def test_a_named_prompt_on_both_routes(client, prompted):
     np.testing.assert_allclose(vectors(r.json()), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("route,body", [("/embed", {"inputs": "hi", "prompt_name": "search"}),
-                                        ("/v1/embeddings", {"input": "hi", "prompt_name": "search"}),
-                                        ("/embed", {"inputs": "hi", "model": "plain", "prompt_name": "query"})])
+@pytest.mark.parametrize(
+    "route,body",
+    [
+        ("/embed", {"inputs": "hi", "prompt_name": "search"}),
+        ("/v1/embeddings", {"input": "hi", "prompt_name": "search"}),
+        ("/embed", {"inputs": "hi", "model": "plain", "prompt_name": "query"}),
+    ],
+)
 def test_an_unknown_prompt_is_a_422(client, route, body):
     r = client.post(route, json=body)
     assert r.status_code == 422, r.text

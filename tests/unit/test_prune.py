@@ -1,5 +1,6 @@
 """FFN pruning on a tiny random BERT: the kept width, the refit absorbing what dropped neurons carried,
 and an export with parity."""
+
 import copy
 
 import numpy as np
@@ -59,8 +60,10 @@ def test_refit_beats_dropping_and_the_pruned_model_exports_with_parity(src, tmp_
     dropped = copy.deepcopy(refit)  # same kept neurons, the original output projection without refit
     with torch.no_grad():
         for layer, orig, new in zip(dropped.encoder.layer, src.bert.encoder.layer, refit.encoder.layer):
-            keep = [int(np.flatnonzero((orig.intermediate.dense.weight == row).all(1))[0])
-                    for row in new.intermediate.dense.weight]
+            keep = [
+                int(np.flatnonzero((orig.intermediate.dense.weight == row).all(1))[0])
+                for row in new.intermediate.dense.weight
+            ]
             layer.output.dense.weight.copy_(orig.output.dense.weight[:, keep])
             layer.output.dense.bias.copy_(orig.output.dense.bias)
 

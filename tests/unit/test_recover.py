@@ -1,4 +1,5 @@
 """Distillation on a tiny random BERT: the table anchor keeps rows of tokens the corpus never shows."""
+
 import copy
 
 import numpy as np
@@ -49,14 +50,15 @@ def _distilled(setup, anchor: float) -> tuple[SentenceEncoder, list[float]]:
     src, E, factors, ids, teacher = setup
     student = SentenceEncoder(with_factorized_embedding(copy.deepcopy(src.bert), factors))
     config = RecoverConfig(steps=40, batch_size=16, lr=2e-2, b_lr=1e-2, anchor=anchor, anchor_tokens=64)
-    losses = distill(student, ids, teacher, config, None, encoder_int8=False, progress=False,
-                     anchor_target=(E, np.eye(E.shape[1])))
+    losses = distill(
+        student, ids, teacher, config, None, encoder_int8=False, progress=False, anchor_target=(E, np.eye(E.shape[1]))
+    )
     return student, losses
 
 
 def test_anchor_keeps_unseen_rows_near_the_original(setup):
     src, E, factors, _, _ = setup
-    before = float(((factors.reconstruct() - E) ** 2).sum() / (E ** 2).sum())
+    before = float(((factors.reconstruct() - E) ** 2).sum() / (E**2).sum())
     free, free_losses = _distilled(setup, 0.0)
     anchored, anchored_losses = _distilled(setup, 1.0)
     drifted, kept = _unseen_row_error(free, E), _unseen_row_error(anchored, E)
@@ -88,7 +90,9 @@ def _token_error(student: SentenceEncoder, teacher_bert, ids) -> float:
 
     batch, mask = (torch.from_numpy(a) for a in pad_ids(ids))
     with torch.no_grad():
-        return float(_token_loss(hidden_states(student.bert, batch, mask), hidden_states(teacher_bert, batch, mask), mask))
+        return float(
+            _token_loss(hidden_states(student.bert, batch, mask), hidden_states(teacher_bert, batch, mask), mask)
+        )
 
 
 def test_token_term_trains_every_token_state_towards_the_teacher(setup):
@@ -99,8 +103,16 @@ def test_token_term_trains_every_token_state_towards_the_teacher(setup):
     for weight in (0.0, 1.0):
         student = copy.deepcopy(start)
         config = RecoverConfig(steps=40, batch_size=16, lr=2e-2, b_lr=1e-2, token_weight=weight)
-        losses = distill(student, ids, teacher, config, None, encoder_int8=False, progress=False,
-                         token_teacher=src.bert if weight else None)
+        losses = distill(
+            student,
+            ids,
+            teacher,
+            config,
+            None,
+            encoder_int8=False,
+            progress=False,
+            token_teacher=src.bert if weight else None,
+        )
         assert np.mean(losses[-5:]) < np.mean(losses[:5])  # the curve is still the sentence term
         errors[weight] = _token_error(student, src.bert, ids)
     # The sentence term alone leaves the token states free; the token term pulls them to the teacher's.
@@ -113,7 +125,8 @@ def test_token_term_needs_the_teacher(setup):
     src, E, factors, ids, teacher = setup
     student = SentenceEncoder(with_factorized_embedding(copy.deepcopy(src.bert), factors))
     with pytest.raises(ConfigError, match="teacher"):
-        distill(student, ids, teacher, RecoverConfig(steps=2, token_weight=1.0), None, encoder_int8=False,
-                progress=False)
+        distill(
+            student, ids, teacher, RecoverConfig(steps=2, token_weight=1.0), None, encoder_int8=False, progress=False
+        )
     with pytest.raises(ConfigError):
         RecoverConfig(steps=1, token_weight=-0.5)

@@ -1,5 +1,6 @@
 """The registry: each model's resident-memory gauge counts the model, not the libraries every model runs
 on; models with the same tokenizer file share one tokenizer; a broken tokenizer file is refused by name."""
+
 import json
 import shutil
 import subprocess
@@ -31,8 +32,14 @@ print(json.dumps({"grown": proc.memory_info().rss - before,
 
 
 def test_library_imports_are_not_charged_to_the_first_model(served_models):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(served_models)], cwd=REPO, capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(served_models)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(r["models"]) >= 2 and all(v > 0 for v in r["models"].values()), r
     # Importing onnxruntime and tokenizers takes ~25 MB; outside every model's delta it stays.
@@ -58,8 +65,9 @@ def test_models_with_the_same_tokenizer_file_share_one_tokenizer(served_models, 
     assert models["tiny"].backend.tokenizer is models["tiny-fact"].backend.tokenizer
     assert models["tiny-other-vocab"].backend.tokenizer is not models["tiny"].backend.tokenizer
     text = ["the quick brown fox"]
-    assert ([t.ids.tolist() for t in models["tiny-other-vocab"].backend.tokenize(text, True)]
-            == [t.ids.tolist() for t in models["tiny"].backend.tokenize(text, True)])
+    assert [t.ids.tolist() for t in models["tiny-other-vocab"].backend.tokenize(text, True)] == [
+        t.ids.tolist() for t in models["tiny"].backend.tokenize(text, True)
+    ]
 
 
 def test_a_broken_tokenizer_file_is_refused_by_name(served_models, tmp_path):

@@ -2,6 +2,7 @@
 replace through the fidelity gate (an identical re-export passes, a scrambled one is refused unless
 forced), remove with drain, failed loads that leave the old version serving, the admin route's
 switches, versions in /models, headers and metrics, and canary routing."""
+
 from __future__ import annotations
 
 import shutil
@@ -48,12 +49,16 @@ def test_a_new_directory_is_added_and_an_unchanged_one_left_alone(root):
         assert first["unchanged"] == ["tiny"] and not first["added"]
         make_model_dir(root / "other", "other", seed=3)
         report = _reload(c)
-        assert report["added"] == ["other"] and report["versions"]["other"] == c.get("/models").json()[
-            "models"]["other"]["version"]
+        assert (
+            report["added"] == ["other"]
+            and report["versions"]["other"] == c.get("/models").json()["models"]["other"]["version"]
+        )
         r, _ = _embed(c, "other")
         assert r.status_code == 200 and r.headers["x-model-version"] == report["versions"]["other"]
-        assert f'embedding_model_version_info{{model="other",version="{report["versions"]["other"]}"}} 1.0' in \
-            c.get("/metrics").text
+        assert (
+            f'embedding_model_version_info{{model="other",version="{report["versions"]["other"]}"}} 1.0'
+            in c.get("/metrics").text
+        )
 
 
 def test_an_identical_re_export_passes_the_gate_and_is_swapped(root):
@@ -120,8 +125,9 @@ def test_a_removed_directory_is_drained_and_unloaded(root):
         while not old.batcher._closed and time.monotonic() < deadline:
             time.sleep(0.02)
         assert old.batcher._closed and all(not t.is_alive() for t in old.batcher._threads)
-        assert 'model="gone"' not in "\n".join(l for l in c.get("/metrics").text.splitlines()
-                                              if l.startswith("embedding_model_loaded"))
+        assert 'model="gone"' not in "\n".join(
+            line for line in c.get("/metrics").text.splitlines() if line.startswith("embedding_model_loaded")
+        )
 
 
 def test_failed_loads_say_why_and_leave_the_old_version_serving(root):

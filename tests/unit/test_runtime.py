@@ -1,5 +1,6 @@
 """OnnxBackend's tokenization: one non-truncating tokenizer whose ids are cut by hand. On a model
 directory made with onnx.helper: the service's tests need no torch."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The sensitivity metric on a tiny random BERT, and factorization in that metric."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Serving rewrites (compression/export/serving_graph.py) on a tiny random BERT: exact, and refused where unsafe."""
+
 import collections
 
 import numpy as np
@@ -41,8 +42,9 @@ def _ops(model: onnx.ModelProto) -> collections.Counter:
 
 
 def _embed(path, ids, mask):
-    return make_session(path).run([contract.OUTPUT_EMBEDDING],
-                                  {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+    return make_session(path).run(
+        [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
+    )[0]
 
 
 @pytest.mark.parametrize("unpad", [False, True])
@@ -173,8 +175,11 @@ def test_a_distinct_id_table_decodes_the_packed_ids(src, tmp_path):
     from compression.table.factorize import FactorizeConfig, factorize
 
     E = word_embedding_matrix(src.bert)
-    f = factorize(E, FactorizeConfig(method="pq", rank=src.hidden_size, subspaces=16, codebook_size=32),
-                  np.arange(E.shape[0])[::-1].copy())
+    f = factorize(
+        E,
+        FactorizeConfig(method="pq", rank=src.hidden_size, subspaces=16, codebook_size=32),
+        np.arange(E.shape[0])[::-1].copy(),
+    )
     enc = SentenceEncoder(with_factorized_embedding(src.bert, f))
     path = tmp_path / "pq.onnx"
     export_onnx(enc, path, src.vocab_size)

@@ -1,5 +1,6 @@
 """make_session leaves out the fusions in DISABLED_FUSIONS (SkipLayerNormalization was slower on the
 CPU than the LayerNormalization and Add it replaces), and the profile shows which kernels ran."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,14 @@ from common.onnx_encoder import DISABLED_FUSIONS, make_session
 def _residual_layernorm(path: Path) -> Path:
     """y = LayerNorm(x + r): the pattern onnxruntime fuses into SkipLayerNormalization."""
     dim = 8
-    nodes = [helper.make_node("Add", ["x", "r"], ["s"]),
-             helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y"], axis=-1, epsilon=1e-12)]
-    inits = [numpy_helper.from_array(np.ones(dim, np.float32), "gamma"),
-             numpy_helper.from_array(np.zeros(dim, np.float32), "beta")]
+    nodes = [
+        helper.make_node("Add", ["x", "r"], ["s"]),
+        helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y"], axis=-1, epsilon=1e-12),
+    ]
+    inits = [
+        numpy_helper.from_array(np.ones(dim, np.float32), "gamma"),
+        numpy_helper.from_array(np.zeros(dim, np.float32), "beta"),
+    ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "t", dim]) for n in ("x", "r", "y")]
     graph = helper.make_graph(nodes, "g", io[:2], io[2:], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

@@ -1,4 +1,5 @@
 """Settings come from EMBED_* variables, and docs/configuration.md lists every one with its default."""
+
 import re
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The default recipe sized to the model, and the compress flags laid over it."""
+
 import pytest
 
 from compression.api import start_ratio
@@ -39,8 +40,16 @@ def test_the_search_starts_smaller_for_a_large_vocabulary():
 def _recipe(*argv):
     args = build_parser().parse_args(["compress", *argv])
     ratio = args.target_ratio if args.target_ratio or args.max_table_mb else start_ratio(30522)  # as compress() does
-    return sized_recipe("m-fact", "m", 30522, 384, target_ratio=ratio, max_table_mb=args.max_table_mb,
-                        seed=args.seed, overrides=overrides_from_args(args))
+    return sized_recipe(
+        "m-fact",
+        "m",
+        30522,
+        384,
+        target_ratio=ratio,
+        max_table_mb=args.max_table_mb,
+        seed=args.seed,
+        overrides=overrides_from_args(args),
+    )
 
 
 def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
@@ -55,8 +64,19 @@ def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
     assert default.prune.ffn_keep == 1.0 and _recipe("--ffn-keep", "0.75").prune.ffn_keep == 0.75
     block = _recipe("--encoder-block", "32").quantize  # the decode's product does not depend on the encoder's scheme
     assert block.decode_int8 and not block.reduce_range
-    r = _recipe("--subspaces", "48", "--steps", "10", "--encoder-lr", "0", "--no-factors-int8", "--b-fp16",
-                "--no-smoothing", "--seed", "3")
+    r = _recipe(
+        "--subspaces",
+        "48",
+        "--steps",
+        "10",
+        "--encoder-lr",
+        "0",
+        "--no-factors-int8",
+        "--b-fp16",
+        "--no-smoothing",
+        "--seed",
+        "3",
+    )
     assert (r.factorize.subspaces, r.factorize.rank) == (48, 192)
     assert (r.recover.steps, r.recover.encoder_lr, r.recover.seed, r.factorize.seed) == (10, 0, 3, 3)
     assert r.quantize.b_fp16 and not r.quantize.factors_int8

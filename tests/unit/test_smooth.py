@@ -1,5 +1,6 @@
 """SmoothQuant-style smoothing on a tiny random BERT: the fp32 function is unchanged, the graph exports
 with parity, and the int8 encoder sees flatter activations."""
+
 import copy
 
 import numpy as np
@@ -31,8 +32,11 @@ def test_smoothing_keeps_the_fp32_function_and_exports_with_parity(src, tmp_path
     linears = [m for m in bert.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert n == len(linears) == 6 * bert.config.num_hidden_layers
     # the attention's output projection has its division folded into the value projection: no wrapper
-    assert all(isinstance(m, SmoothedLinear) != name.endswith("attention.output.dense")
-               for name, m in bert.encoder.named_modules() if name.endswith(("query", "key", "value", "dense")))
+    assert all(
+        isinstance(m, SmoothedLinear) != name.endswith("attention.output.dense")
+        for name, m in bert.encoder.named_modules()
+        if name.endswith(("query", "key", "value", "dense"))
+    )
     ids, mask = (torch.from_numpy(a) for a in random_batch(3, 12, src.vocab_size, np.random.default_rng(0)))
     with torch.no_grad():
         torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
@@ -47,7 +51,8 @@ def _input_range_spread(bert, module_path: str, ids: list[list[int]]) -> float:
     """max / min over channels of each channel's max |x| at one linear's input, over the sentences."""
     seen = []
     hook = bert.encoder.get_submodule(module_path).register_forward_pre_hook(
-        lambda _m, args: seen.append(args[0].abs().flatten(0, -2).amax(0)))
+        lambda _m, args: seen.append(args[0].abs().flatten(0, -2).amax(0))
+    )
     with torch.no_grad():
         for row in ids:
             t = torch.tensor([row])
@@ -69,8 +74,10 @@ def test_alpha_one_gives_every_input_channel_the_same_range(src):
     assert smoothed == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize("kwargs", [dict(smooth_alpha=0.0, encoder_int8=True), dict(smooth_alpha=1.5, encoder_int8=True),
-                                    dict(smooth_alpha=0.9)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(smooth_alpha=0.0, encoder_int8=True), dict(smooth_alpha=1.5, encoder_int8=True), dict(smooth_alpha=0.9)],
+)
 def test_bad_smoothing_settings_are_refused(kwargs):
     with pytest.raises(ConfigError, match="smooth_alpha"):
         QuantizeConfig(**kwargs)
@@ -94,8 +101,11 @@ def test_shared_qkv_scale_keeps_the_function_and_quantizes_that_input_once(src, 
         q, k, v = (getattr(attention.self, n).inv_scale for n in ("query", "key", "value"))
         assert (q is k is v) == share and isinstance(attention.output.dense, torch.nn.Linear)
         export_onnx(after, tmp_path / f"{share}.onnx", src.vocab_size)
-        apply(QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=share),
-              tmp_path / f"{share}.onnx", tmp_path / f"{share}-int8.onnx")
+        apply(
+            QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=share),
+            tmp_path / f"{share}.onnx",
+            tmp_path / f"{share}-int8.onnx",
+        )
         graphs[share] = onnx.load(str(tmp_path / f"{share}-int8.onnx"))
     layers = src.bert.config.num_hidden_layers
     for share, per_layer, muls in ((False, 6, 5), (True, 4, 3)):
@@ -105,7 +115,8 @@ def test_shared_qkv_scale_keeps_the_function_and_quantizes_that_input_once(src, 
     ids, mask = random_batch(4, 12, src.vocab_size, np.random.default_rng(1))
     ref = before(*(torch.from_numpy(a) for a in (ids, mask))).detach().numpy()
     got = make_session(tmp_path / "True-int8.onnx").run(
-        [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask})[0]
+        [contract.OUTPUT_EMBEDDING], {contract.INPUT_IDS: ids, contract.ATTENTION_MASK: mask}
+    )[0]
     assert (ref * got).sum(1).min() > 0.99
 
 
@@ -120,7 +131,10 @@ def test_unsmoothed_ffn_output_keeps_the_function_and_drops_its_mul(src, tmp_pat
     bert = copy.deepcopy(src.bert)
     before = SentenceEncoder(copy.deepcopy(src.bert)).eval()
     layers = src.bert.config.num_hidden_layers
-    assert smooth_encoder(bert, random_id_rows(src.vocab_size, 40), alpha=0.9, share_qkv=True, ffn_output=False) == 5 * layers
+    assert (
+        smooth_encoder(bert, random_id_rows(src.vocab_size, 40), alpha=0.9, share_qkv=True, ffn_output=False)
+        == 5 * layers
+    )
     assert type(bert.encoder.layer[0].output.dense) is torch.nn.Linear
     assert isinstance(bert.encoder.layer[0].intermediate.dense, SmoothedLinear)
     after = SentenceEncoder(bert).eval()
@@ -128,8 +142,11 @@ def test_unsmoothed_ffn_output_keeps_the_function_and_drops_its_mul(src, tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(after(ids, mask), before(ids, mask), atol=1e-5, rtol=1e-4)
     export_onnx(after, tmp_path / "m.onnx", src.vocab_size)
-    apply(QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=True, smooth_ffn_output=False),
-          tmp_path / "m.onnx", tmp_path / "m-int8.onnx")
+    apply(
+        QuantizeConfig(encoder_int8=True, smooth_alpha=0.9, smooth_shared_qkv=True, smooth_ffn_output=False),
+        tmp_path / "m.onnx",
+        tmp_path / "m-int8.onnx",
+    )
     assert _smoothing_muls(onnx.load(str(tmp_path / "m-int8.onnx"))) == 2 * layers
 
 

@@ -1,4 +1,5 @@
 """The service end to end on the onnx.helper model directory, in a process where torch cannot be imported."""
+
 import subprocess
 import sys
 
@@ -30,6 +31,12 @@ def test_the_service_runs_without_torch(tmp_path):
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     env = {"PYTHONPATH": f"{blocker.parent}:{REPO}", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", CODE, str(tmp_path / "models")], cwd=REPO, capture_output=True,
-                          text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CODE, str(tmp_path / "models")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

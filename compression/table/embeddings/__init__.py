@@ -4,6 +4,7 @@
 `from_factors` picks the scheme the factorization produced. Every scheme keeps its submodules'
 names (`A`, `A_hi`/`A_lo`, `centroids`, `B`) because the exported graph's node names carry them
 and the quantizer finds the table's Gathers by them (compression/export/quantize.py)."""
+
 from __future__ import annotations
 
 from compression.table.embeddings.banded import BandedEmbedding
@@ -12,8 +13,7 @@ from compression.table.embeddings.low_rank import LowRankEmbedding
 from compression.table.embeddings.product_quantized import ProductQuantizedEmbedding
 from compression.table.factorize import Factors
 
-__all__ = ["FactorizedEmbedding", "LowRankEmbedding", "BandedEmbedding", "ProductQuantizedEmbedding",
-           "from_factors"]
+__all__ = ["FactorizedEmbedding", "LowRankEmbedding", "BandedEmbedding", "ProductQuantizedEmbedding", "from_factors"]
 
 
 def from_factors(factors: Factors) -> FactorizedEmbedding:

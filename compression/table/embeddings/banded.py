@@ -3,6 +3,7 @@
 Two code tables, A_hi (k+1 × r) and A_lo (V−k+1 × r_lo), each with an all-zero row 0; int32 maps
 send every token to its row in its own band and to row 0 of the other, so
 x_t = A_hi[hi[t]] @ B + A_lo[lo[t]] @ B[:r_lo] needs no branching in the graph."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,8 @@ class BandedEmbedding(FactorizedEmbedding):
         self.A_hi.weight.data = torch.from_numpy(np.vstack([np.zeros((1, r)), factors.A_vr[high]]).astype(np.float32))
         self.A_lo = nn.Embedding(len(low) + 1, r_lo, padding_idx=0)
         self.A_lo.weight.data = torch.from_numpy(
-            np.vstack([np.zeros((1, r_lo)), factors.A_vr[low, :r_lo]]).astype(np.float32))
+            np.vstack([np.zeros((1, r_lo)), factors.A_vr[low, :r_lo]]).astype(np.float32)
+        )
 
     @property
     def vocab_size(self) -> int:

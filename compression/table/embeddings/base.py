@@ -1,5 +1,6 @@
 """What every factorized table shares: x_t = rows(t) @ B, with B an (r → H) Linear, the trained
 tables listed for the optimiser, and an optional table quantization simulated while training."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """svd / weighted factors: one code row per token, x_t = A[t] @ B; exported as Gather(A) → MatMul(B)."""
+
 from __future__ import annotations
 
 import numpy as np

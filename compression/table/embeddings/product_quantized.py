@@ -3,6 +3,7 @@
 Decoded (for the distinct ids base.py's Unique yields) as Gather(codes, uint8) → Cast → Add(group
 offsets) → Gather(flat centroids) → Reshape → MatMul(B); only the centroids (and B) are trained, the
 codes are fixed by the k-means."""
+
 from __future__ import annotations
 
 import numpy as np
