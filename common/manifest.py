@@ -74,6 +74,8 @@ class Manifest(BaseModel):
     # --eval: per language, the pairs, STS (this model's and the baseline's) and fidelity beside int8's
     # (compression/evaluation/languages.py)
     languages: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # --trim-vocab: rows kept of the full table, how many the corpus produced and the scripts kept whole
+    vocabulary: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def default_prompt(self) -> str:

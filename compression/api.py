@@ -76,6 +76,7 @@ def compress(
     min_fidelity: float | str | None = None,
     prompt: str | None = None,
     evaluate: list[str | Path] | None = None,
+    trim_vocab: bool = False,
 ) -> Manifest:
     """Compress a BERT-family sentence encoder (a sentence-transformers or Hugging Face folder, or an ONNX
     export) into out_dir/<name> and out_dir/<name>-fact; returns the compressed variant's manifest.
@@ -85,6 +86,8 @@ def compress(
     where they exist. data_dir: where STS-B, SST-2 and TREC are looked for (evaluations and heads run only
     where they exist). overrides: explicit settings laid over the sized recipe (compression.table.sizing).
     diagnose: also measure where the variant's infidelity comes from (compression.evaluation.diagnose).
+    trim_vocab: cut the compressed variant's vocabulary to what the corpus reaches, plus every single
+    character of its scripts (compression.table.trim); the baseline keeps the full one.
     evaluate: STS-style pair files, one per language (compression.evaluation.languages): per-language STS
     and fidelity beside int8's in the manifest; the int8 target then holds in every language.
     prompt: the name of the model's prompt to embed with and serve by default ("none": none; None: the
@@ -152,6 +155,11 @@ def compress(
     if not _baseline_is_built(out_dir, name, src.path):
         build_variant(VariantRecipe(name=name, description=f"uncompressed fp32 baseline of {src.path}"), ctx)
         log.info("%s: baseline built in %.0fs", name, time.time() - start)
+    if trim_vocab:  # the compressed variant reads a table cut to the corpus; sized again for it
+        ctx.trim_vocabulary()
+        src = ctx.source
+        sized = {"target_ratio": target_ratio, "max_table_mb": max_table_mb, "seed": seed, "overrides": overrides}
+        recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, **sized)
     tries = [recipe]
     target = None
     if min_fidelity is not None:
@@ -291,6 +299,12 @@ def _build_until_faithful(
                 "codes": attempt.factorize.subspaces,
                 "rank": attempt.factorize.rank,
                 "table_ratio": round(src.vocab_size * src.hidden_size * FP32 / manifest.bytes.embedding, 2),
+                # against the full vocabulary's fp32 table, when --trim-vocab cut it
+                **(
+                    {"table_ratio_full": round(ctx.full_vocab * src.hidden_size * FP32 / manifest.bytes.embedding, 2)}
+                    if ctx.full_vocab
+                    else {}
+                ),
                 "heldout_fidelity_mean": heldout,
                 "heldout_fidelity_p1": manifest.quality.heldout_fidelity_p1,
             }

@@ -115,6 +115,10 @@ class BuildContext:
     )
     eval_paths: list[Path] | None = None  # --eval: STS-style pair files, one per language
     _embedded: dict[str, Embedded] = field(default_factory=dict)
+    # after trim_vocabulary: old id of each kept row, the full vocabulary's size, and the manifest's record
+    id_map: np.ndarray | None = None
+    full_vocab: int | None = None
+    vocabulary: dict = field(default_factory=dict)
     _int8_embedded: dict[str, tuple] = field(default_factory=dict)
 
     @cached_property
@@ -233,8 +237,28 @@ class BuildContext:
         key = ["v2", *weights, self.source.pooling, np.concatenate([np.asarray(r) for r in ids]), seed]
         return self.cached("sensitivity", key, compute)["G"]
 
+    def trim_vocabulary(self) -> dict:
+        """--trim-vocab: from here on the source is its trimmed copy (table rows and tokenizer.json cut to
+        what the corpus reaches, compression/table/trim.py); the baseline keeps the full vocabulary, so
+        the teacher reads trimmed ids through the map back to the full ones. What the manifest records."""
+        from compression.table.trim import trim_model, trim_tokenizer
+
+        src = self.source
+        out = self.cache_dir / f"tokenizer-{src.name}-trimmed.json"
+        trimmed = trim_tokenizer(src.tokenizer_file, self.corpus.train, out, src.vocab_size)
+        bert = copy.deepcopy(src.bert)
+        trim_model(bert, trimmed.kept)
+        self.full_vocab = src.vocab_size
+        self.__dict__["source"] = dataclasses.replace(src, bert=bert, tokenizer_file=trimmed.tokenizer_file)
+        self.id_map = trimmed.kept
+        self.vocabulary = trimmed.describe(src.vocab_size)
+        return self.vocabulary
+
     def teacher(self, baseline: str, rows: list[list[int]], what: str) -> np.ndarray:
-        """The baseline's (teacher's) embeddings of token-id rows, cached by its model and the rows."""
+        """The baseline's (teacher's) embeddings of token-id rows, cached by its model and the rows (ids of
+        a trimmed vocabulary are mapped back to the baseline's own)."""
+        if self.id_map is not None:
+            rows = [self.id_map[np.asarray(r, dtype=np.int64)].tolist() for r in rows]
         model_dir = self.out_root / baseline
         key = [
             sha256_file(model_dir / contract.MODEL_FILE),
@@ -596,6 +620,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             default_prompt_name=ctx.prompt_name,
             steps=steps.records,
             languages=languages,
+            vocabulary=ctx.vocabulary if recipe.baseline else {},
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

@@ -161,6 +161,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         min_fidelity=args.min_fidelity,
         prompt=args.prompt,
         evaluate=args.eval,
+        trim_vocab=args.trim_vocab,
     )
     print(manifest.model_dump_json(indent=2))
 
@@ -264,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tokenizer", type=Path, default=None, help="tokenizer.json of an ONNX export that has none beside it"
+    )
+    p.add_argument(
+        "--trim-vocab",
+        action="store_true",
+        help="cut the compressed model's vocabulary to the pieces your corpus produces plus every single "
+        "character of its scripts (a Unigram or WordPiece tokenizer); texts in other scripts lose",
     )
     p.add_argument(
         "--eval",

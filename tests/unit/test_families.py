@@ -244,3 +244,53 @@ def test_an_unknown_prompt_is_refused_before_anything_is_built(xlmr_st, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "'passage'" in err[0] and "'query'" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_trimming_keeps_the_corpus_pieces_and_its_scripts_characters(xlmr_st, tmp_path):
+    from tokenizers import Tokenizer
+
+    from compression.table.trim import trim_tokenizer
+
+    texts = ["the dog plays music", "a good movie"]
+    full = Tokenizer.from_file(str(xlmr_st / "tokenizer.json"))
+    trimmed = trim_tokenizer(xlmr_st / "tokenizer.json", texts, tmp_path / "t.json", full.get_vocab_size())
+    tok = Tokenizer.from_file(str(tmp_path / "t.json"))
+    assert tok.get_vocab_size() == len(trimmed.kept) < full.get_vocab_size()
+    for text in texts:  # the corpus tokenizes to the same pieces, renumbered
+        assert tok.encode(text).tokens == full.encode(text).tokens
+        assert [int(trimmed.kept[i]) for i in tok.encode(text).ids] == full.encode(text).ids
+    unk = tok.token_to_id("<unk>")
+    other = "zebra quiz jumps"  # Latin script, words the corpus lacks: re-segmented, never <unk>
+    assert unk not in tok.encode(other).ids
+    assert tok.token_to_id("<pad>") == 1 and trimmed.scripts == ["LATIN"]
+
+
+def test_one_command_with_a_trimmed_vocabulary(xlmr_st, tmp_path, corpus):
+    from tokenizers import Tokenizer
+
+    no_data = tmp_path / "no-data"
+    no_data.mkdir()
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "compress",
+                "--model",
+                str(xlmr_st),
+                "--out",
+                str(out),
+                "--corpus",
+                str(corpus),
+                "--data-dir",
+                str(no_data),
+                "--trim-vocab",
+                *QUICK,
+            ]
+        )
+        == 0
+    )
+    base, fact = assert_served_pair(out, "tiny-xlmr")
+    vocab = fact.vocabulary
+    assert vocab["trimmed"] and vocab["kept"] < vocab["of"] == base.source["vocab_size"] and not base.vocabulary
+    assert Tokenizer.from_file(str(out / "tiny-xlmr-fact" / "tokenizer.json")).get_vocab_size() == vocab["kept"]
+    assert fact.quality.heldout_fidelity_mean > 0.5  # measured against the full-vocabulary baseline, by text
