@@ -81,60 +81,28 @@ def cmd_build(args: argparse.Namespace) -> None:
         log.info("%s built in %.0fs: %s", recipe.name, time.time() - start, manifest.quality.model_dump())
 
 
-# compress flag → (config section, field): flags left unset keep the sized recipe's value.
-OVERRIDES = {
-    "method": ("factorize", "method"),
-    "rank": ("factorize", "rank"),
-    "subspaces": ("factorize", "subspaces"),
-    "codebook_size": ("factorize", "codebook_size"),
-    "metric": ("factorize", "metric"),
-    "alpha": ("factorize", "alpha"),
-    "metric_sentences": ("factorize", "metric_sentences"),
-    "high_rows": ("factorize", "high_rows"),
-    "low_rank": ("factorize", "low_rank"),
-    "steps": ("recover", "steps"),
-    "batch_size": ("recover", "batch_size"),
-    "num_sentences": ("recover", "num_sentences"),
-    "lr": ("recover", "lr"),
-    "b_lr": ("recover", "b_lr"),
-    "encoder_lr": ("recover", "encoder_lr"),
-    "anchor": ("recover", "anchor"),
-    "token_weight": ("recover", "token_weight"),
-    "augment_share": ("recover", "augment_share"),
-    "augment_tokens": ("recover", "augment_tokens"),
-    "table_bits": ("quantize", "table_bits"),
-    "table_block": ("quantize", "table_block"),
-    "b_fp16": ("quantize", "b_fp16"),
-    "factors_int8": ("quantize", "factors_int8"),
-    "encoder_int8": ("quantize", "encoder_int8"),
-    "smooth_alpha": ("quantize", "smooth_alpha"),
-    "smooth_shared_qkv": ("quantize", "smooth_shared_qkv"),
-    "smooth_ffn_output": ("quantize", "smooth_ffn_output"),
-    "smooth_min_ratio": ("quantize", "smooth_min_ratio"),
-    "encoder_block": ("quantize", "encoder_block"),
-    "positions_fp16": ("quantize", "positions_fp16"),
-    "reduce_range": ("quantize", "reduce_range"),
-    "decode_int8": ("quantize", "decode_int8"),
-    "fuse_attention": ("graph", "fuse_attention"),
-    "remove_padding": ("graph", "remove_padding"),
-    "dense_route": ("graph", "dense_route"),
-    "tanh_gelu": ("graph", "tanh_gelu"),
-    "ffn_keep": ("prune", "ffn_keep"),
-}
-
-
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict]:
-    """The recipe settings a compress command line sets explicitly, by config section."""
-    out: dict[str, dict] = {}
-    for flag, (section, key) in OVERRIDES.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            out.setdefault(section, {})[key] = value
-    if args.no_smoothing:
-        out.setdefault("quantize", {}).update(
-            smooth_alpha=None, smooth_shared_qkv=False, smooth_ffn_output=True, smooth_min_ratio=None
-        )
-    return out
+    """The recipe settings a compress command line sets explicitly (--set section.key=value), by section."""
+    from compression.recipe_settings import parse_sets
+
+    return parse_sets(args.set or [])
+
+
+class HelpRecipe(argparse.Action):
+    """--help-recipe: every recipe knob with the sized default's value (for a 30522×384 table) and its help."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import dataclasses
+
+        from compression.recipe_settings import SECTIONS, recipe_help
+        from compression.table.sizing import sized_recipe
+
+        recipe = sized_recipe("model-fact", "model", 30522, 384, target_ratio=16)
+        print(recipe_help({s: dataclasses.asdict(getattr(recipe, s)) for s in SECTIONS}))
+        parser.exit()
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
@@ -311,98 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         "if the sized table misses it, larger tables (16x, 12x, 8x, 4x) are built in turn until one does",
     )
     _diagnose_flag(p)
-    k = p.add_argument_group("recipe knobs (each overrides the sized default)")
-    k.add_argument("--method", choices=METHODS, default=None)
-    k.add_argument("--rank", type=int, default=None)
-    k.add_argument("--subspaces", type=int, default=None, help="pq: one-byte codes per token")
-    k.add_argument("--codebook-size", type=int, default=None, help="pq: centroids per group (≤ 256)")
-    k.add_argument("--metric", choices=METRICS, default=None)
-    k.add_argument("--alpha", type=float, default=None, help="frequency weight exponent")
-    k.add_argument(
-        "--metric-sentences", type=int, default=None, help="corpus texts the sensitivity metric is estimated on"
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="one recipe setting over the sized default, e.g. recover.steps=800 (repeatable; --help-recipe lists them)",
     )
-    k.add_argument("--high-rows", type=int, default=None, help="banded: most frequent tokens kept at full rank")
-    k.add_argument("--low-rank", type=int, default=None, help="banded: rank of every other token")
-    k.add_argument("--steps", type=int, default=None, help="distillation steps (0: none)")
-    k.add_argument("--batch-size", type=int, default=None)
-    k.add_argument("--num-sentences", type=int, default=None, help="size of the distillation set")
-    k.add_argument("--lr", type=float, default=None, help="learning rate of the codes or centroids")
-    k.add_argument("--b-lr", type=float, default=None, help="learning rate of the factor B")
-    k.add_argument("--encoder-lr", type=float, default=None, help="learning rate of the encoder")
-    k.add_argument("--anchor", type=float, default=None, help="weight of the table anchor")
-    k.add_argument(
-        "--token-weight",
-        type=float,
-        default=None,
-        help="weight of the token-level distillation term (0: sentence vectors only)",
-    )
-    k.add_argument("--augment-share", type=float, default=None, help="share of rare-token augmented copies")
-    k.add_argument("--augment-tokens", type=int, default=None, help="positions swapped per augmented copy")
-    k.add_argument("--table-bits", type=int, choices=[4, 8], default=None)
-    k.add_argument("--table-block", type=int, default=None)
-    bool_flag = argparse.BooleanOptionalAction
-    k.add_argument("--b-fp16", action=bool_flag, default=None, help="store B (and centroids) in float16")
-    k.add_argument("--factors-int8", action=bool_flag, default=None, help="store B (and centroids) in int8")
-    k.add_argument("--encoder-int8", action=bool_flag, default=None)
-    k.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant α of the int8 encoder")
-    k.add_argument("--no-smoothing", action="store_true", help="int8 encoder without SmoothQuant")
-    k.add_argument("--smooth-shared-qkv", action=bool_flag, default=None)
-    k.add_argument(
-        "--smooth-ffn-output",
-        action=bool_flag,
-        default=None,
-        help="smooth the FFN's second linear too (keeps its 4·H-wide Mul in the graph)",
-    )
-    k.add_argument(
-        "--smooth-min-ratio",
-        type=float,
-        default=None,
-        help="smooth only inputs whose largest channel maximum is at least this many times the median one",
-    )
-    k.add_argument("--encoder-block", type=int, default=None, help="int8 encoder in the block scheme (MatMulNBits)")
-    k.add_argument("--positions-fp16", action=bool_flag, default=None)
-    k.add_argument(
-        "--reduce-range",
-        action=bool_flag,
-        default=None,
-        help="7-bit encoder weights: the same int8 arithmetic on AVX2 and AVX-512 VNNI CPUs",
-    )
-    k.add_argument(
-        "--decode-int8",
-        action=bool_flag,
-        default=None,
-        help="the pq table's product by B as an int8 MatMul (needs --factors-int8, dynamic int8 encoder)",
-    )
-    k.add_argument(
-        "--fuse-attention",
-        action=bool_flag,
-        default=None,
-        help="each attention as one onnxruntime MultiHeadAttention node (exact; faster)",
-    )
-    k.add_argument(
-        "--remove-padding",
-        action=bool_flag,
-        default=None,
-        help="run all but attention on the batch's real tokens only (exact; needs --fuse-attention)",
-    )
-    k.add_argument(
-        "--dense-route",
-        action=bool_flag,
-        default=None,
-        help="batches without padding skip the unpadding: one If, two graph bodies (exact; default on)",
-    )
-    k.add_argument(
-        "--tanh-gelu",
-        action=bool_flag,
-        default=None,
-        help="the FFN's GELU as its tanh approximation (≤ 5e-4; onnxruntime's FastGelu, faster on AVX2)",
-    )
-    k.add_argument(
-        "--ffn-keep",
-        type=float,
-        default=None,
-        help="share of each FFN's neurons kept, the rest pruned and the FFN refitted (default 1: none)",
-    )
+    p.add_argument("--help-recipe", action=HelpRecipe, help="list every recipe setting with its default and exit")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("heads", help="train classification heads on each built variant's embeddings")

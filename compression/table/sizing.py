@@ -168,8 +168,9 @@ def sized_recipe(
         qz.setdefault("reduce_range", False)  # 7-bit weights are the dynamic int8 scheme's
     if method != "pq" or qz.get("factors_int8") is False:
         qz.setdefault("decode_int8", False)  # a pq table's decode, with int8 factors
-    if "smooth_alpha" in qz and qz["smooth_alpha"] is None:
-        qz.setdefault("smooth_min_ratio", None)  # nothing smoothed, nothing to choose
+    if "smooth_alpha" in qz and qz["smooth_alpha"] is None:  # nothing smoothed, nothing to choose
+        qz.setdefault("smooth_min_ratio", None)
+        qz.setdefault("smooth_shared_qkv", False)
     quantize = with_settings(
         QuantizeConfig(
             factors_int8=True,

@@ -114,12 +114,12 @@ def _compress(tiny_model_dir, tiny_data_dir, out, *extra):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--method", "svd", "--rank", "0"], "rank must satisfy"),
-        (["--method", "svd", "--rank", "64"], "rank must satisfy"),
-        (["--method", "svd", "--rank", "-2"], "rank must satisfy"),
-        (["--rank", "16", "--subspaces", "5"], "multiple of subspaces"),
-        (["--b-fp16"], "choose one storage for the factors"),
-        (["--ffn-keep", "0"], "prune settings out of range"),
+        (["--set", "factorize.method=svd", "--set", "factorize.rank=0"], "rank must satisfy"),
+        (["--set", "factorize.method=svd", "--set", "factorize.rank=64"], "rank must satisfy"),
+        (["--set", "factorize.method=svd", "--set", "factorize.rank=-2"], "rank must satisfy"),
+        (["--set", "factorize.rank=16", "--set", "factorize.subspaces=5"], "multiple of subspaces"),
+        (["--set", "quantize.b_fp16=true"], "choose one storage for the factors"),
+        (["--set", "prune.ffn_keep=0"], "prune settings out of range"),
     ],
 )
 def test_bad_settings_are_one_line_errors_before_anything_is_built(
@@ -156,7 +156,7 @@ def test_a_refused_compress_leaves_an_existing_output_directory_as_it_was(tiny_m
     out = tmp_path / "out"
     (out / "other-model").mkdir(parents=True)
     (out / "other-model" / "manifest.json").write_text("{}")
-    assert _compress(tiny_model_dir, tiny_data_dir, out, "--ffn-keep", "0") == 2
+    assert _compress(tiny_model_dir, tiny_data_dir, out, "--set", "prune.ffn_keep=0") == 2
     assert (out / "other-model" / "manifest.json").read_text() == "{}"
 
 
@@ -247,28 +247,30 @@ def test_compress_with_the_rarer_build_paths(tiny_model_dir, tiny_data_dir, tmp_
         tiny_model_dir,
         tiny_data_dir,
         tmp_path,
-        "--subspaces",
-        "8",
-        "--rank",
-        "16",
-        "--codebook-size",
-        "16",
-        "--steps",
-        "3",
-        "--batch-size",
-        "8",
-        "--num-sentences",
-        "64",
-        "--metric",
-        "euclidean",
-        "--augment-share",
-        "0.5",
-        "--augment-tokens",
-        "1",
-        "--no-smoothing",
-        "--encoder-block",
-        "16",
-        "--no-decode-int8",
+        "--set",
+        "factorize.subspaces=8",
+        "--set",
+        "factorize.rank=16",
+        "--set",
+        "factorize.codebook_size=16",
+        "--set",
+        "recover.steps=3",
+        "--set",
+        "recover.batch_size=8",
+        "--set",
+        "recover.num_sentences=64",
+        "--set",
+        "factorize.metric=euclidean",
+        "--set",
+        "recover.augment_share=0.5",
+        "--set",
+        "recover.augment_tokens=1",
+        "--set",
+        "quantize.smooth_alpha=none",
+        "--set",
+        "quantize.encoder_block=16",
+        "--set",
+        "quantize.decode_int8=false",
     )
     assert rc == 0
     manifest = Manifest.read(tmp_path / "x-fact")

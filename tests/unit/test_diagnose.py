@@ -30,7 +30,15 @@ def test_diagnosis_separates_the_table_from_the_encoder(tmp_path, corpus, no_dat
     # that case must reproduce the baseline; a coarse table (ratio 6) must cost more than the swap leaves.
     assert (
         compress_cli(
-            tiny_model_dir, tmp_path, corpus, no_data, "--diagnose", "--encoder-lr", "0", "--target-ratio", "6"
+            tiny_model_dir,
+            tmp_path,
+            corpus,
+            no_data,
+            "--diagnose",
+            "--set",
+            "recover.encoder_lr=0",
+            "--target-ratio",
+            "6",
         )
         == 0
     )

@@ -27,12 +27,12 @@ TEXTS = ["The movie was GREAT", "who is the man", "a", "Ünïcode Café plays", 
 QUICK = [
     "--target-ratio",
     "3",
-    "--steps",
-    "4",
-    "--batch-size",
-    "8",
-    "--num-sentences",
-    "64",
+    "--set",
+    "recover.steps=4",
+    "--set",
+    "recover.batch_size=8",
+    "--set",
+    "recover.num_sentences=64",
     "--no-progress",
     "--no-heads",
 ]
@@ -146,12 +146,12 @@ def test_one_command_on_a_plain_hf_folder_with_heads(tiny_model_dir, tiny_data_d
             str(tiny_data_dir),
             "--target-ratio",
             "3",
-            "--steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--num-sentences",
-            "64",
+            "--set",
+            "recover.steps=3",
+            "--set",
+            "recover.batch_size=8",
+            "--set",
+            "recover.num_sentences=64",
             "--no-progress",
         ]
     )
@@ -174,8 +174,8 @@ def test_one_command_on_a_plain_hf_folder_with_heads(tiny_model_dir, tiny_data_d
                 str(tiny_data_dir),
                 "--target-ratio",
                 "3",
-                "--steps",
-                "0",
+                "--set",
+                "recover.steps=0",
                 "--no-progress",
                 "--no-heads",
             ]
@@ -451,7 +451,7 @@ def test_min_fidelity_builds_larger_tables_until_one_reaches_it(tmp_path, capsys
 
 
 def test_min_fidelity_refuses_a_fixed_size(tmp_path, capsys, corpus, no_data, tiny_model_dir):
-    for extra in (["--subspaces", "8"], ["--max-table-mb", "1"], ["--min-fidelity", "1.5"]):
+    for extra in (["--set", "factorize.subspaces=8"], ["--max-table-mb", "1"], ["--min-fidelity", "1.5"]):
         extra = extra if "--min-fidelity" in extra else [*extra, "--min-fidelity", "0.9"]
         argv = [
             "compress",

@@ -56,24 +56,35 @@ def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
     default = _recipe()
     assert default.recover.steps == DEFAULT_STEPS and default.quantize.smooth_alpha == 0.9
     assert default.quantize.encoder_int8 and default.quantize.reduce_range  # 7-bit weights: the same on every CPU
-    assert default.quantize.decode_int8 and not _recipe("--method", "svd", "--rank", "64").quantize.decode_int8
-    assert default.quantize.smooth_min_ratio == 7.0 and _recipe("--no-smoothing").quantize.smooth_min_ratio is None
-    assert _recipe("--smooth-min-ratio", "1").quantize.smooth_min_ratio == 1.0
-    assert default.graph.tanh_gelu and not _recipe("--no-tanh-gelu").graph.tanh_gelu
-    assert default.graph.dense_route and not _recipe("--no-dense-route").graph.dense_route
-    assert default.prune.ffn_keep == 1.0 and _recipe("--ffn-keep", "0.75").prune.ffn_keep == 0.75
-    block = _recipe("--encoder-block", "32").quantize  # the decode's product does not depend on the encoder's scheme
+    assert (
+        default.quantize.decode_int8
+        and not _recipe("--set", "factorize.method=svd", "--set", "factorize.rank=64").quantize.decode_int8
+    )
+    assert (
+        default.quantize.smooth_min_ratio == 7.0
+        and _recipe("--set", "quantize.smooth_alpha=none").quantize.smooth_min_ratio is None
+    )
+    assert _recipe("--set", "quantize.smooth_min_ratio=1").quantize.smooth_min_ratio == 1.0
+    assert default.graph.tanh_gelu and not _recipe("--set", "graph.tanh_gelu=false").graph.tanh_gelu
+    assert default.graph.dense_route and not _recipe("--set", "graph.dense_route=false").graph.dense_route
+    assert default.prune.ffn_keep == 1.0 and _recipe("--set", "prune.ffn_keep=0.75").prune.ffn_keep == 0.75
+    block = _recipe(
+        "--set", "quantize.encoder_block=32"
+    ).quantize  # the decode's product does not depend on the encoder's scheme
     assert block.decode_int8 and not block.reduce_range
     r = _recipe(
-        "--subspaces",
-        "48",
-        "--steps",
-        "10",
-        "--encoder-lr",
-        "0",
-        "--no-factors-int8",
-        "--b-fp16",
-        "--no-smoothing",
+        "--set",
+        "factorize.subspaces=48",
+        "--set",
+        "recover.steps=10",
+        "--set",
+        "recover.encoder_lr=0",
+        "--set",
+        "quantize.factors_int8=false",
+        "--set",
+        "quantize.b_fp16=true",
+        "--set",
+        "quantize.smooth_alpha=none",
         "--seed",
         "3",
     )
@@ -82,19 +93,19 @@ def test_no_flag_gives_the_default_and_each_flag_overrides_one_knob():
     assert r.quantize.b_fp16 and not r.quantize.factors_int8
     assert r.quantize.smooth_alpha is None and not r.quantize.smooth_shared_qkv
     assert r.recover.lr == default.recover.lr  # untouched knobs keep the default
-    svd = _recipe("--method", "svd", "--rank", "64")
+    svd = _recipe("--set", "factorize.method=svd", "--set", "factorize.rank=64")
     assert (svd.factorize.method, svd.factorize.rank) == ("svd", 64)
-    weighted = _recipe("--method", "weighted", "--target-ratio", "8")
+    weighted = _recipe("--set", "factorize.method=weighted", "--target-ratio", "8")
     assert weighted.factorize.rank is None and weighted.factorize.target_ratio == 8
 
 
 def test_out_of_range_knobs_are_config_errors():
     with pytest.raises(ConfigError):
-        _recipe("--steps", "-1")
+        _recipe("--set", "recover.steps=-1")
     with pytest.raises(ConfigError):
-        _recipe("--smooth-alpha", "2")
+        _recipe("--set", "quantize.smooth_alpha=2")
     with pytest.raises(ConfigError):
-        _recipe("--ffn-keep", "0")
+        _recipe("--set", "prune.ffn_keep=0")
 
 
 @pytest.mark.parametrize("ratio,group_dim", [(16, 4), (12, 3), (8, 2), (4.2, 1)])
@@ -115,3 +126,29 @@ def test_min_fidelity_tries_each_larger_table_once():
     shapes = [(r.factorize.subspaces, r.factorize.rank) for r in larger_tables(first, 30522, 384, 16)]
     assert shapes == [(120, 360), (184, 368), (375, 375)]
     assert larger_tables(first, 30522, 384, 4) == []  # nothing below the smallest fallback ratio
+
+
+def test_recipe_settings_come_from_the_config_dataclasses(capsys):
+    from compression.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["compress", "--help-recipe"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "recover.steps = 400" in out and "quantize.reduce_range = True" in out
+    assert "AVX2's u8×s8 kernel" in out  # the field's own comment is its help
+    assert "--steps" not in build_parser().format_help() and "--set" in _compress_help()
+    for bad, fragment in (
+        ("recover.nope=1", "recover has no 'nope'"),
+        ("quant.steps=1", "unknown section"),
+        ("steps=1", "section.key=value"),
+    ):
+        assert main(["compress", "--set", bad, "--out", "/nonexistent/x"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and "\n" not in err
+
+
+def _compress_help() -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["compress"].format_help()
