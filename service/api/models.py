@@ -32,6 +32,10 @@ def describe(model: LoadedModel) -> dict:
         "prompts": m.prompts,
         "default_prompt_name": m.default_prompt_name,
         "quality": m.quality.model_dump(),
+        # per-language STS and fidelity beside int8's (compress --eval), and the worst language's name
+        "languages": m.languages or None,
+        "worst_language": min(m.languages, key=lambda k: m.languages[k]["fidelity_mean"]) if m.languages else None,
+        "vocabulary": m.vocabulary or None,
         "graph": m.graph or None,  # serving rewrites: fused attention, padding removed (or why not)
         "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
         "resident_bytes": model.resident_bytes,

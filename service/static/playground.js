@@ -33,6 +33,18 @@ const cell = (text, attrs = {}) => {
 
 let models = {};
 
+// The worst --eval language beside the mean: its fidelity, with every language's in the tooltip.
+function worstLanguage(m) {
+  const w = m.worst_language && m.languages[m.worst_language];
+  if (!w) return cell("–");
+  const td = cell(`${m.worst_language} ${fmt(w.fidelity_mean, 4)}`, { worstLanguage: m.worst_language });
+  td.title = Object.entries(m.languages).map(([lang, r]) =>
+    `${lang}: fidelity ${fmt(r.fidelity_mean, 4)} / p1 ${fmt(r.fidelity_p1, 4)}` +
+    (r.int8_fidelity_mean != null ? ` (int8 ${fmt(r.int8_fidelity_mean, 4)})` : "") +
+    `, STS ${fmt(r.stsb_spearman, 2)} (baseline ${fmt(r.baseline_stsb_spearman, 2)})`).join("\n");
+  return td;
+}
+
 async function loadModels() {
   const err = $("models-error");
   try {
@@ -59,6 +71,7 @@ async function loadModels() {
         cell(ratio ? ratio.toFixed(2) + "× smaller" : "–", ratio ? { ratio } : {}),
         cell(q.fidelity_mean != null ? `${fmt(q.fidelity_mean, 4)} / p1 ${fmt(q.fidelity_p1, 4)}` : "–",
           q.fidelity_mean != null ? { fidelityMean: q.fidelity_mean } : {}),
+        worstLanguage(m),
         cell(h ? `${fmt(h.mean, 4)} / p1 ${fmt(h.p1, 4)}` : "–", h ? { hostMean: h.mean } : {}),
         cell(fmt(q.stsb_spearman, 2)), cell(prompts || "–", { prompts: prompts }),
         cell(m.baseline || "–"), cell(m.version, { version: m.version }),

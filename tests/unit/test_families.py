@@ -294,3 +294,33 @@ def test_one_command_with_a_trimmed_vocabulary(xlmr_st, tmp_path, corpus):
     assert vocab["trimmed"] and vocab["kept"] < vocab["of"] == base.source["vocab_size"] and not base.vocabulary
     assert Tokenizer.from_file(str(out / "tiny-xlmr-fact" / "tokenizer.json")).get_vocab_size() == vocab["kept"]
     assert fact.quality.heldout_fidelity_mean > 0.5  # measured against the full-vocabulary baseline, by text
+
+
+@pytest.mark.parametrize("layout", ["huggingface", "onnx-features-dict"])
+def test_one_command_on_other_xlmr_layouts(xlmr_st, tmp_path, corpus, layout):
+    if layout == "huggingface":
+        source = make_tiny_family(tmp_path / "tiny-xlmr", "xlm-roberta", layout="huggingface")
+    else:
+        source = export_features_dict(xlmr_st, tmp_path / "tiny-xlmr" / "model.onnx")
+    no_data = tmp_path / "no-data"
+    no_data.mkdir()
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "compress",
+                "--model",
+                str(source),
+                "--out",
+                str(out),
+                "--corpus",
+                str(corpus),
+                "--data-dir",
+                str(no_data),
+                *QUICK,
+            ]
+        )
+        == 0
+    )
+    base, fact = assert_served_pair(out, "tiny-xlmr")
+    assert fact.source["family"] == "xlm-roberta" and fact.quality.heldout_fidelity_mean > 0.5

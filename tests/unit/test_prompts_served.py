@@ -23,6 +23,8 @@ def prompted(tmp_path_factory):
     path = make_model_dir(root / "e5ish", "e5ish", dim=16)
     manifest = Manifest.read(path)
     manifest.prompts, manifest.default_prompt_name = PROMPTS, "query"
+    row = {"pairs": 10, "stsb_spearman": 80.0, "baseline_stsb_spearman": 81.0, "fidelity_p1": 0.98}
+    manifest.languages = {"de": row | {"fidelity_mean": 0.995}, "ja": row | {"fidelity_mean": 0.991}}
     manifest.write(path)
     make_model_dir(root / "plain", "plain", dim=16)
     return root
@@ -73,3 +75,5 @@ def test_models_lists_the_prompts(client):
     models = client.get("/models").json()["models"]
     assert models["e5ish"]["prompts"] == PROMPTS and models["e5ish"]["default_prompt_name"] == "query"
     assert models["plain"]["prompts"] == {} and models["plain"]["default_prompt_name"] is None
+    assert models["e5ish"]["worst_language"] == "ja" and set(models["e5ish"]["languages"]) == {"de", "ja"}
+    assert models["plain"]["worst_language"] is None
