@@ -76,6 +76,13 @@ class Manifest(BaseModel):
     languages: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # --trim-vocab: rows kept of the full table, how many the corpus produced and the scripts kept whole
     vocabulary: dict[str, Any] = Field(default_factory=dict)
+    # the shorter output vectors (OpenAI's `dimensions`) this model supports, with what each measured
+    # (compression/evaluation/dimensions.py); the service refuses any other
+    dimensions: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def supported_dimensions(self) -> list[int]:
+        return [int(d) for d in self.dimensions.get("supported", [])]
 
     @property
     def default_prompt(self) -> str:

@@ -43,6 +43,7 @@ from compression.encoder.prune import prune_ffn
 from compression.encoder.smooth import smooth_encoder
 from compression.errors import ConfigError, PipelineError, ShapeError, ToleranceError
 from compression.evaluation.diagnose import Simulation, diagnose, diagnosis_table
+from compression.evaluation.dimensions import measure as measure_dimensions
 from compression.evaluation.evaluate import (
     Embedded,
     EvalSet,
@@ -584,6 +585,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             probe.write(tmp)
             probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
             languages = ctx.languages(tmp, recipe.baseline) if recipe.baseline else {}
+            dimensions = measure_dimensions(emb, base or emb, ctx.eval_set)
         params = count_params(bert)
         manifest = Manifest(
             name=recipe.name,
@@ -623,6 +625,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             steps=steps.records,
             languages=languages,
             vocabulary=ctx.vocabulary if recipe.baseline else {},
+            dimensions=dimensions,
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

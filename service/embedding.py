@@ -209,6 +209,20 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def check_dimensions(model: LoadedModel, dimensions: int, allow_any: bool) -> None:
+    """`dimensions` only where the model was measured to support it (its manifest's `dimensions`), as vLLM
+    answers a model without Matryoshka training; the full size always; any size with allow_any."""
+    dim = model.backend.dim
+    if dimensions > dim:
+        raise InvalidInput(f"dimensions {dimensions} is more than this model's {dim}")
+    supported = model.manifest.supported_dimensions if model.manifest is not None else []
+    if dimensions != dim and dimensions not in supported and not allow_any:
+        raise InvalidInput(
+            f"model {model.name!r} does not support dimensions {dimensions}: its build measured "
+            f"{supported or 'no shorter vector'} as good enough (Matryoshka); the full size is {dim}"
+        )
+
+
 def postprocess(result: Embedded, normalize: bool, dimensions: int | None = None) -> np.ndarray:
     """The vectors a client asked for. normalize=True: unit length, optionally truncated to the first
     `dimensions` and re-normalised (OpenAI's `dimensions`). normalize=False: the pooled vector before

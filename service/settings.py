@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         10.0, gt=0, description="longest wait for the next chunk of a request body (408 after)"
     )
     api_key: SecretStr | None = Field(None, description="if set, Bearer token required on all but health and metrics")
+    allow_any_dimensions: bool = Field(
+        False,
+        description="answer `dimensions` by truncation for any model, not only at the sizes its build measured "
+        "as supported (a model not trained for it loses quality silently)",
+    )
     shadow_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="share of compressed-model requests re-run on the baseline"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ..embedding import encode_vectors, postprocess, validate_texts
+from ..embedding import check_dimensions, encode_vectors, postprocess, validate_texts
 from ..errors import InvalidInput
 from ..schemas import (
     INFERENCE_ERRORS,
@@ -34,6 +34,8 @@ async def embeddings(
 ) -> dict:
     request.state.model = svc.registry.metric_label(body.model)
     texts, ids = _split_input(body.input, svc)
+    if body.dimensions is not None:  # refused before any work is queued
+        check_dimensions(svc.registry.get(body.model), body.dimensions, svc.settings.allow_any_dimensions)
     result = await svc.embedder.embed(
         body.model, texts, True, token_ids=ids, receive=request.receive, prompt_name=body.prompt_name
     )

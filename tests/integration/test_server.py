@@ -82,8 +82,11 @@ def test_openai_client(server):
     )
     assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
     assert floats.model == "tiny-fact"
-    short = client.embeddings.create(model="tiny", input="great actors", dimensions=16, encoding_format="float")
-    assert len(short.data[0].embedding) == 16
+    full = client.embeddings.create(model="tiny", input="great actors", dimensions=64, encoding_format="float")
+    assert len(full.data[0].embedding) == 64
+    with pytest.raises(Exception) as exc:  # a cut the build did not measure as supported: 422
+        client.embeddings.create(model="tiny", input="great actors", dimensions=16)
+    assert "does not support dimensions 16" in str(exc.value)
     with pytest.raises(Exception) as exc:
         client.embeddings.create(model="missing", input="x")
     assert "not served" in str(exc.value)
