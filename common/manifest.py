@@ -79,6 +79,9 @@ class Manifest(BaseModel):
     # the shorter output vectors (OpenAI's `dimensions`) this model supports, with what each measured
     # (compression/evaluation/dimensions.py); the service refuses any other
     dimensions: dict[str, Any] = Field(default_factory=dict)
+    # compact output types: int8/uint8 ranges calibrated on the probe set, and recall@10 and STS-B per
+    # type against float (compression/evaluation/output_types.py)
+    output_types: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def supported_dimensions(self) -> list[int]:

@@ -57,6 +57,7 @@ from compression.evaluation.languages import (
     language_figures,
     load_pair_sets,
 )
+from compression.evaluation.output_types import measure as measure_output_types
 from compression.export import dense_route, quantize, serving_graph
 from compression.export.measure import embedding_bytes
 from compression.export.onnx_export import check_parity, export_onnx
@@ -586,6 +587,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
             languages = ctx.languages(tmp, recipe.baseline) if recipe.baseline else {}
             dimensions = measure_dimensions(emb, base or emb, ctx.eval_set)
+            output_types = measure_output_types(emb, ctx.eval_set, emb.held_out[:n_probe])
         params = count_params(bert)
         manifest = Manifest(
             name=recipe.name,
@@ -626,6 +628,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             languages=languages,
             vocabulary=ctx.vocabulary if recipe.baseline else {},
             dimensions=dimensions,
+            output_types=output_types,
         )
         manifest.write(tmp)
         final = ctx.out_root / recipe.name

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.fidelity import cosines
+from common.output_types import CALIBRATED, quantize
 
 from .canary import CanaryRule, parse_canary
 from .errors import ClientGone, InvalidInput
@@ -242,8 +243,23 @@ def postprocess(result: Embedded, normalize: bool, dimensions: int | None = None
     return result.pooled
 
 
-def encode_vectors(vectors: np.ndarray, encoding_format: str) -> list:
-    """float: lists of floats; base64: little-endian float32 bytes, exactly the float answer."""
+def encode_vectors(
+    vectors: np.ndarray, encoding_format: str, embedding_type: str = "float", model: LoadedModel | None = None
+) -> list:
+    """float: lists of floats, base64 of little-endian float32 bytes; int8/uint8/binary/ubinary
+    (common/output_types.py): lists of integers, base64 of the raw bytes."""
+    if embedding_type != "float":
+        ranges = model.manifest.output_types.get("ranges") if model and model.manifest else None
+        if embedding_type in CALIBRATED and not ranges:
+            name = model.name if model else "?"
+            raise InvalidInput(
+                f"model {name!r} has no calibrated ranges for {embedding_type} (its build predates them); "
+                "use float, binary or ubinary"
+            )
+        vectors = quantize(vectors, embedding_type, ranges)
+        if encoding_format == "base64":
+            return [base64.b64encode(v.tobytes()).decode("ascii") for v in vectors]
+        return vectors.astype(int).tolist()
     if encoding_format == "base64":
         return [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
     return vectors.tolist()

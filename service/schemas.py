@@ -15,6 +15,9 @@ class EmbedRequest(BaseModel):
     truncate: bool = True
     encoding_format: Literal["float", "base64"] = "float"
     prompt_name: str | None = None  # one of the model's prompts (TEI's field); None: the model's default prompt
+    # compact vectors (sentence-transformers' quantize_embeddings): int8/uint8 per-dimension ranges from the
+    # model's manifest, binary/ubinary signs packed eight to a byte
+    embedding_type: Literal["float", "int8", "uint8", "binary", "ubinary"] = "float"
 
 
 class Usage(BaseModel):
@@ -25,7 +28,7 @@ class EmbedResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     model: str
     dim: int
-    embeddings: list[list[float]] | list[str]
+    embeddings: list[list[int]] | list[list[float]] | list[str]
     usage: Usage
 
 
@@ -38,6 +41,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
     prompt_name: str | None = None  # an extra field (the openai client's extra_body); None: the model's default
+    embedding_type: Literal["float", "int8", "uint8", "binary", "ubinary"] = "float"  # an extra field too
 
 
 class ClassifyRequest(BaseModel):
@@ -73,7 +77,7 @@ class ClassifyResponse(BaseModel):
 class OpenAIEmbedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str
+    embedding: list[int] | list[float] | str
 
 
 class OpenAIUsage(BaseModel):

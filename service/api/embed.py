@@ -25,6 +25,6 @@ async def embed(
     return EmbedResponse(
         model=result.model.name,
         dim=int(vectors.shape[1]),
-        embeddings=encode_vectors(vectors, body.encoding_format),
+        embeddings=encode_vectors(vectors, body.encoding_format, body.embedding_type, result.model),
         usage=Usage(tokens=result.tokens),
     )

@@ -37,6 +37,8 @@ def describe(model: LoadedModel) -> dict:
         "worst_language": min(m.languages, key=lambda k: m.languages[k]["fidelity_mean"]) if m.languages else None,
         "vocabulary": m.vocabulary or None,
         "dimensions": m.dimensions.get("supported", []),  # besides the full size (OpenAI's `dimensions`)
+        # what each embedding_type costs against float: recall@10 and STS-B
+        "embedding_types": m.output_types.get("quality") or None,
         "graph": m.graph or None,  # serving rewrites: fused attention, padding removed (or why not)
         "heads": {n: {"labels": h.labels, **h.metrics} for n, h in model.heads.items()},
         "resident_bytes": model.resident_bytes,

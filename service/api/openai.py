@@ -43,7 +43,7 @@ async def embeddings(
     vectors = postprocess(result, True, body.dimensions)
     data = [
         {"object": "embedding", "index": i, "embedding": e}
-        for i, e in enumerate(encode_vectors(vectors, body.encoding_format))
+        for i, e in enumerate(encode_vectors(vectors, body.encoding_format, body.embedding_type, result.model))
     ]
     return {
         "object": "list",
