@@ -46,6 +46,7 @@ sweep: $(STAMP)
 ## Benchmark every variant and sentence-transformers; refresh bench/latest/ and the README block.
 bench: models
 	$(BIN)/python -m bench --publish
+	$(BIN)/python -m bench.long_inputs --publish
 
 bench-quick: models
 	$(BIN)/python -m bench --quick

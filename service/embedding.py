@@ -15,11 +15,13 @@ import numpy as np
 from common.fidelity import cosines
 from common.output_types import CALIBRATED, quantize
 
+from . import windows
 from .canary import CanaryRule, parse_canary
 from .errors import ClientGone, InvalidInput
 from .metrics import Metrics
 from .recent_texts import RecentTexts
 from .registry import LoadedModel, Registry
+from .runtime import Tokenized
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class Embedded:
     queue_s: float
     inference_s: float
     canary_of: str | None = None  # the model the request named, when a canary candidate answered it
+    windows: list[np.ndarray] | None = None  # truncate false: each text's window vectors (unit length)
 
 
 def validate_texts(inputs: object, settings: Settings) -> list[str]:
@@ -153,7 +156,19 @@ class Embedder:
             self.metrics.tokenize_seconds.labels(model.name).observe(tokenize_s)
             if gone.is_set():
                 raise ClientGone("the client disconnected before its request was computed")
-            vectors, stats = await model.batcher.submit(items, gone)
+            plan = None
+            run_items = items
+            if not truncate:  # every window of a long text is one more item in the batcher
+                s = self.settings
+                plan = windows.plan(
+                    [windows.Piece(i.ids, i.head, i.tail) for i in items],
+                    model.backend.max_length,
+                    s.window_overlap,
+                    s.max_tokens_per_text,
+                    s.max_tokens_per_request,
+                )
+                run_items = [Tokenized(w) for w in plan.windows]
+            vectors, stats = await model.batcher.submit(run_items, gone)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -161,8 +176,13 @@ class Embedder:
         pooled = vectors if model.has_pooled else None
         if model.backend.returns_pooled:
             vectors = unit(vectors)
-        self._maybe_shadow(model, items, vectors)
-        self._compare_canary(model, items, vectors)
+        self._maybe_shadow(model, run_items, vectors)
+        self._compare_canary(model, run_items, vectors)
+        per_window = None
+        if plan is not None:
+            per_window = plan.per_text(vectors)
+            pooled = plan.pool(pooled, normalize=False) if pooled is not None else None
+            vectors = plan.pool(vectors, normalize=True)
         return Embedded(
             model,
             vectors,
@@ -171,6 +191,7 @@ class Embedder:
             tokenize_s,
             stats.queue_seconds,
             stats.inference_seconds,
+            windows=per_window,
         )
 
     def _maybe_shadow(self, model: LoadedModel, items, vectors: np.ndarray) -> None:

@@ -22,7 +22,7 @@ from common.onnx_encoder import (
     shrinking_run_options,
 )
 
-from .errors import InputTooLong, InvalidInput
+from .errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Tokenized:
     """One text as token ids (already truncated when the request allowed it)."""
 
     ids: np.ndarray  # int64 (n_tokens,)
+    head: int = 0  # leading special tokens ([CLS], <s>): kept at the start of every window (service/windows.py)
+    tail: int = 0  # trailing special tokens ([SEP], </s>)
 
 
 class Backend(Protocol):
@@ -39,7 +41,8 @@ class Backend(Protocol):
     # which the caller normalises for the embedding and returns as is for normalize=false.
     returns_pooled: bool
 
-    def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]: ...
+    def tokenize(self, texts: list[str], truncate: bool) -> list[Tokenized]:
+        """truncate: ids cut to max_length; else every id, for the caller to window."""
 
     def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]: ...
 
@@ -48,13 +51,11 @@ class Backend(Protocol):
     def warm_up(self) -> None: ...
 
 
-def _check_length(lengths: list[int], max_length: int) -> None:
-    too_long = [i for i, n in enumerate(lengths) if n > max_length]
-    if too_long:
-        raise InputTooLong(
-            f"input {too_long[0]} has {lengths[too_long[0]]} tokens, over this model's limit of "
-            f"{max_length}; shorten it or send truncate=true"
-        )
+def _specials(mask: list[int]) -> tuple[int, int]:
+    """(leading, trailing) special tokens of an encoding, from its special_tokens_mask."""
+    head = next((i for i, m in enumerate(mask) if not m), len(mask))
+    tail = next((i for i, m in enumerate(reversed(mask)) if not m), 0)
+    return head, tail
 
 
 # Up to this many texts are tokenized on the calling thread: waking the tokenizer's pool costs more.
@@ -110,7 +111,7 @@ class OnnxBackend:
         else:
             encodings = self.tokenizer.encode_batch(texts)
         if not truncate:
-            _check_length([len(e.ids) for e in encodings], self.max_length)
+            return [Tokenized(np.asarray(e.ids, dtype=np.int64), *_specials(e.special_tokens_mask)) for e in encodings]
         return [Tokenized(self._truncated(e)) for e in encodings]
 
     def _truncated(self, encoding) -> np.ndarray:
@@ -129,9 +130,7 @@ class OnnxBackend:
                 raise InvalidInput(f"input {i} is an empty token array")
             if min(row) < 0 or max(row) >= self.vocab_size:
                 raise InvalidInput(f"input {i} has token ids outside [0, {self.vocab_size})")
-        if not truncate:
-            _check_length([len(r) for r in ids], self.max_length)
-        return [Tokenized(np.asarray(r[: self.max_length], dtype=np.int64)) for r in ids]
+        return [Tokenized(np.asarray(r if not truncate else r[: self.max_length], dtype=np.int64)) for r in ids]
 
     def run(self, batch: list[Tokenized]) -> np.ndarray:
         ids, mask = pad_ids([t.ids for t in batch])
@@ -159,9 +158,7 @@ class FixedBackend:
         return self.from_ids(ids, truncate)
 
     def from_ids(self, ids: list[list[int]], truncate: bool) -> list[Tokenized]:
-        if not truncate:
-            _check_length([len(r) for r in ids], self.max_length)
-        return [Tokenized(np.asarray(r[: self.max_length], dtype=np.int64)) for r in ids]
+        return [Tokenized(np.asarray(r if not truncate else r[: self.max_length], dtype=np.int64)) for r in ids]
 
     def run(self, batch: list[Tokenized]) -> np.ndarray:
         out = np.stack([np.random.default_rng(int(t.ids.sum())).standard_normal(self.dim) for t in batch])

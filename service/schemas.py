@@ -18,6 +18,8 @@ class EmbedRequest(BaseModel):
     # compact vectors (sentence-transformers' quantize_embeddings): int8/uint8 per-dimension ranges from the
     # model's manifest, binary/ubinary signs packed eight to a byte
     embedding_type: Literal["float", "int8", "uint8", "binary", "ubinary"] = "float"
+    # with truncate false: each input's window vectors too (chunk-level indexing), beside the pooled one
+    return_windows: bool = False
 
 
 class Usage(BaseModel):
@@ -29,6 +31,7 @@ class EmbedResponse(BaseModel):
     model: str
     dim: int
     embeddings: list[list[int]] | list[list[float]] | list[str]
+    windows: list[list[list[int]] | list[list[float]] | list[str]] | None = None  # return_windows, per input
     usage: Usage
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,7 +73,19 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(1024, ge=1, description="texts waiting per model before requests get 429")
     max_inputs: int = Field(256, ge=1, description="texts per request")
-    max_chars: int = Field(20000, ge=1, description="characters per text")
+    max_chars: int = Field(50000, ge=1, description="characters per text")
+    max_tokens_per_text: int = Field(
+        8192, ge=1, description="tokens per text with truncate false (windowed); over it: 413"
+    )
+    max_tokens_per_request: int = Field(
+        32768, ge=1, description="tokens per request with truncate false (windowed); over it: 413"
+    )
+    window_overlap: int = Field(32, ge=0, description="tokens consecutive windows of a long text share")
+    openai_long_inputs: Literal["truncate", "window"] = Field(
+        "truncate",
+        description="/v1/embeddings' texts over the model's length: cut, or windowed as /embed's "
+        "truncate false (its clients cannot send the field)",
+    )
     max_body_bytes: int = Field(2_000_000, ge=1, description="request body size cap")
     keep_alive_s: float = Field(
         75.0,

@@ -36,8 +36,9 @@ async def embeddings(
     texts, ids = _split_input(body.input, svc)
     if body.dimensions is not None:  # refused before any work is queued
         check_dimensions(svc.registry.get(body.model), body.dimensions, svc.settings.allow_any_dimensions)
+    truncate = svc.settings.openai_long_inputs == "truncate"  # its clients cannot send the field
     result = await svc.embedder.embed(
-        body.model, texts, True, token_ids=ids, receive=request.receive, prompt_name=body.prompt_name
+        body.model, texts, truncate, token_ids=ids, receive=request.receive, prompt_name=body.prompt_name
     )
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result, True, body.dimensions)

@@ -11,7 +11,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.inprocess import loaded
 
-LIMITS = dict(max_inputs=16, max_chars=2000, max_body_bytes=60000)
+LIMITS = dict(max_inputs=16, max_chars=2000, max_body_bytes=60000, max_tokens_per_text=80, max_tokens_per_request=150)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,9 @@ def client(models_with_corrupt):
         ({"inputs": "y" * 2001}, 422, "limit of 2000"),
         ({"inputs": "hi", "model": "nope"}, 404, "not served"),
         ({"inputs": "hi", "model": "broken"}, 404, "failed to load"),
-        ({"inputs": "good " * 100, "truncate": False}, 413, "limit of 48"),
+        ({"inputs": "good " * 100, "truncate": False}, 413, "limit of 80 per text"),
+        ({"inputs": ["good " * 60] * 3, "truncate": False}, 413, "limit of 150"),
+        ({"inputs": "good", "return_windows": True}, 422, "needs truncate false"),
         ({"input": "wrong field"}, 422, "inputs"),
         ({"inputs": "hi", "encoding_format": "hex"}, 422, "encoding_format"),
         ({"inputs": "hi", "normalize": "maybe"}, 422, "normalize"),

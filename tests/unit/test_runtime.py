@@ -8,7 +8,6 @@ import pytest
 
 from common import contract
 from common.onnx_encoder import SessionConfig, load_tokenizer
-from service.errors import InputTooLong
 from service.runtime import OnnxBackend
 from tests.onnx_tiny import make_model_dir
 
@@ -32,11 +31,11 @@ def test_truncation_equals_the_tokenizers_own(model_dir, max_length):
         assert max(len(ids) for ids in got) == max_length
 
 
-def test_untruncated_long_text_is_refused_with_its_length(model_dir):
+def test_untruncated_text_comes_whole_with_its_special_tokens_counted(model_dir):
     backend = OnnxBackend(model_dir, 8)
-    assert [len(t.ids) for t in backend.tokenize(["short"], truncate=False)] == [3]
-    with pytest.raises(InputTooLong, match="limit of 8"):
-        backend.tokenize(["short", LONG], truncate=False)
+    short, long = backend.tokenize(["short", LONG], truncate=False)
+    assert len(short.ids) == 3 and (short.head, short.tail) == (1, 1)  # [CLS] short [SEP]
+    assert len(long.ids) > 8 and (long.head, long.tail) == (1, 1)  # every id, for the windows
 
 
 class _RecordingSession:
