@@ -128,9 +128,13 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def lifespan(app: FastAPI):
         loader = asyncio.create_task(load_models(svc))
         hup = _reload_on_sighup(svc)
+        poll = settings.reload_poll_s
+        watcher = asyncio.create_task(svc.reloader.watch(poll)) if poll > 0 else None
         yield
         if hup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if watcher is not None:
+            watcher.cancel()
         await loader
         # Graceful stop: uvicorn has stopped accepting and drained in-flight requests; finish queued batches.
         await svc.reloader.wait_drained()

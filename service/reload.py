@@ -85,6 +85,34 @@ class Reloader:
 
         self._keep(asyncio.get_running_loop().create_task(run()))
 
+    async def watch(self, poll_s: float) -> None:
+        """Reload when the models folder's contents change (EMBED_RELOAD_POLL_S): on Kubernetes every replica
+        mounting one volume picks up a new version this way, each through its own fidelity gate. A change
+        is acted on once two polls in a row agree (a copy still being written keeps moving), after the
+        first load."""
+        models_dir = Path(self.svc.settings.models_dir)
+        seen = last = None
+        while True:
+            await asyncio.sleep(poll_s)
+            if not self.svc.registry.ready:
+                continue
+            try:
+                now = await asyncio.to_thread(dir_fingerprint, models_dir)
+            except OSError as exc:  # the volume went away for a moment: keep serving, look again
+                log.warning("reload watcher: cannot read %s (%s)", models_dir, exc)
+                continue
+            if seen is None:
+                seen = last = now
+                continue
+            if now != seen and now == last:
+                seen = now
+                log.info("reload watcher: %s changed", models_dir)
+                try:
+                    await self.reload()
+                except Exception:  # noqa: BLE001 - the watcher must outlive one failed reload
+                    log.exception("reload failed")
+            last = now
+
     def _keep(self, task: asyncio.Task) -> None:
         self._draining.add(task)  # referenced until done (the loop keeps only weak references)
         task.add_done_callback(self._draining.discard)

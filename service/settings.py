@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         10.0, gt=0, description="longest wait for the next chunk of a request body (408 after)"
     )
     api_key: SecretStr | None = Field(None, description="if set, Bearer token required on all but health and metrics")
+    reload_poll_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="seconds between looks at the models folder; a change reloads through the "
+        "fidelity gate, as POST /admin/reload does (0: only on request or SIGHUP)",
+    )
     allow_any_dimensions: bool = Field(
         False,
         description="answer `dimensions` by truncation for any model, not only at the sizes its build measured "

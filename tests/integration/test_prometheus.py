@@ -147,3 +147,23 @@ def test_the_expression_check_can_fail(scraped):
     """Negative control: a metric the service does not export has no data, broken PromQL is an error."""
     assert query(scraped, "embedding_no_such_metric")["data"]["result"] == []
     assert query(scraped, "sum by (model (embedding_requests_total)")["status"] == "error"
+
+
+def test_the_autoscaling_query_returns_one_number_per_pod(scraped):
+    """prometheus-adapter's rule (deploy/k8s/prometheus-adapter/rules.yaml), expanded as the adapter does
+    for the HPA's pods metric, evaluated on the service's real series: one value per scraped instance
+    (a pod, in a cluster), the models' queues added up."""
+    import yaml
+
+    config = yaml.safe_load((df.DEPLOY / "k8s" / "prometheus-adapter" / "rules.yaml").read_text())
+    rule = yaml.safe_load(config["data"]["config.yaml"])["rules"][0]
+    series = rule["seriesQuery"].split("{")[0]
+    expr = (
+        rule["metricsQuery"]
+        .replace("<<.Series>>", series)
+        .replace("<<.LabelMatchers>>", 'job!=""')
+        .replace("<<.GroupBy>>", "instance")
+    )
+    result = query(scraped, expr)["data"]["result"]
+    assert len(result) == 1 and float(result[0]["value"][1]) >= 0, (expr, result)
+    assert rule["name"]["as"] == "embedding_queue_depth"

@@ -192,3 +192,32 @@ def test_deployment_page_describes_every_dashboard_panel():
     for panel in df.dashboard()["panels"]:
         title = panel["title"].split(" (")[0]
         assert f"**{title}" in readme, title
+
+
+def test_autoscaling_on_the_queue_and_models_from_a_volume():
+    import yaml
+
+    by_kind = {d["kind"]: d for _, d in df.k8s_documents()}
+    hpa = by_kind["HorizontalPodAutoscaler"]
+    pods = [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods and pods[0]["pods"]["metric"]["name"] == "embedding_queue_depth"
+    behavior = hpa["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] < behavior["scaleDown"]["stabilizationWindowSeconds"]
+    adapter = yaml.safe_load((df.DEPLOY / "k8s" / "prometheus-adapter" / "rules.yaml").read_text())
+    kubernetes_validate.validate(adapter, "1.37.0", strict=True)
+    rule = yaml.safe_load(adapter["data"]["config.yaml"])["rules"][0]
+    assert rule["name"]["as"] == pods[0]["pods"]["metric"]["name"]
+    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"} and "<<.GroupBy>>" in rule["metricsQuery"]
+    overlay = df.DEPLOY / "k8s" / "overlays" / "models-volume"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    pvc = yaml.safe_load((overlay / "pvc.yaml").read_text())
+    kubernetes_validate.validate(pvc, "1.37.0", strict=True)
+    patch = yaml.safe_load((overlay / "deployment-patch.yaml").read_text())
+    config = yaml.safe_load((overlay / "configmap-patch.yaml").read_text())
+    assert {p["path"] for p in kustomization["patches"]} == {"deployment-patch.yaml", "configmap-patch.yaml"}
+    spec = patch["spec"]["template"]["spec"]
+    mount = spec["containers"][0]["volumeMounts"][0]
+    assert spec["containers"][0]["name"] == by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert mount["readOnly"] and mount["mountPath"] == config["data"]["EMBED_MODELS_DIR"]
+    assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert set(config["data"]) <= SETTINGS_ENV and float(config["data"]["EMBED_RELOAD_POLL_S"]) > 0

@@ -213,3 +213,45 @@ def test_under_a_canary_zero_shot_labels_come_from_the_model_that_embedded_the_i
         want = softmax((vecs[:1] @ vecs[1:].T) / c.app.state.svc.settings.zero_shot_temperature)[0]
         got = {s["label"]: s["score"] for s in r.json()["predictions"][0]["scores"]}
         np.testing.assert_allclose([got[lab] for lab in labels], want, atol=1e-4)
+
+
+def _until(condition, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_the_watcher_reloads_a_changed_folder_without_a_signal_under_load(root):
+    """As each Kubernetes replica does when the shared volume changes: a new version that passes the gate
+    is swapped in, one that does not leaves the old serving, and no request fails meanwhile."""
+    import threading
+
+    with _client(root, reload_poll_s=0.1) as c:
+        loaded(c)
+        failures, stop = [], threading.Event()
+
+        def traffic():
+            while not stop.is_set():
+                r = c.post("/embed", json={"inputs": TEXTS, "model": "tiny"})
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+
+        load = threading.Thread(target=traffic)
+        load.start()
+        try:
+            old = c.get("/models").json()["models"]["tiny"]["version"]
+            make_model_dir(root / "tiny", "tiny", noise=1e-4)  # the same model, re-exported: passes the gate
+            new = _until(lambda: (v := c.get("/models").json()["models"]["tiny"]["version"]) != old and v)
+            make_model_dir(root / "tiny", "tiny", seed=99)  # another model: refused, the re-export serves on
+            _until(lambda: "tiny" in c.get("/models").json()["refused_updates"])
+            assert c.get("/models").json()["models"]["tiny"]["version"] == new
+            make_model_dir(root / "added", "added", seed=3)
+            _until(lambda: "added" in c.get("/models").json()["models"])
+        finally:
+            stop.set()
+            load.join()
+        assert not failures
