@@ -16,6 +16,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """300 texts of the tiny vocabulary's words: a user's corpus for the tiny models."""
+    import numpy as np
+
+    from tests.tiny import WORDS
+
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("corpus") / "texts.txt"
+    path.write_text("\n".join(" ".join(rng.choice(WORDS, size=rng.integers(3, 10))) for _ in range(300)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def no_data(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("no-data")  # no STS-B / SST-2 / TREC: fidelity is the only figure
+
+
+@pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
     return make_tiny_data(tmp_path_factory.mktemp("data"))
 

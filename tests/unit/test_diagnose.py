@@ -9,11 +9,7 @@ from torch import nn
 
 from common.manifest import Manifest
 from compression.evaluation.diagnose import ExactRows
-from tests.unit.test_own_model import (  # noqa: F401 (fixtures)
-    compress_cli,
-    corpus,
-    no_data,
-)
+from tests.compressing import compress_cli
 
 
 def test_exact_rows_replace_only_the_chosen_tokens():

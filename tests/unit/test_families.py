@@ -14,20 +14,10 @@ from common.probe_set import ProbeSet
 from compression.cli import main
 from compression.sources.architectures import XLM_ROBERTA, family_of, special_ids
 from compression.sources.load import load_source
+from tests.compressing import TEXTS, assert_served_pair, compress_cli, cosine
 from tests.tiny import make_tiny_family
-from tests.unit.test_own_model import QUICK, TEXTS, assert_served_pair, cosine
 
 PROMPTS = {"query": "query: ", "passage": "passage: "}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from tests.tiny import WORDS
-
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("corpus") / "texts.txt"
-    path.write_text("\n".join(" ".join(rng.choice(WORDS, size=rng.integers(3, 10))) for _ in range(300)) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -197,27 +187,9 @@ def test_a_graph_without_a_usable_output_names_its_outputs(xlmr_st, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_one_command_on_an_xlmr_folder_with_prompts(xlmr_st, tmp_path, corpus):
-    no_data = tmp_path / "no-data"
-    no_data.mkdir()
+def test_one_command_on_an_xlmr_folder_with_prompts(xlmr_st, tmp_path, corpus, no_data):
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "compress",
-                "--model",
-                str(xlmr_st),
-                "--out",
-                str(out),
-                "--corpus",
-                str(corpus),
-                "--data-dir",
-                str(no_data),
-                *QUICK,
-            ]
-        )
-        == 0
-    )
+    assert compress_cli(xlmr_st, out, corpus, no_data) == 0
     base, fact = assert_served_pair(out, "tiny-xlmr")
     for m in (base, fact):
         assert m.source["family"] == "xlm-roberta"
@@ -265,30 +237,11 @@ def test_trimming_keeps_the_corpus_pieces_and_its_scripts_characters(xlmr_st, tm
     assert tok.token_to_id("<pad>") == 1 and trimmed.scripts == ["LATIN"]
 
 
-def test_one_command_with_a_trimmed_vocabulary(xlmr_st, tmp_path, corpus):
+def test_one_command_with_a_trimmed_vocabulary(xlmr_st, tmp_path, corpus, no_data):
     from tokenizers import Tokenizer
 
-    no_data = tmp_path / "no-data"
-    no_data.mkdir()
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "compress",
-                "--model",
-                str(xlmr_st),
-                "--out",
-                str(out),
-                "--corpus",
-                str(corpus),
-                "--data-dir",
-                str(no_data),
-                "--trim-vocab",
-                *QUICK,
-            ]
-        )
-        == 0
-    )
+    assert compress_cli(xlmr_st, out, corpus, no_data, "--trim-vocab") == 0
     base, fact = assert_served_pair(out, "tiny-xlmr")
     vocab = fact.vocabulary
     assert vocab["trimmed"] and vocab["kept"] < vocab["of"] == base.source["vocab_size"] and not base.vocabulary
@@ -297,30 +250,12 @@ def test_one_command_with_a_trimmed_vocabulary(xlmr_st, tmp_path, corpus):
 
 
 @pytest.mark.parametrize("layout", ["huggingface", "onnx-features-dict"])
-def test_one_command_on_other_xlmr_layouts(xlmr_st, tmp_path, corpus, layout):
+def test_one_command_on_other_xlmr_layouts(xlmr_st, tmp_path, corpus, no_data, layout):
     if layout == "huggingface":
         source = make_tiny_family(tmp_path / "tiny-xlmr", "xlm-roberta", layout="huggingface")
     else:
         source = export_features_dict(xlmr_st, tmp_path / "tiny-xlmr" / "model.onnx")
-    no_data = tmp_path / "no-data"
-    no_data.mkdir()
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "compress",
-                "--model",
-                str(source),
-                "--out",
-                str(out),
-                "--corpus",
-                str(corpus),
-                "--data-dir",
-                str(no_data),
-                *QUICK,
-            ]
-        )
-        == 0
-    )
+    assert compress_cli(source, out, corpus, no_data) == 0
     base, fact = assert_served_pair(out, "tiny-xlmr")
     assert fact.source["family"] == "xlm-roberta" and fact.quality.heldout_fidelity_mean > 0.5

@@ -11,8 +11,8 @@ from compression.api import FidelityTarget
 from compression.cli import main
 from compression.errors import CorpusError
 from compression.evaluation.languages import falling_languages, language_of, load_pair_sets, worst_language
+from tests.compressing import QUICK
 from tests.tiny import WORDS
-from tests.unit.test_own_model import QUICK
 
 
 def test_languages_come_from_file_names(tmp_path):

@@ -19,73 +19,9 @@ from compression.cli import main
 from compression.export.onnx_export import export_onnx
 from compression.model import SentenceEncoder
 from compression.sources.load import load_source, source_name
+from tests.compressing import TEXTS, assert_served_pair, compress_cli, cosine
 from tests.conftest import REPO
-from tests.tiny import WORDS, export_hf_onnx, make_st_folder
-
-TEXTS = ["The movie was GREAT", "who is the man", "a", "Ünïcode Café plays", "the dog plays music in the city " * 9]
-# A recovery short enough for a unit test; the ratio a 160×H toy table can reach.
-QUICK = [
-    "--target-ratio",
-    "3",
-    "--set",
-    "recover.steps=4",
-    "--set",
-    "recover.batch_size=8",
-    "--set",
-    "recover.num_sentences=64",
-    "--no-progress",
-    "--no-heads",
-]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("corpus") / "texts.txt"
-    path.write_text("\n".join(" ".join(rng.choice(WORDS, size=rng.integers(3, 10))) for _ in range(300)) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def no_data(tmp_path_factory):
-    return tmp_path_factory.mktemp("no-data")  # no STS-B / SST-2 / TREC: fidelity is the only figure
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-def compress_cli(model, out, corpus, data_dir, *extra) -> int:
-    return main(
-        [
-            "compress",
-            "--model",
-            str(model),
-            "--out",
-            str(out),
-            "--corpus",
-            str(corpus),
-            "--data-dir",
-            str(data_dir),
-            *QUICK,
-            *extra,
-        ]
-    )
-
-
-def assert_served_pair(out, name: str) -> tuple[Manifest, Manifest]:
-    """Both directories load in the service's registry, paired by the manifest's baseline."""
-    from common.onnx_encoder import SERVING
-    from service.registry import Registry
-
-    base, fact = Manifest.read(out / name), Manifest.read(out / f"{name}-fact")
-    assert fact.baseline == name and base.baseline is None
-    registry = Registry(None)
-    registry.load_dir(out, SERVING)
-    assert not registry.failed, registry.failed
-    assert registry.baseline_of(registry.models[f"{name}-fact"]).name == name
-    assert registry.choose_default(None) == f"{name}-fact"
-    return base, fact
+from tests.tiny import export_hf_onnx, make_st_folder
 
 
 @pytest.mark.parametrize(
