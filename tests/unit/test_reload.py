@@ -175,7 +175,7 @@ def test_canary_share_is_within_statistical_bounds_and_observed(root):
                 hits += 1
         # binomial(400, 0.25): mean 100, sd 8.7; ±5 sd fails by chance about once in 3.5 million runs
         assert 56 <= hits <= 144, hits
-        time.sleep(0.3)  # the background comparisons finish
+        _until(lambda: not c.app.state.svc.embedder._shadow_tasks)  # the background comparisons are done
         metrics = c.get("/metrics").text
         assert f'embedding_canary_requests_total{{candidate="tiny-next",model="tiny"}} {float(hits)}' in metrics
         assert 'embedding_canary_fidelity_count{candidate="tiny-next",model="tiny"}' in metrics
