@@ -26,6 +26,7 @@ COLUMNS = (
     "STS-B",
     "fidelity mean",
     "fidelity p1",
+    "worst language",
     "heads",
 )
 
@@ -72,10 +73,21 @@ def rows(manifests: list[Manifest]) -> list[dict]:
                 "STS-B": q.stsb_spearman,
                 "fidelity mean": q.fidelity_mean,
                 "fidelity p1": q.fidelity_p1,
+                "worst language": _worst_language(m),
                 "heads": ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in sorted(q.heads.items())) or "–",
             }
         )
     return out
+
+
+def _worst_language(m: Manifest) -> str | None:
+    """The --eval language with the lowest fidelity, with its mean and int8's beside it."""
+    if not m.languages:
+        return None
+    lang = min(m.languages, key=lambda k: m.languages[k]["fidelity_mean"])
+    row = m.languages[lang]
+    int8 = f" (int8 {row['int8_fidelity_mean']})" if "int8_fidelity_mean" in row else ""
+    return f"{lang} {row['fidelity_mean']}{int8}"
 
 
 def machines_line(manifests: list[Manifest]) -> str:

@@ -249,13 +249,23 @@ def test_one_command_with_a_trimmed_vocabulary(xlmr_st, tmp_path, corpus, no_dat
     assert fact.quality.heldout_fidelity_mean > 0.5  # measured against the full-vocabulary baseline, by text
 
 
-@pytest.mark.parametrize("layout", ["huggingface", "onnx-features-dict"])
-def test_one_command_on_other_xlmr_layouts(xlmr_st, tmp_path, corpus, no_data, layout):
-    if layout == "huggingface":
-        source = make_tiny_family(tmp_path / "tiny-xlmr", "xlm-roberta", layout="huggingface")
+@pytest.mark.parametrize(
+    "family,layout",
+    [
+        ("xlm-roberta", "huggingface"),
+        ("xlm-roberta", "onnx-features-dict"),
+        ("bert", "sentence-transformers"),
+        ("bert", "onnx-features-dict"),
+    ],
+)
+def test_one_command_on_other_families_and_layouts(xlmr_st, tmp_path, corpus, no_data, family, layout):
+    """XLM-R from a Hugging Face folder and a features-dict export; a BERT with a Unigram tokenizer (pad 1)."""
+    if layout == "onnx-features-dict":
+        folder = xlmr_st if family == "xlm-roberta" else make_tiny_family(tmp_path / "st", family)
+        source = export_features_dict(folder, tmp_path / "tiny-xlmr" / "model.onnx")
     else:
-        source = export_features_dict(xlmr_st, tmp_path / "tiny-xlmr" / "model.onnx")
+        source = make_tiny_family(tmp_path / "tiny-xlmr", family, layout=layout)
     out = tmp_path / "out"
     assert compress_cli(source, out, corpus, no_data) == 0
     base, fact = assert_served_pair(out, "tiny-xlmr")
-    assert fact.source["family"] == "xlm-roberta" and fact.quality.heldout_fidelity_mean > 0.5
+    assert fact.source["family"] == family and fact.quality.heldout_fidelity_mean > 0.5

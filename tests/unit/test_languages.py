@@ -76,3 +76,10 @@ def test_compress_with_eval_records_every_language(tmp_path):
     for row in langs.values():
         assert row["pairs"] == 40 and 0 < row["fidelity_mean"] <= 1 and 0 < row["int8_fidelity_mean"] <= 1
         assert -100 <= row["stsb_spearman"] <= 100 and -100 <= row["baseline_stsb_spearman"] <= 100
+    from compression.evaluation.report import rows
+
+    built = [Manifest.read(tmp_path / "out" / n) for n in ("tiny-bert", "tiny-bert-fact")]
+    shown = {r["variant"]: r for r in rows(built)}
+    worst = min(langs, key=lambda k: langs[k]["fidelity_mean"])
+    assert shown["tiny-bert-fact"]["worst language"].startswith(f"{worst} {langs[worst]['fidelity_mean']} (int8 ")
+    assert shown["tiny-bert"]["worst language"] is None
