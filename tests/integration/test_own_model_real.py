@@ -41,6 +41,8 @@ def built(tmp_path_factory):
             str(corpus),
             "--data-dir",
             str(root / "no-data"),
+            "--target-ratio",
+            "16",  # one size: the int8 search is for recoveries longer than this test's
             "--set",
             "recover.steps=8",
             "--set",
