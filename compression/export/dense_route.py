@@ -26,6 +26,7 @@ from onnx import helper, numpy_helper
 
 from common import contract
 from common.onnx_encoder import SessionConfig, make_session
+from compression.export.onnx_graph import GraphIndex
 from compression.export.serving_graph import PREFIX, UnsupportedGraph, finish, redirect
 
 DENSE = PREFIX + "dense/"  # names the dense body adds
@@ -50,10 +51,11 @@ def dense_body(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of an unpadded graph that keeps the batch dense: valid only when no row has padding."""
     model = copy.deepcopy(model)
     g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
+    index = GraphIndex(model)
+    producer = index.producer
 
     def readers(tensor: str) -> list[onnx.NodeProto]:
-        return [n for n in g.node if tensor in n.input]
+        return [n for n in g.node if tensor in n.input]  # the graph as edited so far, not the index
 
     consts = {DENSE + "flat": np.array([-1], np.int64), DENSE + "one": np.array(1, np.int64)}
     g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())

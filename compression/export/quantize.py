@@ -41,6 +41,7 @@ from onnx import helper, numpy_helper
 
 from compression.config import TABLE_BITS, QuantizeConfig  # noqa: F401 (re-exported)
 from compression.errors import ConfigError
+from compression.export.onnx_graph import GraphIndex
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def quantize_decode(model: onnx.ModelProto) -> str:
             f"found {len(gathers)} and {len(matmuls)}"
         )
     (gather, c_init), (matmul, b_init) = gathers[0], matmuls[0]
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = GraphIndex(model).producer
     link, chain = matmul.input[0], {matmul.input[0]}
     while link != gather.output[0] and link in producers and producers[link].op_type in ("Flatten", "Reshape"):
         link = producers[link].input[0]

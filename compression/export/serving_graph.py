@@ -32,7 +32,6 @@ keeps the plain graph and says so in its log and manifest.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,8 @@ from onnx import helper, numpy_helper
 
 from common import contract
 from compression.config import GraphConfig
-from compression.errors import PipelineError
+from compression.export import onnx_graph
+from compression.export.onnx_graph import GraphShapeError
 
 PREFIX = "/serving/"  # names of the nodes and tensors these rewrites add
 MASK_INT32 = PREFIX + "mask_int32"
@@ -71,8 +71,12 @@ TOKENWISE = {
 }
 
 
-class UnsupportedGraph(PipelineError):
+class UnsupportedGraph(GraphShapeError):
     """The graph does not have the structure a rewrite needs; the plain graph stays."""
+
+
+class GraphIndex(onnx_graph.GraphIndex):
+    error = UnsupportedGraph
 
 
 @dataclass(frozen=True)
@@ -83,79 +87,6 @@ class RewriteReport:
     padding_removed: bool = False
     dense_route: bool = False  # batches without padding skip the unpadding (dense_route.py, after quantization)
     skipped: str | None = None  # why a requested rewrite was not applied
-
-
-class _Graph:
-    """Producer/consumer indexes over a ModelProto's graph (rebuilt after each structural change)."""
-
-    def __init__(self, model: onnx.ModelProto):
-        self.model = model
-        self.graph = model.graph
-        self.producer = {o: n for n in self.graph.node for o in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for n in self.graph.node:
-            for i in n.input:
-                self.consumers[i].append(n)
-        self.inits = {i.name: i for i in self.graph.initializer}
-        self.inputs = {i.name for i in self.graph.input}
-
-    def const(self, name: str) -> np.ndarray | None:
-        if name in self.inits:
-            return numpy_helper.to_array(self.inits[name])
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value"))
-        if node is not None and node.op_type == "Identity":  # the exporter's alias of an equal initializer
-            return self.const(node.input[0])
-        return None
-
-    def made_by(self, tensor: str, op: str, perm: tuple[int, ...] | None = None) -> onnx.NodeProto:
-        node = self.producer.get(tensor)
-        if node is None or node.op_type != op or (perm is not None and _perm(node) != perm):
-            found = "a graph input or initializer" if node is None else f"{node.op_type} {node.name}"
-            raise UnsupportedGraph(f"expected {op}{perm or ''} to produce {tensor!r}, found {found}")
-        return node
-
-    def sole_consumer(self, tensor: str, op: str, perm: tuple[int, ...] | None = None) -> onnx.NodeProto:
-        users = self.consumers.get(tensor, [])
-        if len(users) != 1 or users[0].op_type != op or (perm is not None and _perm(users[0]) != perm):
-            raise UnsupportedGraph(
-                f"expected {tensor!r} to feed one {op}{perm or ''}, found {[u.op_type for u in users]}"
-            )
-        return users[0]
-
-    def downstream(self, tensor: str) -> set[str]:
-        """Every tensor computed from `tensor`."""
-        seen, stack = set(), [tensor]
-        while stack:
-            for n in self.consumers.get(stack.pop(), []):
-                for o in n.output:
-                    if o not in seen:
-                        seen.add(o)
-                        stack.append(o)
-        return seen
-
-    def upstream(self, tensor: str, through_shapes: bool = True) -> set[str]:
-        """Every tensor whose value reaches `tensor`; without through_shapes the walk stops at Shape
-        nodes (a tensor whose shape alone is read does not count)."""
-        seen, stack = set(), [tensor]
-        while stack:
-            node = self.producer.get(stack.pop())
-            if node is None or (node.op_type == "Shape" and not through_shapes):
-                continue
-            for i in node.input:
-                if i and i not in seen:
-                    seen.add(i)
-                    stack.append(i)
-        return seen
-
-    def graph_inputs_behind(self, tensor: str) -> set[str]:
-        """Graph inputs whose values (not only shapes) reach `tensor`."""
-        return (self.upstream(tensor, through_shapes=False) | {tensor}) & self.inputs
-
-
-def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
-    return next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
 
 
 @dataclass(frozen=True)
@@ -172,12 +103,12 @@ HEADS = (0, 2, 1, 3)  # (B, L, N, d) → (B, N, L, d)
 KEYS_T = (0, 2, 3, 1)  # (B, L, N, d) → (B, N, d, L)
 
 
-def _heads_input(g: _Graph, tensor: str, perm: tuple[int, ...]) -> str:
+def _heads_input(g: GraphIndex, tensor: str, perm: tuple[int, ...]) -> str:
     """The (B, L, H) tensor that Reshape → Transpose(perm) splits into heads to give `tensor`."""
     return g.made_by(g.made_by(tensor, "Transpose", perm).input[0], "Reshape").input[0]
 
 
-def _match_attention(g: _Graph, softmax: onnx.NodeProto) -> _Attention:
+def _match_attention(g: GraphIndex, softmax: onnx.NodeProto) -> _Attention:
     """The BERT attention core around one Softmax: softmax(Q·Kᵀ·scale + mask)·V, heads merged."""
     add = g.made_by(softmax.input[0], "Add")
     for scores, mask in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):  # noqa: B007 (mask: after)
@@ -252,7 +183,7 @@ def fold_constant_rows(model: onnx.ModelProto) -> int:
     """Replace each Gather of a constant table by constant indices (ConstantOfShape: BERT's token types,
     all 0 for one sentence) that only Adds read by the one row it gathers, broadcast by the Add: the
     same sums, two operators fewer per run. In place; returns how many."""
-    g = _Graph(model)
+    g = GraphIndex(model)
     folded = 0
     for node in list(g.graph.node):
         source = g.producer.get(node.input[1]) if node.op_type == "Gather" and len(node.input) > 1 else None
@@ -271,7 +202,7 @@ def fold_constant_rows(model: onnx.ModelProto) -> int:
 
 def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
     """Replace every attention core by a MultiHeadAttention node, in place; returns how many."""
-    g = _Graph(model)
+    g = GraphIndex(model)
     softmaxes = [n for n in g.graph.node if n.op_type == "Softmax"]
     if not softmaxes:
         raise UnsupportedGraph("no attention (Softmax) in the graph")
@@ -299,7 +230,7 @@ def fuse_attention(model: onnx.ModelProto, num_heads: int) -> int:
     return len(blocks)
 
 
-def _projection(g: _Graph, tensor: str) -> tuple[str, np.ndarray, np.ndarray] | None:
+def _projection(g: GraphIndex, tensor: str) -> tuple[str, np.ndarray, np.ndarray] | None:
     """(input, weight, bias) when `tensor` is x·W + b with constant W (2-D) and b (1-D); else None."""
     add = g.producer.get(tensor)
     if add is None or add.op_type != "Add":
@@ -327,7 +258,7 @@ def _with_extra_coordinate(w: np.ndarray, b: np.ndarray, heads: int, extra: floa
     return w_ext.reshape(w.shape[0], -1), b_ext.reshape(-1)
 
 
-def _linear(g: _Graph, x: str, w: np.ndarray, b: np.ndarray, tag: str, new: list[onnx.NodeProto]) -> str:
+def _linear(g: GraphIndex, x: str, w: np.ndarray, b: np.ndarray, tag: str, new: list[onnx.NodeProto]) -> str:
     """x·w + b as a MatMul and an Add on new initializers named after `tag`."""
     g.graph.initializer.extend([numpy_helper.from_array(w, tag + ".weight"), numpy_helper.from_array(b, tag + ".bias")])
     new.append(helper.make_node("MatMul", [x, tag + ".weight"], [tag + "/MatMul_output_0"], name=tag + "/MatMul"))
@@ -337,7 +268,7 @@ def _linear(g: _Graph, x: str, w: np.ndarray, b: np.ndarray, tag: str, new: list
     return tag + "/Add_output_0"
 
 
-def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
+def _token_region(g: GraphIndex, entry: str, exit_: str) -> list[onnx.NodeProto]:
     """Nodes on a path from entry to exit_, checked to act on each token alone (attention aside)."""
     tensors = (g.downstream(entry) & g.upstream(exit_)) | {exit_}
     region = [n for n in g.graph.node if any(o in tensors for o in n.output)]
@@ -366,7 +297,7 @@ def _token_region(g: _Graph, entry: str, exit_: str) -> list[onnx.NodeProto]:
     return region
 
 
-def _is_arange_slice(g: _Graph, tensor: str) -> bool:
+def _is_arange_slice(g: GraphIndex, tensor: str) -> bool:
     """True when `tensor` is Slice(arange(n) along its last axis, from 0, step 1): BERT's position ids."""
     node = g.producer.get(tensor)
     if node is None or node.op_type != "Slice" or len(node.input) < 3:
@@ -385,7 +316,7 @@ def _is_arange_slice(g: _Graph, tensor: str) -> bool:
     )
 
 
-def _distinct_ids(g: _Graph, gather: onnx.NodeProto) -> str | None:
+def _distinct_ids(g: GraphIndex, gather: onnx.NodeProto) -> str | None:
     """For a word-embedding Gather: "" if it reads a constant table by input_ids (a dense table); the
     distinct ids (Unique's first output) if it gathers back rows decoded from them alone (Unique →
     decode → Gather by the inverse indices reshaped like input_ids); None if it is neither."""
@@ -416,7 +347,7 @@ def _distinct_ids(g: _Graph, gather: onnx.NodeProto) -> str | None:
     return unique.output[0]
 
 
-def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new: list[onnx.NodeProto]) -> bool:
+def _pack_ids(g: GraphIndex, norm: onnx.NodeProto, positions: str, column: str, new: list[onnx.NodeProto]) -> bool:
     """Pack the batch's token ids, not its embeddings, when the embedding block is BERT's: a word table
     read by input_ids (directly, or each distinct id once), constant rows and a position table read by
     arange(L), summed, then the LayerNorm `norm`. Each real token's id and its column (`column`: the
@@ -470,7 +401,7 @@ def _pack_ids(g: _Graph, norm: onnx.NodeProto, positions: str, column: str, new:
 
 def remove_padding(model: onnx.ModelProto) -> None:
     """Run the token-wise part of a fused-attention graph on the batch's real tokens only, in place."""
-    g = _Graph(model)
+    g = GraphIndex(model)
     attentions = [n for n in g.graph.node if n.op_type == "MultiHeadAttention"]
     norms = [n for n in g.graph.node if n.op_type == "LayerNormalization"]
     if not attentions or len(norms) < 2:

@@ -26,6 +26,7 @@ import numpy as np
 
 from common.fidelity import cosines
 from compression.errors import ModelLayoutError
+from compression.export.onnx_graph import GraphIndex
 from compression.sources.source_model import SourceModel
 from compression.sources.st_config import st_modules, st_pooling, st_prompts
 
@@ -92,10 +93,7 @@ class GraphWeights:
         for node in self.graph.node:
             if node.op_type == "Identity" and node.input[0] in self.tensors:
                 self.tensors[node.output[0]] = self.tensors[node.input[0]]
-        self.consumers: dict[str, list] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
+        self.consumers = GraphIndex(model).consumers
 
     def linear_weight_oi(self, name: str) -> np.ndarray:
         """A named Linear weight as torch stores it (out × in), whichever way the graph consumes it."""
