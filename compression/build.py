@@ -18,6 +18,8 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -356,9 +358,18 @@ SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metri
 SMOOTH_CALIBRATION_SENTENCES = 512  # corpus texts whose activations set the smoothing scales
 
 
-def _commit_dir(tmp: Path, final: Path) -> None:
-    """Swap the finished temporary directory into place (replacing an older build)."""
-    old = None
+@contextmanager
+def staged_dir(out_root: Path, name: str) -> Iterator[Path]:
+    """A hidden directory beside out_root/name to build into; swapped into place (replacing an older
+    build) when the block ends normally, removed when it raises: a reader never sees half a model."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final, old = out_root / name, None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
@@ -571,9 +582,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             )
     encoder = SentenceEncoder(bert, src.pooling)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=ctx.out_root))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
-    try:
+    with staged_dir(ctx.out_root, recipe.name) as tmp:
         graph = _export_for_serving(recipe, ctx, encoder, tmp, steps)
         with steps.step("evaluate"):
             emb = ctx.embed(tmp)
@@ -631,10 +640,5 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             output_types=output_types,
         )
         manifest.write(tmp)
-        final = ctx.out_root / recipe.name
-        _commit_dir(tmp, final)
-        ctx.remember(recipe.name, emb)
-        return manifest
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    ctx.remember(recipe.name, emb)
+    return manifest
