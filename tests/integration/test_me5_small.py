@@ -18,7 +18,8 @@ from common.onnx_encoder import OnnxEncoder
 from compression.cli import main
 from tests.conftest import REPO, SHARED_DATA
 
-pytestmark = pytest.mark.slow
+# building a 470 MB model and compressing it takes minutes on 2 cores: more than the suite's per-test limit
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 SCRIPT = REPO.parent / "shared" / "tools" / "make-me5-small.sh"
 LANGUAGES = ("de", "ja")
 
