@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from compression.model import hidden_states, padded_batches
+from compression.sources.architectures import FORM
 
 
 class SmoothedLinear(nn.Module):
@@ -89,8 +90,8 @@ def _shared_input_groups(linears: dict[str, nn.Linear], share_qkv: bool) -> list
     return list(groups.values())
 
 
-ATTENTION_OUTPUT = "attention.output.dense"  # BERT's names: reads softmax(QKᵀ)·V
-VALUE = "attention.self.value"
+ATTENTION_OUTPUT = FORM.attention_output  # reads softmax(QKᵀ)·V
+VALUE = FORM.value
 
 
 def _is_ffn_output(name: str) -> bool:

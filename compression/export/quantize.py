@@ -42,6 +42,7 @@ from onnx import helper, numpy_helper
 from compression.config import TABLE_BITS, QuantizeConfig  # noqa: F401 (re-exported)
 from compression.errors import ConfigError
 from compression.export.onnx_graph import GraphIndex
+from compression.sources.architectures import FORM
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def table_gathers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Gathers of the word-embedding block whose data is a float table (dense E, or factor codes)."""
     floats = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2}
     found = [
-        n for n in model.graph.node if n.op_type == "Gather" and "word_embeddings" in n.name and n.input[0] in floats
+        n for n in model.graph.node if n.op_type == "Gather" and FORM.word_embeddings in n.name and n.input[0] in floats
     ]
     if not found:
         raise ConfigError("no word-embedding Gather on a float table found in the graph")
@@ -133,7 +134,7 @@ def _factor_operand(node: onnx.NodeProto) -> int | None:
 
 def _position_operand(node: onnx.NodeProto) -> int | None:
     """The table input of the position-embedding Gather."""
-    return 0 if node.op_type == "Gather" and "position_embeddings" in node.name else None
+    return 0 if node.op_type == "Gather" and FORM.position_embeddings in node.name else None
 
 
 def _float_operands(model: onnx.ModelProto, operand) -> list[tuple[onnx.NodeProto, onnx.TensorProto]]:

@@ -25,6 +25,32 @@ from compression.errors import ModelLayoutError
 
 
 @dataclass(frozen=True)
+class TorchForm:
+    """The tensor names of the one torch form every family is mapped onto (a transformers BertModel),
+    which the ONNX import, smoothing, the quantizer and the measures read: no step spells them itself."""
+
+    word_embeddings: str = "word_embeddings"  # the table (its Gather nodes carry the name in the export)
+    position_embeddings: str = "position_embeddings"
+    token_type_embeddings: str = "token_type_embeddings"
+    # each layer's linears and LayerNorms, relative to encoder.layer.N
+    linears: tuple[str, ...] = (
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    )
+    layer_norms: tuple[str, ...] = ("attention.output.LayerNorm", "output.LayerNorm")
+    value: str = "attention.self.value"
+    attention_output: str = "attention.output.dense"  # reads softmax(QKᵀ)·V
+    state_roots: tuple[str, ...] = ("embeddings", "encoder", "pooler")  # top-level state-dict keys
+
+
+FORM = TorchForm()
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     model_types: tuple[str, ...]  # config.json's model_type values of this family

@@ -27,6 +27,7 @@ import numpy as np
 from common.fidelity import cosines
 from compression.errors import ModelLayoutError
 from compression.export.onnx_graph import GraphIndex
+from compression.sources.architectures import FORM
 from compression.sources.source_model import SourceModel
 from compression.sources.st_config import st_modules, st_pooling, st_prompts
 
@@ -52,16 +53,9 @@ FUSED_OPS = {
     "QAttention",
     "QEmbedLayerNormalization",
 }
-LINEARS = (
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-)
-LAYER_NORMS = ("attention.output.LayerNorm", "output.LayerNorm")
-_KEY = re.compile(r"(?:^|[./])((?:embeddings|encoder|pooler)\..+)$")
+LINEARS = FORM.linears
+LAYER_NORMS = FORM.layer_norms
+_KEY = re.compile(r"(?:^|[./])((?:" + "|".join(FORM.state_roots) + r")\..+)$")
 
 
 @dataclass(frozen=True)
