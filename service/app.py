@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +25,7 @@ from .http_errors import error_body, status_of
 from .label_cache import LabelCache
 from .metrics import Metrics
 from .middleware import BodyLimit, Observe
-from .registry import LoadedModel, Registry
+from .registry import LoadedModel, Registry, dir_fingerprint
 from .reload import Reloader
 from .settings import Settings
 
@@ -104,6 +105,13 @@ async def load_models(svc: AppState) -> None:
         log.error("default model %r is not loaded; loaded: %s", reg.default_model, sorted(reg.models))
 
 
+def _fingerprint(models_dir) -> str | None:
+    try:
+        return dir_fingerprint(Path(models_dir))
+    except OSError:
+        return None
+
+
 def _reload_on_sighup(svc: AppState) -> bool:
     """SIGHUP rescans the models folder, as POST /admin/reload does (only where the loop runs on the main
     thread, as under uvicorn; an in-process test client has none)."""
@@ -126,10 +134,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        poll = settings.reload_poll_s
+        before = _fingerprint(settings.models_dir) if poll > 0 else None  # taken before the load starts
         loader = asyncio.create_task(load_models(svc))
         hup = _reload_on_sighup(svc)
-        poll = settings.reload_poll_s
-        watcher = asyncio.create_task(svc.reloader.watch(poll)) if poll > 0 else None
+        watcher = asyncio.create_task(svc.reloader.watch(poll, before)) if poll > 0 else None
         yield
         if hup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)

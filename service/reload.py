@@ -85,13 +85,14 @@ class Reloader:
 
         self._keep(asyncio.get_running_loop().create_task(run()))
 
-    async def watch(self, poll_s: float) -> None:
+    async def watch(self, poll_s: float, seen: str | None) -> None:
         """Reload when the models folder's contents change (EMBED_RELOAD_POLL_S): on Kubernetes every replica
         mounting one volume picks up a new version this way, each through its own fidelity gate. A change
         is acted on once two polls in a row agree (a copy still being written keeps moving), after the
-        first load."""
+        first load. seen: the folder's fingerprint before the first load began, so a change made while it
+        ran is not missed."""
         models_dir = Path(self.svc.settings.models_dir)
-        seen = last = None
+        last = None
         while True:
             await asyncio.sleep(poll_s)
             if not self.svc.registry.ready:
@@ -100,9 +101,6 @@ class Reloader:
                 now = await asyncio.to_thread(dir_fingerprint, models_dir)
             except OSError as exc:  # the volume went away for a moment: keep serving, look again
                 log.warning("reload watcher: cannot read %s (%s)", models_dir, exc)
-                continue
-            if seen is None:
-                seen = last = now
                 continue
             if now != seen and now == last:
                 seen = now
