@@ -52,3 +52,13 @@ def similarity(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return a @ b.T
+
+
+def pair_similarity(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
+    """(n,) similarity of row i of a with row i of b, as `similarity` scores them."""
+    if kind in ("binary", "ubinary"):
+        equal = np.unpackbits(a.view(np.uint8), axis=-1) == np.unpackbits(b.view(np.uint8), axis=-1)
+        return (2 * equal.sum(-1) - equal.shape[-1]).astype(np.float32)
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return (a * b).sum(1) / norms

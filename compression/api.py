@@ -105,8 +105,9 @@ def compress(
     from compression.table.sizing import larger_tables, sized_recipe
 
     check_device(device)
-    fixed_shape = {"method", "rank", "subspaces"} & set((overrides or {}).get("factorize", {}))
-    searching_default = min_fidelity is None and target_ratio is None and max_table_mb is None and not fixed_shape
+    searching_default = (
+        min_fidelity is None and target_ratio is None and max_table_mb is None and not _fixed_shape(overrides)
+    )
     if searching_default:
         min_fidelity = "int8"
     _check_min_fidelity(min_fidelity, max_table_mb, overrides or {})
@@ -325,14 +326,19 @@ def _build_until_faithful(
     return manifest, attempts, False
 
 
+def _fixed_shape(overrides: dict | None) -> list[str]:
+    """The factorize settings that fix the table's shape, which a size search must leave free."""
+    return sorted({"method", "rank", "subspaces"} & set((overrides or {}).get("factorize", {})))
+
+
 def _check_min_fidelity(min_fidelity: float | str | None, max_table_mb: float | None, overrides: dict) -> None:
     if min_fidelity is None:
         return
     if min_fidelity != "int8" and not (isinstance(min_fidelity, (int, float)) and 0 < min_fidelity < 1):
         raise ConfigError(f"--min-fidelity must be between 0 and 1, or int8, got {min_fidelity}")
-    fixed = {"method", "rank", "subspaces"} & set(overrides.get("factorize", {}))
+    fixed = _fixed_shape(overrides)
     if max_table_mb is not None or fixed:
-        what = "--max-table-mb" if max_table_mb is not None else "--" + sorted(fixed)[0]
+        what = "--max-table-mb" if max_table_mb is not None else f"--set factorize.{fixed[0]}"
         raise ConfigError(f"--min-fidelity chooses the table's size itself; it cannot be combined with {what}")
 
 

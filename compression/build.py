@@ -189,9 +189,13 @@ class BuildContext:
         """Keep a just-built variant's eval embeddings for the variants compared with it."""
         self._embedded[name] = emb
 
+    def _encoder(self, model_dir: Path) -> OnnxEncoder:
+        return OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
+
     def embed(self, model_dir: Path) -> Embedded:
-        encoder = OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
-        return embed_eval_set(encoder, self.eval_set, self.corpus.held_out, self._bar(f"evaluate {model_dir.name}"))
+        return embed_eval_set(
+            self._encoder(model_dir), self.eval_set, self.corpus.held_out, self._bar(f"evaluate {model_dir.name}")
+        )
 
     def _bar(self, label: str) -> str | None:
         return label if self.progress else None
@@ -309,8 +313,7 @@ class BuildContext:
         return load_pair_sets(self.eval_paths) if self.eval_paths else None
 
     def embed_pairs(self, model_dir: Path) -> np.ndarray:
-        encoder = OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
-        return encoder.encode(
+        return self._encoder(model_dir).encode(
             all_texts(self.pair_sets, self.prompt_text), progress=self._bar(f"languages {model_dir.name}")
         )
 

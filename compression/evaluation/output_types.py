@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.output_types import CALIBRATED, TYPES, calibrate, quantize, similarity
+from common.output_types import CALIBRATED, TYPES, calibrate, pair_similarity, quantize, similarity
 
 QUERIES = 200  # held-out texts used as queries against all held-out texts
 
@@ -37,7 +37,7 @@ def measure(emb, eval_set, probe: np.ndarray) -> dict:
         if eval_set is not None and emb.sts_u is not None:
             qu = quantize(emb.sts_u, kind, ranges if kind in CALIBRATED else None)
             qv = quantize(emb.sts_v, kind, ranges if kind in CALIBRATED else None)
-            pair = np.asarray([similarity(qu[i : i + 1], qv[i : i + 1], kind)[0, 0] for i in range(len(qu))])
+            pair = pair_similarity(qu, qv, kind)
             row["stsb_spearman"] = round(float(spearmanr(pair, eval_set.sts_scores).statistic * 100), 2)
         quality[kind] = row
     return {"ranges": ranges, "quality": quality}
