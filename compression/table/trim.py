@@ -81,7 +81,7 @@ def trim_tokenizer(tokenizer_file: Path, texts: list[str], out_file: Path, vocab
     for enc in tok.encode_batch(texts):
         used.update(enc.ids)
     from_corpus = len(used)
-    scripts = sorted({script_of(c) for t in texts for c in t if not c.isspace()})
+    scripts = sorted({script_of(c) for c in set().union(*map(set, texts)) if not c.isspace()})
     wanted = set(scripts)
     pieces = tok.get_vocab()  # piece → id
     characters = 0
