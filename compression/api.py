@@ -102,7 +102,7 @@ def compress(
     """
     from compression.build import BuildContext, build_variant, ensure_writable
     from compression.corpus import default_data_dir
-    from compression.table.sizing import larger_tables, sized_recipe
+    from compression.table.sizing import larger_tables, sized_recipe, tier_rows_for
 
     check_device(device)
     searching_default = (
@@ -138,16 +138,14 @@ def compress(
         if target_ratio is None and max_table_mb is None:
             target_ratio = start_ratio(src.vocab_size)
         # Sized (and every setting checked) before anything is built: a bad flag leaves nothing behind.
-        recipe = sized_recipe(
-            f"{name}-fact",
-            name,
-            src.vocab_size,
-            src.hidden_size,
-            target_ratio=target_ratio,
-            max_table_mb=max_table_mb,
-            seed=seed,
-            overrides=overrides,
-        )
+        sized = {
+            "target_ratio": target_ratio,
+            "max_table_mb": max_table_mb,
+            "seed": seed,
+            "overrides": overrides,
+            "tier_rows": tier_rows_for(ctx.counts(None)),
+        }
+        recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, **sized)
     except BaseException:
         if created:  # only the source's scratch cache is in it: no directory is left behind either
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -159,12 +157,14 @@ def compress(
     if trim_vocab:  # the compressed variant reads a table cut to the corpus; sized again for it
         ctx.trim_vocabulary()
         src = ctx.source
-        sized = {"target_ratio": target_ratio, "max_table_mb": max_table_mb, "seed": seed, "overrides": overrides}
+        sized["tier_rows"] = tier_rows_for(ctx.counts(None))
         recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, **sized)
     tries = [recipe]
     target = None
     if min_fidelity is not None:
-        tries += larger_tables(recipe, src.vocab_size, src.hidden_size, target_ratio, seed=seed, overrides=overrides)
+        tries += larger_tables(
+            recipe, src.vocab_size, src.hidden_size, target_ratio, seed, overrides, sized["tier_rows"]
+        )
         target = _fidelity_target(min_fidelity, ctx, name)
     manifest, attempts, met = _build_until_faithful(tries, ctx, target)
     if target is not None:
@@ -298,6 +298,7 @@ def _build_until_faithful(
         attempts.append(
             {
                 "codes": attempt.factorize.subspaces,
+                "tier": {"rows": attempt.factorize.tier_rows, "codes": attempt.factorize.tier_subspaces},
                 "rank": attempt.factorize.rank,
                 "table_ratio": round(src.vocab_size * src.hidden_size * FP32 / manifest.bytes.embedding, 2),
                 # against the full vocabulary's fp32 table, when --trim-vocab cut it

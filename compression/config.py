@@ -31,6 +31,10 @@ class FactorizeConfig:
     # pq only: groups M per row (rank must be a multiple), centroids K per group (≤ 256: one-byte codes).
     subspaces: int = 64
     codebook_size: int = 256
+    # pq only: the tier_rows most frequent tokens get tier_subspaces more codes (same group width), a
+    # residual over the basis's first tier_subspaces·d directions; the others keep the `subspaces` codes.
+    tier_rows: int = 0
+    tier_subspaces: int = 0
     kmeans_iters: int = 20
     seed: int = 0
     # How a row's error is measured: "euclidean", or "sensitivity" (by how much it moves sentence

@@ -181,11 +181,12 @@ def factors_to_fp16(model: onnx.ModelProto) -> int:
 
 
 def _pq_groups(model: onnx.ModelProto) -> int:
-    """M, the number of one-byte codes per token: the second dimension of the codes initializer."""
+    """M, the number of centroid groups: the second dimensions of the code tables summed (the codes of
+    every token and, tiered, the tier's codes of the frequent ones, concatenated before the Gather)."""
     codes = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.UINT8 and len(i.dims) == 2]
-    if len(codes) != 1:
-        raise ConfigError(f"expected one table of pq codes in the graph, found {len(codes)}")
-    return int(codes[0].dims[1])
+    if not 1 <= len(codes) <= 2:
+        raise ConfigError(f"expected one or two tables of pq codes in the graph, found {len(codes)}")
+    return sum(int(c.dims[1]) for c in codes)
 
 
 def factors_to_int8(model: onnx.ModelProto) -> int:

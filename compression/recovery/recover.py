@@ -157,6 +157,7 @@ def distill(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            emb.constrain()
             losses.append(cos_loss.item())  # the curve tracks fidelity, not the anchor term
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}")

@@ -22,7 +22,11 @@ pq        product-quantized codes: B is the weighted basis (r ≤ H orthonormal
           costs M one-byte codes. A is then C[codes] · B. Unlike a low-rank code,
           every token, seen in the corpus or not, keeps an approximation as good
           as its group's centroids, and training the shared centroids moves the
-          rows of unseen tokens too. The coordinates are dealt in a zig-zag by
+          rows of unseen tokens too. Tiered (tier_rows N > 0): the N tokens the
+          corpus shows most get M2 more codes, a pq of their residual in the
+          first M2·d directions; held-out fidelity is lost mostly in the rows of
+          tokens seen 10–99 times, so bytes go to seen rows and every other row
+          keeps the M codes as its floor. The coordinates are dealt in a zig-zag by
           variance (1st, 2nd, … Mth, then Mth … 1st, …) so each group gets a
           similar share of high- and low-variance directions — k-means error is
           then spread evenly over the groups.
@@ -36,6 +40,7 @@ sentence embeddings, and none to directions the first LayerNorm removes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +63,13 @@ class Factors:
     high_ids: np.ndarray | None = None  # (k,) token ids that keep the full rank; None: not banded
     low_rank: int | None = None
     codes: np.ndarray | None = None  # pq: (V, M) uint8, row v's centroid in each group
-    codebooks: np.ndarray | None = None  # pq: (M, K, d) float32 centroids
+    codebooks: np.ndarray | None = None  # pq: (M + M2, K, d) float32 centroids (the tier's groups last)
+    tier_ids: np.ndarray | None = None  # tiered pq: (N,) token ids whose rows get the tier's codes too
+    tier_codes: np.ndarray | None = None  # tiered pq: (N, M2) uint8; centroid 0 of a tier group is zero
+
+    @property
+    def tiered(self) -> bool:
+        return self.tier_ids is not None
 
     @property
     def product_quantized(self) -> bool:
@@ -77,8 +88,9 @@ class Factors:
 
     @property
     def num_params(self) -> int:
-        if self.product_quantized:  # stored numbers: one-byte codes, centroids, B
-            return int(self.codes.size + self.codebooks.size + self.B_rh.size)
+        if self.product_quantized:  # stored numbers: one-byte codes, centroids, B (and the tier's row map)
+            tier = self.tier_codes.size + self.codes.shape[0] if self.tiered else 0
+            return int(self.codes.size + self.codebooks.size + self.B_rh.size + tier)
         if not self.banded:
             return int(self.A_vr.size + self.B_rh.size)
         k = len(self.high_ids)
@@ -207,7 +219,9 @@ def _factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray |
         A, B = factors.A_vr[:, order], factors.B_rh[order]
         codes, books = product_quantize(A, weights, config)
         decoded = books[np.arange(M)[None, :], codes].reshape(V, rank)  # (V, M, d) → (V, r)
-        return Factors(decoded, B, codes=codes, codebooks=books)
+        if config.tier_rows <= 0:
+            return Factors(decoded, B, codes=codes, codebooks=books)
+        return _with_tier(factors, order, decoded, codes, books, weights, counts_v, config)
     if config.method == "banded":
         if not 0 < config.low_rank < rank:
             raise ConfigError(f"low_rank must satisfy 0 < low_rank < rank = {rank}, got {config.low_rank}")
@@ -220,6 +234,51 @@ def _factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray |
         # B has orthonormal rows, so dropping trailing coordinates is the best code in the top directions.
         factors.A_vr[low, config.low_rank :] = 0.0
     return factors
+
+
+def _with_tier(
+    basis: Factors,
+    order: np.ndarray,
+    decoded: np.ndarray,
+    codes: np.ndarray,
+    books: np.ndarray,
+    weights: np.ndarray,
+    counts_v: np.ndarray,
+    config: FactorizeConfig,
+) -> Factors:
+    """The tier on top of the base pq: the tier_rows most frequent tokens' residual A − Â in the basis's
+    first r2 = M2·d directions (variance order), pq'd with K − 1 centroids per group plus an all-zero
+    centroid 0 — the code every other token's row points to, so the decode needs no branch. B grows by
+    those r2 directions: x_t = [Â_t, R̂_t] · [B; B[:r2]]."""
+    V, rank = basis.A_vr.shape
+    M, K, d = books.shape
+    M2, N = config.tier_subspaces, min(config.tier_rows, V)
+    if not 0 < M2 * d <= rank:
+        raise ConfigError(f"pq tier: tier_subspaces·d must be in (0, rank = {rank}], got {M2}·{d}")
+    if K < 3:
+        raise ConfigError("pq tier: needs codebook_size ≥ 3 (one centroid is the zero residual)")
+    r2 = M2 * d
+    tier_ids = np.sort(frequency_order(counts_v)[:N]).astype(np.int64)
+    residual = np.empty_like(basis.A_vr)
+    residual[:, order] = basis.A_vr[:, order] - decoded  # back in variance order
+    order2 = zigzag_groups(r2, M2)
+    R = np.ascontiguousarray(residual[tier_ids][:, :r2][:, order2])
+    tier_config = dataclasses.replace(config, subspaces=M2, codebook_size=K - 1, seed=config.seed + 7919)
+    tier_codes, tier_books = product_quantize(R, weights[tier_ids], tier_config)
+    tier_codes = (tier_codes + 1).astype(np.uint8)  # code 0: the zero residual
+    tier_books = np.concatenate([np.zeros((M2, 1, d), np.float32), tier_books], axis=1)
+    A = np.zeros((V, rank + r2), np.float32)
+    A[:, :rank] = decoded
+    A[tier_ids, rank:] = tier_books[np.arange(M2)[None, :], tier_codes].reshape(N, r2)
+    B = np.concatenate([basis.B_rh[order], basis.B_rh[:r2][order2]])
+    return Factors(
+        A,
+        B,
+        codes=codes,
+        codebooks=np.concatenate([books, tier_books]),
+        tier_ids=tier_ids,
+        tier_codes=tier_codes,
+    )
 
 
 def weighted_error(E_vh: np.ndarray, approx_vh: np.ndarray, weights_v: np.ndarray) -> float:

@@ -44,18 +44,62 @@ DEFAULT_METRIC_SENTENCES = 256
 SMOOTH_MIN_RATIO = 7.0
 
 
-def pq_table_bytes(vocab: int, hidden: int, codes: int, codebook: int = CODEBOOK, group_dim: int = GROUP_DIM) -> int:
-    """Bytes of a pq table stored as the default does (uint8 codes, int8 centroids and B with float scales)."""
-    rank = codes * group_dim
+def pq_table_bytes(
+    vocab: int,
+    hidden: int,
+    codes: int,
+    codebook: int = CODEBOOK,
+    group_dim: int = GROUP_DIM,
+    tier_rows: int = 0,
+    tier_codes: int = 0,
+) -> int:
+    """Bytes of a pq table stored as the default does (uint8 codes, int8 centroids and B with float scales);
+    tiered, with the tier's codes, its groups' centroids, its rows of B and the token → tier-slot map."""
+    groups = codes + (tier_codes if tier_rows else 0)
+    rank = groups * group_dim
+    tier = (tier_rows + 1) * tier_codes + vocab * (2 if tier_rows < 2**15 else 4) if tier_rows else 0
     return (
         vocab * codes  # one byte per code
-        + codes * codebook * group_dim
-        + codes * group_dim * FP32  # int8 centroids and their scales
+        + tier
+        + groups * codebook * group_dim
+        + groups * group_dim * FP32  # int8 centroids and their scales
         + rank * hidden
         + rank * FP32  # int8 B and a scale per row
-        + codes * 8
+        + groups * 8
         + 256
     )  # the groups' int64 offsets into the flat centroids, and slack for small tensors
+
+
+# The tier (factorize.py's tiered pq): the rows of tokens the corpus shows at least TIER_MIN_COUNT times,
+# at most TIER_MAX_ROWS (a 2-byte slot map) and half the vocabulary, get twice the codes. On MiniLM at
+# 16× the held-out loss sits in the rows of tokens seen 10–99 times (docs/experiments.md), and a tier
+# over them beat the same bytes spent on every row (docs/experiments.md has the figures).
+TIER_MIN_COUNT = 5
+TIER_MAX_ROWS = 2**15 - 1
+TIER_GROUP_DIMS = (4, 6, 8, 12, 16)  # the floor's groups, narrowest first
+TIER_MIN_KEPT = 0.8  # of the H directions the floor's codes must span
+
+
+def tier_rows_for(counts_v) -> int:
+    """How many rows the tier takes, from the corpus's token counts."""
+    seen = int((counts_v >= TIER_MIN_COUNT).sum())
+    return min(seen, TIER_MAX_ROWS, len(counts_v) // 2)
+
+
+def tiered_shape(vocab: int, hidden: int, budget_bytes: float, codebook: int, tier_rows: int) -> tuple[int, int] | None:
+    """(codes per token, coordinates per code) of a tiered table within the budget — every row M codes
+    of d coordinates, the tier's rows M more — with d the narrowest whose floor spans TIER_MIN_KEPT of
+    the directions; None when no width does (the plain shape is used then)."""
+    if tier_rows <= 0 or codebook < 3:
+        return None
+    for d in TIER_GROUP_DIMS:
+        best = 0
+        for m in range(1, hidden // d + 1):
+            if pq_table_bytes(vocab, hidden, m, codebook, d, tier_rows, m) <= budget_bytes:
+                best = m
+        if best * d >= TIER_MIN_KEPT * hidden:
+            return best, d
+    return None
 
 
 def codebook_for(vocab: int) -> int:
@@ -114,8 +158,11 @@ def sized_recipe(
     max_table_mb: float | None = None,
     seed: int = 0,
     overrides: dict | None = None,
+    tier_rows: int = 0,
 ) -> VariantRecipe:
     """The default compressed variant for a vocab × hidden table, with explicit settings laid over it.
+
+    tier_rows: rows the corpus shows often enough for the tier (tier_rows_for); 0 sizes every row alike.
 
     overrides: {"factorize": {...}, "recover": {...}, "quantize": {...}} of the configs' own field names;
     a method other than pq without a rank takes the rank whose fp32 factors meet the target ratio.
@@ -126,16 +173,24 @@ def sized_recipe(
     method = fz.get("method", "pq")
     if method == "pq":
         codebook = fz.get("codebook_size", codebook_for(vocab))
+        tier = 0
         if fz.get("subspaces") or fz.get("rank"):  # the user's shape; groups of 4 unless both are given
             codes, group_dim = fz.get("subspaces") or fz["rank"] // GROUP_DIM, GROUP_DIM
         else:
             codes, group_dim = pq_shape_for_budget(vocab, hidden, budget, codebook)
+            # A budget too tight for groups narrower than 4 is where the tier wins; a larger one buys
+            # every row more bits instead (at 12× on MiniLM, 3 coordinates a code measured better).
+            shape = tiered_shape(vocab, hidden, budget, codebook, tier_rows) if group_dim == GROUP_DIM else None
+            if shape is not None:
+                (codes, group_dim), tier = shape, tier_rows
         base_fz = FactorizeConfig(
             method="pq",
             metric="sensitivity",
             rank=fz.get("rank", codes * group_dim),
             subspaces=codes,
             codebook_size=codebook,
+            tier_rows=tier,
+            tier_subspaces=codes if tier else 0,
             alpha=0.75,
             seed=seed,
             metric_sentences=DEFAULT_METRIC_SENTENCES,
@@ -191,6 +246,8 @@ def sized_recipe(
     graph = with_settings(GraphConfig(fuse_attention=True, remove_padding=True, tanh_gelu=True), gz, "graph")
     check_shape(factorize, vocab, hidden)
     target = f"{max_table_mb:g} MB table" if max_table_mb is not None else f"{target_ratio:g}× smaller table"
+    tier = factorize.tier_rows
+    tiered = f", {factorize.tier_subspaces} more for the {tier} most frequent" if tier else ""
     prune = with_settings(PruneConfig(), overrides.get("prune", {}), "prune")
     return VariantRecipe(
         name=name,
@@ -201,7 +258,7 @@ def sized_recipe(
         quantize=quantize,
         graph=graph,
         description=f"default recipe sized for a {vocab}×{hidden} table ({target}): {factorize.method}"
-        f", rank {factorize.rank}, {factorize.subspaces} codes per token",
+        f", rank {factorize.rank}, {factorize.subspaces} codes per token{tiered}",
     )
 
 
@@ -221,14 +278,27 @@ FALLBACK_RATIOS = (16.0, 12.0, 8.0, 4.0)
 
 
 def larger_tables(
-    first: VariantRecipe, vocab: int, hidden: int, target_ratio: float, seed: int = 0, overrides: dict | None = None
+    first: VariantRecipe,
+    vocab: int,
+    hidden: int,
+    target_ratio: float,
+    seed: int = 0,
+    overrides: dict | None = None,
+    tier_rows: int = 0,
 ) -> list[VariantRecipe]:
     """The sized recipes at each fallback ratio below target_ratio, each with a larger table than the
     one before (a ratio whose sizing gives the same shape is skipped)."""
     out, shape = [], (first.factorize.subspaces, first.factorize.rank)
     for ratio in (r for r in FALLBACK_RATIOS if r < target_ratio):
         recipe = sized_recipe(
-            first.name, first.baseline, vocab, hidden, target_ratio=ratio, seed=seed, overrides=overrides
+            first.name,
+            first.baseline,
+            vocab,
+            hidden,
+            target_ratio=ratio,
+            seed=seed,
+            overrides=overrides,
+            tier_rows=tier_rows,
         )
         if (recipe.factorize.subspaces, recipe.factorize.rank) != shape:
             out.append(recipe)

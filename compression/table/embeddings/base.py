@@ -34,6 +34,9 @@ class FactorizedEmbedding(nn.Module):
         """Stored numbers of the table (its parameters; subclasses add or leave out buffers)."""
         return sum(p.numel() for p in self.parameters())
 
+    def constrain(self) -> None:
+        """Put back what training must not move (called after each optimiser step); nothing by default."""
+
     def _rows(self, table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
         rows = table(idx)  # (..., r)
         if self.fake_quant is not None:
