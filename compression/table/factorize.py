@@ -89,7 +89,8 @@ class Factors:
     @property
     def num_params(self) -> int:
         if self.product_quantized:  # stored numbers: one-byte codes, centroids, B (and the tier's row map)
-            tier = self.tier_codes.size + self.codes.shape[0] if self.tiered else 0
+            # the tier's codes with their all-zero row 0, and the V-entry slot map
+            tier = self.tier_codes.size + self.tier_codes.shape[1] + self.codes.shape[0] if self.tiered else 0
             return int(self.codes.size + self.codebooks.size + self.B_rh.size + tier)
         if not self.banded:
             return int(self.A_vr.size + self.B_rh.size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from common.manifest import Manifest
@@ -75,7 +76,8 @@ def stubbed(tmp_path, monkeypatch):
         manifest.write(ctx.out_root / recipe.name)
         return manifest
 
-    def run(fidelity_by_codes, int8=(0.992, 0.981), vocab=30522, **kw):
+    def run(fidelity_by_codes, int8=(0.992, 0.981), vocab=30522, seen_often=0, **kw):
+        """seen_often: rows the corpus shows often enough for the tier (0: every row sized alike)."""
         VOCAB[0] = vocab
         by_codes.clear()
         by_codes.update(fidelity_by_codes)
@@ -83,6 +85,8 @@ def stubbed(tmp_path, monkeypatch):
         monkeypatch.setattr(build_mod.BuildContext, "source", property(lambda self: fake_source(tmp_path, vocab)))
         monkeypatch.setattr(build_mod.BuildContext, "int8_heldout_fidelity", lambda self, name: int8)
         monkeypatch.setattr(build_mod, "build_variant", build_variant)
+        counts = (np.arange(vocab) < seen_often) * 100
+        monkeypatch.setattr(build_mod.BuildContext, "counts", lambda self, corpus: counts)
         return compress(
             tmp_path / "src", tmp_path / "out", corpus=corpus, data_dir=tmp_path, heads=False, progress=False, **kw
         )
@@ -125,3 +129,11 @@ def test_none_reaching_it_keeps_the_largest_and_says_so(stubbed):
 def test_a_fixed_size_builds_once_without_a_target(stubbed):
     m = stubbed({}, target_ratio=16)
     assert stubbed.built == [None, 88] and m.sizing == {}
+
+
+def test_a_corpus_that_reads_many_rows_gets_a_tier_first(stubbed):
+    """16× with a tier over the 11,000 rows the corpus shows often; the larger tables after it are plain."""
+    m = stubbed({120: (0.994, 0.983)}, seen_often=11000)
+    first = m.sizing["attempts"][0]
+    assert first["tier"] == {"rows": 11000, "codes": first["codes"]} and first["codes"] < 88
+    assert m.sizing["attempts"][-1]["tier"] == {"rows": 0, "codes": 0} and m.sizing["attempts"][-1]["codes"] == 120

@@ -64,3 +64,49 @@ def test_diagnosis_separates_the_table_from_the_encoder(tmp_path, corpus, no_dat
 def test_no_diagnosis_unless_asked(tmp_path, corpus, no_data, tiny_model_dir):  # noqa: F811
     assert compress_cli(tiny_model_dir, tmp_path, corpus, no_data) == 0
     assert Manifest.read(tmp_path / "tiny-bert-fact").diagnosis == []
+
+
+def _damage_case(tiny_model_dir, table_rank: int, weight_levels: int) -> dict[str, dict]:
+    """diagnose() on the tiny model with its table cut to `table_rank` and its encoder's int8 simulated with
+    `weight_levels` levels: the held-out fidelity of each case, by name."""
+    from compression.evaluation.diagnose import Simulation, diagnose
+    from compression.model import SentenceEncoder, with_factorized_embedding, word_embedding_matrix
+    from compression.sources.load import load_source
+    from compression.table.factorize import FactorizeConfig, factorize
+
+    src = load_source(tiny_model_dir)
+    E = word_embedding_matrix(src.bert)
+    V, H = E.shape
+    rng = np.random.default_rng(0)
+    ids = [[int(t) for t in rng.integers(5, V, rng.integers(3, 12))] for _ in range(64)]
+    reference = SentenceEncoder(src.bert, src.pooling)
+    with torch.no_grad():
+        from compression.evaluation.diagnose import _encode
+
+        reference_nd = _encode(reference, ids)
+    rank = min(table_rank, H - 1)
+    student = with_factorized_embedding(src.bert, factorize(E, FactorizeConfig(method="svd", rank=rank)))
+    counts = np.zeros(V, int)
+    rows = diagnose(
+        SentenceEncoder(student, src.pooling),
+        E,
+        counts,
+        ids,
+        reference_nd,
+        Simulation(encoder_int8=True, weight_levels=weight_levels),
+    )
+    return {r["case"]: r["fidelity_mean"] for r in rows}
+
+
+def test_a_damaged_table_is_blamed_on_the_table(tiny_model_dir):
+    cases = _damage_case(tiny_model_dir, table_rank=2, weight_levels=127)
+    lost = 1 - cases["as built"]
+    assert cases["every row exact"] - cases["as built"] > 0.8 * lost  # the table holds the loss
+    assert cases["encoder in fp32"] - cases["as built"] < 0.2 * lost
+
+
+def test_a_damaged_encoder_is_blamed_on_the_encoder(tiny_model_dir):
+    cases = _damage_case(tiny_model_dir, table_rank=10**6, weight_levels=1)
+    lost = 1 - cases["as built"]
+    assert cases["encoder in fp32"] - cases["as built"] > 0.8 * lost  # the int8 encoder holds the loss
+    assert cases["every row exact"] - cases["as built"] < 0.2 * lost
