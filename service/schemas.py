@@ -20,6 +20,9 @@ class EmbedRequest(BaseModel):
     embedding_type: Literal["float", "int8", "uint8", "binary", "ubinary"] = "float"
     # with truncate false: each input's window vectors too (chunk-level indexing), beside the pooled one
     return_windows: bool = False
+    # the first `dimensions` coordinates, re-normalised (TEI's and OpenAI's field): only sizes the model's
+    # build measured (its manifest's `dimensions`), unless EMBED_ALLOW_ANY_DIMENSIONS
+    dimensions: int | None = Field(None, ge=1)
 
 
 class Usage(BaseModel):

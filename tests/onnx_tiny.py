@@ -18,6 +18,7 @@ from common.fidelity import fidelity
 from common.heads import Head
 from common.machine import cpu_info
 from common.manifest import Manifest, sha256_file
+from common.output_types import TYPES, calibrate, quantize, similarity
 from common.probe_set import ProbeSet
 from tests.tiny import tiny_vocab, write_tokenizer
 
@@ -139,6 +140,7 @@ def make_model_dir(
     ref = own if reference is None else reference
     ProbeSet(PROBE_TEXTS, ref).write(path)
     mean, p1 = fidelity(own, ref.astype(np.float16).astype(np.float32))
+    supported = [dim // 2]  # as if the build had measured half the vector as good enough (Matryoshka)
     probe = {"texts": len(PROBE_TEXTS), "fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)}
     if baseline is not None:
         quality |= {"fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)}
@@ -164,9 +166,22 @@ def make_model_dir(
             "probe": probe,
             "machine": cpu_info(),
             "normalized": normalize,
+            "dimensions": {"supported": supported, "measured": {}, "rule": "tests/onnx_tiny.py"},
+            "output_types": {"ranges": calibrate(own), "quality": _type_recall(own)},
         }
     ).write(path)
     return path
+
+
+def _type_recall(vectors: np.ndarray, k: int = 3) -> dict[str, dict]:
+    """Each compact type's recall@k of float's nearest probe texts (the manifest's output_types quality)."""
+    ranges, truth = calibrate(vectors), np.argsort(-similarity(vectors, vectors, "float"), axis=1)[:, 1 : k + 1]
+    out = {}
+    for kind in TYPES[1:]:
+        q = quantize(vectors, kind, ranges)
+        found = np.argsort(-similarity(q, q, kind), axis=1, kind="stable")[:, 1 : k + 1]
+        out[kind] = {"recall_at_10": round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(truth, found)])), 4)}
+    return out
 
 
 def make_served(root: Path, dim: int = 64, noise: float = 0.05) -> Path:

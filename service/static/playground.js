@@ -1,6 +1,8 @@
 // The playground: the served models' size and quality (GET /models), live latency and request rate
 // per model (parsed from GET /metrics), and a form whose texts every model embeds (POST /embed), shown
-// as one cosine-similarity matrix per model, side by side, with each model's latency.
+// as one similarity matrix per model, side by side, with each model's latency. The form's options are
+// /embed's: the vector type (compact types scored as a store would), the dimensions the models
+// support, and windowed encoding of long texts (truncate false, with each text's window count).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -73,7 +75,9 @@ async function loadModels() {
           q.fidelity_mean != null ? { fidelityMean: q.fidelity_mean } : {}),
         worstLanguage(m),
         cell(h ? `${fmt(h.mean, 4)} / p1 ${fmt(h.p1, 4)}` : "–", h ? { hostMean: h.mean } : {}),
-        cell(fmt(q.stsb_spearman, 2)), cell(prompts || "–", { prompts: prompts }),
+        cell(fmt(q.stsb_spearman, 2)), compactTypes(m), cell((m.dimensions || []).join(", ") || "full only",
+          { dimensions: (m.dimensions || []).join(",") }),
+        cell(prompts || "–", { prompts: prompts }),
         cell(m.baseline || "–"), cell(m.version, { version: m.version }),
         cell(m.built_on ? `${(m.built_on.features || []).join(" ") || "no int8 features"}` : "–"), quant);
       rows.append(tr);
@@ -85,13 +89,40 @@ async function loadModels() {
       const label = document.createElement("label");
       const box = Object.assign(document.createElement("input"), { type: "checkbox", value: name });
       box.checked = checked.size === 0 || checked.has(name);
+      box.addEventListener("change", updateDimensions);
       label.append(box, " " + name);
       choice.append(label);
     }
+    updateDimensions();
   } catch (e) {
     err.textContent = e.message;
     err.hidden = false;
   }
+}
+
+// What each compact vector type kept against float (recall@10 over held-out texts, STS-B), from the
+// manifest: the cheapest type's recall on screen, every type's in the tooltip.
+function compactTypes(m) {
+  const types = m.embedding_types;
+  if (!types || !Object.keys(types).length) return cell("–");
+  const td = cell(Object.entries(types).map(([t, r]) => `${t} ${fmt(r.recall_at_10, 2)}`).join(" · "),
+    { embeddingTypes: Object.keys(types).join(",") });
+  td.title = "recall@10 against float" + (Object.values(types)[0].stsb_spearman != null ? ", STS-B" : "") + "\n" +
+    Object.entries(types).map(([t, r]) => `${t}: ${fmt(r.recall_at_10, 4)}` +
+      (r.stsb_spearman != null ? `, ${fmt(r.stsb_spearman, 2)}` : "")).join("\n");
+  return td;
+}
+
+// The sizes every chosen model supports (besides its full size), kept selected where still offered.
+function updateDimensions() {
+  const select = $("dimensions");
+  const chosen = [...$("model-choice").querySelectorAll("input:checked")].map((i) => i.value).filter((n) => models[n]);
+  const sets = chosen.map((n) => new Set(models[n].dimensions || []));
+  const common = sets.length ? [...sets[0]].filter((d) => sets.every((s) => s.has(d))).sort((a, b) => b - a) : [];
+  const keep = select.value;
+  select.replaceChildren(Object.assign(document.createElement("option"), { value: "", textContent: "full" }),
+    ...common.map((d) => Object.assign(document.createElement("option"), { value: String(d), textContent: String(d) })));
+  select.value = common.includes(Number(keep)) ? keep : "";
 }
 
 // --- live latency from the Prometheus text format -------------------------------------------
@@ -169,7 +200,16 @@ function cosineMatrix(vectors) {
   return unit.map((a) => unit.map((b) => a.reduce((s, x, k) => s + x * b[k], 0)));
 }
 
-function matrixCard(name, texts, matrix, ms, inference, reference) {
+// Packed signs (binary: int8 bytes, ubinary: uint8) as a store scores them: the share of agreeing bits,
+// from -1 (every bit differs) to 1 (the same signs), i.e. common/output_types.py's count over the bits.
+function bitMatrix(vectors) {
+  const bits = vectors.map((v) => v.flatMap((b) => [...Array(8)].map((_, k) => ((b & 0xff) >> (7 - k)) & 1)));
+  return bits.map((a) => bits.map((b) => a.reduce((s, x, k) => s + (x === b[k] ? 1 : -1), 0) / a.length));
+}
+
+const similarityMatrix = (vectors, type) => (type === "binary" || type === "ubinary" ? bitMatrix(vectors) : cosineMatrix(vectors));
+
+function matrixCard(name, texts, matrix, ms, inference, reference, shape) {
   const card = document.createElement("div");
   card.className = "card";
   card.id = "result-" + name;
@@ -180,6 +220,18 @@ function matrixCard(name, texts, matrix, ms, inference, reference) {
   const latency = Object.assign(document.createElement("span"), { className: "latency", textContent: `${ms.toFixed(1)} ms` });
   latency.dataset.ms = ms;
   meta.append("round trip ", latency, `, inference ${inference} ms`);
+  // what was asked for and what came back: the vector type and size, and each text's window count
+  const vector = Object.assign(document.createElement("span"), { className: "vector",
+    textContent: `${shape.type}, ${shape.width} ${shape.packed ? "bytes (packed signs)" : "numbers"} a vector` });
+  vector.dataset.type = shape.type;
+  vector.dataset.width = shape.width;
+  meta.append(" · ", vector);
+  if (shape.windows) {
+    const counts = Object.assign(document.createElement("span"), { className: "windows",
+      textContent: shape.windows.join(", ") });
+    counts.dataset.counts = shape.windows.join(",");
+    meta.append(" · windows per text: ", counts);
+  }
   if (reference) {
     let worst = 0;
     matrix.forEach((row, i) => row.forEach((x, j) => { worst = Math.max(worst, Math.abs(x - reference.matrix[i][j])); }));
@@ -216,19 +268,26 @@ $("compare").addEventListener("submit", async (event) => {
   results.replaceChildren();
   results.dataset.state = "running";
   const done = {};
+  const type = $("embedding-type").value, dims = $("dimensions").value, windowed = $("windows").checked;
+  const request = { inputs: texts, embedding_type: type };
+  if (dims) request.dimensions = Number(dims);
+  if (windowed) Object.assign(request, { truncate: false, return_windows: true });
   try {
     for (const name of chosen) {  // one after another, so each latency is the model's alone
       const t0 = performance.now();
-      const r = await fetch("/embed", { method: "POST", headers: headers(), body: JSON.stringify({ inputs: texts, model: name }) });
+      const r = await fetch("/embed", { method: "POST", headers: headers(), body: JSON.stringify({ ...request, model: name }) });
       const ms = performance.now() - t0;
       const data = await r.json();
       if (!r.ok) throw new Error(`${name}: ${data.error ? data.error.message : "HTTP " + r.status}`);
-      done[name] = { name, matrix: cosineMatrix(data.embeddings), ms, inference: r.headers.get("x-inference-time") || "?" };
+      const shape = { type, width: data.embeddings[0].length, packed: type.endsWith("binary"),
+        windows: data.windows ? data.windows.map((w) => w.length) : null };
+      done[name] = { name, matrix: similarityMatrix(data.embeddings, type), ms, shape,
+        inference: r.headers.get("x-inference-time") || "?" };
     }
     for (const name of chosen) {
       const base = models[name] && models[name].baseline;
       const d = done[name];
-      results.append(matrixCard(name, texts, d.matrix, d.ms, d.inference, base && done[base] ? done[base] : null));
+      results.append(matrixCard(name, texts, d.matrix, d.ms, d.inference, base && done[base] ? done[base] : null, d.shape));
     }
     results.dataset.state = "done";
   } catch (e) {

@@ -148,3 +148,61 @@ def test_the_page_reports_a_missing_api_key(browser, served_models):
         browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
         _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#models tbody tr[data-model]") or None)
         assert not browser.find_element(By.ID, "models-error").is_displayed()
+
+
+def _bits(v: np.ndarray) -> np.ndarray:
+    return np.unpackbits(v.astype(np.int64).astype(np.uint8)[:, None], axis=1).ravel() * 2.0 - 1
+
+
+def test_the_form_asks_for_compact_vectors_dimensions_and_windows(browser, server):
+    """Each option reaches /embed: the matrices the page shows are the similarities a store computes on
+    what /embed returns with the same fields, and the card says which vector it got."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server.url + "/")
+    rows = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#models tbody tr[data-model]") or None)
+    models = httpx.get(server.url + "/models").json()["models"]
+    for row in rows:  # the compact types' cost and the supported sizes are in the models table
+        m = models[row.get_attribute("data-model")]
+        types = row.find_element(By.CSS_SELECTOR, "td[data-embedding-types]")
+        assert types.get_attribute("data-embedding-types").split(",") == list(m["embedding_types"])
+        assert row.find_element(By.CSS_SELECTOR, "td[data-dimensions]").text == ", ".join(map(str, m["dimensions"]))
+    long_text = " ".join(["the dog plays music in the city"] * 12)  # over the tiny models' 48 tokens
+    box = browser.find_element(By.ID, "texts")
+    box.clear()
+    box.send_keys("\n".join([*TEXTS, long_text]))
+    texts = [*TEXTS, long_text]
+    cases = [
+        ({"embedding_type": "int8"}, "int8", "", False),
+        ({"embedding_type": "binary"}, "binary", "", False),
+        ({"embedding_type": "float", "dimensions": 32}, "float", "32", False),
+        ({"embedding_type": "uint8", "truncate": False, "return_windows": True}, "uint8", "", True),
+    ]
+    for fields, kind, dims, windowed in cases:
+        Select(browser.find_element(By.ID, "embedding-type")).select_by_value(kind)
+        Select(browser.find_element(By.ID, "dimensions")).select_by_value(dims)
+        if browser.find_element(By.ID, "windows").is_selected() != windowed:
+            browser.find_element(By.ID, "windows").click()
+        browser.find_element(By.ID, "run").click()
+        _wait(browser, lambda d: d.find_element(By.ID, "results").get_attribute("data-state") == "done")
+        card = browser.find_element(By.ID, "result-tiny-fact")
+        body = httpx.post(server.url + "/embed", json={"inputs": texts, "model": "tiny-fact", **fields}).json()
+        v = np.asarray(body["embeddings"], dtype=np.float64)
+        if kind.endswith("binary"):
+            b = np.stack([_bits(x) for x in v])
+            expected = b @ b.T / b.shape[1]
+        else:
+            u = v / np.linalg.norm(v, axis=1, keepdims=True)
+            expected = u @ u.T
+        vector = card.find_element(By.CLASS_NAME, "vector")
+        assert vector.get_attribute("data-type") == kind and int(vector.get_attribute("data-width")) == v.shape[1]
+        for c in card.find_elements(By.CSS_SELECTOR, "td[data-value]"):
+            i, j = int(c.get_attribute("data-i")), int(c.get_attribute("data-j"))
+            assert float(c.get_attribute("data-value")) == pytest.approx(expected[i, j], abs=1e-5), fields
+        shown = card.find_elements(By.CLASS_NAME, "windows")
+        if windowed:
+            counts = [int(n) for n in shown[0].get_attribute("data-counts").split(",")]
+            assert counts == [len(w) for w in body["windows"]] and counts[-1] > 1 and counts[0] == 1
+        else:
+            assert not shown

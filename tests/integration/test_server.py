@@ -62,6 +62,21 @@ def test_embed_float_and_base64_agree(server):
     assert single["model"] == "tiny" and len(single["embeddings"]) == 1
 
 
+def test_embed_takes_the_dimensions_the_build_measured(server):
+    full = np.asarray(post(server, "/embed", {"inputs": ["great actors"], "model": "tiny"}).json()["embeddings"])
+    r = post(server, "/embed", {"inputs": ["great actors"], "model": "tiny", "dimensions": 32})
+    cut = np.asarray(r.json()["embeddings"])
+    assert r.status_code == 200 and r.json()["dim"] == 32
+    np.testing.assert_allclose(cut[0], full[0, :32] / np.linalg.norm(full[0, :32]), atol=1e-5)
+    for body, reason in (
+        ({"dimensions": 16}, "does not support dimensions 16"),
+        ({"dimensions": 32, "normalize": False}, "dimensions needs normalize true"),
+        ({"dimensions": 0}, "dimensions"),
+    ):
+        r = post(server, "/embed", {"inputs": ["great actors"], "model": "tiny", **body})
+        assert r.status_code == 422 and reason in r.json()["error"]["message"], r.json()
+
+
 def test_truncation_keeps_long_inputs_working(server):
     r = post(server, "/embed", {"inputs": "good " * 100})
     assert r.status_code == 200 and r.json()["usage"]["tokens"] == 48
