@@ -182,6 +182,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_shapes(args: argparse.Namespace) -> None:
+    from compression.evaluation.shapes import measure_shapes, shapes_table
+
+    ctx = _context(args)
+    ctx.corpus_path = [Path(c) for c in args.corpus] if args.corpus else None
+    print(shapes_table(measure_shapes(ctx, args.baseline, args.shapes)))
+
+
 def cmd_dev_check(args: argparse.Namespace) -> None:
     from compression.evaluation.devcheck import dev_quality, dev_table, rarity_table
 
@@ -328,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", default="minilm-l6")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "shapes", help="held-out fidelity of table shapes before recovery (fp32 encoder): where bytes buy most"
+    )
+    _common(p)
+    p.add_argument("shapes", nargs="+", help="MxD (M codes of D coordinates) or MxD+N (the N most frequent get M more)")
+    p.add_argument("--corpus", nargs="+", default=None, help="the texts compress was given (default: the train splits)")
+    p.add_argument("--baseline", default="minilm-l6", help="the built baseline in --out to compare with")
+    p.set_defaults(func=cmd_shapes)
 
     p = sub.add_parser("dev-check", help="STS-B dev and fidelity on dev sentences: compare settings without test")
     p.add_argument("models", type=Path, nargs="+", help="built model directories")

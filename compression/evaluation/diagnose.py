@@ -52,7 +52,7 @@ class ExactRows(nn.Module):
         return torch.where(self.exact[input_ids].unsqueeze(-1), self.E[input_ids], self.table(input_ids))
 
 
-def _encode(encoder: SentenceEncoder, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
+def encode_ids(encoder: SentenceEncoder, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
     order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths together: little padding
     out = np.empty((len(ids), encoder.bert.config.hidden_size), dtype=np.float32)
     with torch.no_grad():
@@ -91,7 +91,7 @@ def diagnose(
             set_encoder_fake_quant(encoder.bert.encoder, False)
             if int8:
                 set_encoder_fake_quant(encoder.bert.encoder, True, sim.encoder_block, sim.weight_levels)
-            mean, p1 = fidelity(_encode(encoder, ids), reference_nd)
+            mean, p1 = fidelity(encode_ids(encoder, ids), reference_nd)
             rows.append(
                 {
                     "case": label,

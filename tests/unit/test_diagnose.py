@@ -81,9 +81,9 @@ def _damage_case(tiny_model_dir, table_rank: int, weight_levels: int) -> dict[st
     ids = [[int(t) for t in rng.integers(5, V, rng.integers(3, 12))] for _ in range(64)]
     reference = SentenceEncoder(src.bert, src.pooling)
     with torch.no_grad():
-        from compression.evaluation.diagnose import _encode
+        from compression.evaluation.diagnose import encode_ids
 
-        reference_nd = _encode(reference, ids)
+        reference_nd = encode_ids(reference, ids)
     rank = min(table_rank, H - 1)
     student = with_factorized_embedding(src.bert, factorize(E, FactorizeConfig(method="svd", rank=rank)))
     counts = np.zeros(V, int)

@@ -101,3 +101,21 @@ def test_a_tiered_variant_is_served_and_its_bytes_are_as_sized(tiny_model_dir, c
     sized = pq_table_bytes(V, hidden, fz["subspaces"], fz["codebook_size"], fz["rank"] // fz["subspaces"], 60, 4)
     assert abs(m.bytes.embedding - sized) < 0.05 * sized
     assert m.quality.heldout_fidelity_mean > 0.99
+
+
+def test_shapes_measures_plain_and_tiered_before_recovery(tiny_model_dir, corpus, no_data, tmp_path, capsys):
+    from compression.cli import main
+    from compression.evaluation.shapes import parse_shape
+    from tests.compressing import compress_cli
+
+    assert compress_cli(tiny_model_dir, tmp_path, corpus, no_data) == 0  # the baseline to compare with
+    argv = ["shapes", "--out", str(tmp_path), "--model", str(tiny_model_dir), "--data-dir", str(no_data)]
+    argv += ["--corpus", str(corpus), "--baseline", "tiny-bert", "--no-progress", "4x4", "4x4+80"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    (plain, tiered) = ({"shape": r[0].strip(), "mean": float(r[3]), "ratio": float(r[2])} for r in rows)
+    assert (plain["shape"], tiered["shape"]) == ("4x4", "4x4+80")
+    assert tiered["mean"] > plain["mean"] and tiered["ratio"] < plain["ratio"]  # more bytes, more fidelity
+    with pytest.raises(Exception, match="MxD or MxD"):
+        parse_shape("88-4")
