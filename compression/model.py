@@ -119,3 +119,19 @@ def count_params(bert: nn.Module) -> dict[str, int]:
     # Unused pooler weights are not exported; leave them out of the counts.
     pooler = sum(p.numel() for p in bert.pooler.parameters()) if getattr(bert, "pooler", None) is not None else 0
     return {"embedding": int(emb), "encoder": int(total - emb - pooler), "total": int(total - pooler)}
+
+
+def random_batch(
+    batch: int, seq: int, vocab_size: int, rng: np.random.Generator, low: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random ids from low up (default: past a large vocabulary's special and rare pieces) and right
+    padding of varying length."""
+    if low is None:
+        low = 1000 if vocab_size > 2000 else 1
+    ids = rng.integers(low, vocab_size, size=(batch, seq), dtype=np.int64)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    for b in range(1, batch):
+        keep = int(rng.integers(max(1, seq // 2), seq + 1))
+        mask[b, keep:] = 0
+        ids[b, keep:] = 0
+    return ids, mask

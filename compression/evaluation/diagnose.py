@@ -22,8 +22,8 @@ from torch import nn
 from common.fidelity import fidelity
 from common.markdown import table
 from common.onnx_encoder import pad_ids
+from compression.fake_quant import set_encoder_fake_quant
 from compression.model import SentenceEncoder
-from compression.recovery.fake_quant import set_encoder_fake_quant
 
 RARE_BELOW = (10, 100)  # corpus counts under which a token's row counts as rare
 COLUMNS = ("case", "rows_exact", "fidelity_mean", "fidelity_p1")

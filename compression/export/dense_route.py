@@ -26,8 +26,8 @@ from onnx import helper, numpy_helper
 
 from common import contract
 from common.onnx_encoder import SessionConfig, make_session
-from compression.export.onnx_graph import GraphIndex
 from compression.export.serving_graph import PREFIX, UnsupportedGraph, finish, redirect
+from compression.onnx_graph import GraphIndex
 
 DENSE = PREFIX + "dense/"  # names the dense body adds
 ROUTE = PREFIX + "route/"

@@ -19,7 +19,7 @@ import torch
 from common import contract
 from common.onnx_encoder import make_session
 from compression.errors import ShapeError, ToleranceError
-from compression.model import SentenceEncoder
+from compression.model import SentenceEncoder, random_batch
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +67,6 @@ class ParityResult:
     min_cosine: float
     max_abs_diff: float
     ok: bool
-
-
-def random_batch(
-    batch: int, seq: int, vocab_size: int, rng: np.random.Generator, low: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random ids from low up (default: past a large vocabulary's special and rare pieces) and right
-    padding of varying length."""
-    if low is None:
-        low = 1000 if vocab_size > 2000 else 1
-    ids = rng.integers(low, vocab_size, size=(batch, seq), dtype=np.int64)
-    mask = np.ones((batch, seq), dtype=np.int64)
-    for b in range(1, batch):
-        keep = int(rng.integers(max(1, seq // 2), seq + 1))
-        mask[b, keep:] = 0
-        ids[b, keep:] = 0
-    return ids, mask
 
 
 def check_parity(

@@ -41,7 +41,7 @@ from onnx import helper, numpy_helper
 
 from compression.config import TABLE_BITS, QuantizeConfig  # noqa: F401 (re-exported)
 from compression.errors import ConfigError
-from compression.export.onnx_graph import GraphIndex
+from compression.onnx_graph import GraphIndex
 from compression.sources.architectures import FORM
 
 log = logging.getLogger(__name__)

@@ -40,9 +40,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from common import contract
+from compression import onnx_graph
 from compression.config import GraphConfig
-from compression.export import onnx_graph
-from compression.export.onnx_graph import GraphShapeError
+from compression.onnx_graph import GraphShapeError
 
 PREFIX = "/serving/"  # names of the nodes and tensors these rewrites add
 MASK_INT32 = PREFIX + "mask_int32"

@@ -3,7 +3,7 @@ embeddings match the original model's (the teacher's) on train-split sentences.
 
 Loss: 1 − cos(student, teacher), the quantity fidelity measures. With `qat` on,
 the student runs with the quantization it will be exported with simulated
-(compression.recovery.fake_quant), so training also absorbs the rounding error.
+(compression.fake_quant), so training also absorbs the rounding error.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from torch import nn
 from common.onnx_encoder import pad_ids
 from compression.config import RecoverConfig  # noqa: F401 (re-exported)
 from compression.errors import ConfigError, PipelineError
+from compression.fake_quant import set_encoder_fake_quant
 from compression.model import SentenceEncoder, hidden_states, pool
-from compression.recovery.fake_quant import set_encoder_fake_quant
 from compression.table.embeddings import FactorizedEmbedding
 
 log = logging.getLogger(__name__)

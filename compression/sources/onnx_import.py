@@ -26,7 +26,7 @@ import numpy as np
 
 from common.fidelity import cosines
 from compression.errors import ModelLayoutError
-from compression.export.onnx_graph import GraphIndex
+from compression.onnx_graph import GraphIndex
 from compression.sources.architectures import FORM
 from compression.sources.source_model import SourceModel
 from compression.sources.st_config import st_modules, st_pooling, st_prompts
@@ -307,8 +307,7 @@ def _match(bert, session, output: GraphOutput, vocab: int, pooling_mode: str | N
     no special token, so an XLM-R graph's positions are the running count the rebuilt model assumes)."""
     import torch
 
-    from compression.export.onnx_export import random_batch
-    from compression.model import POOLING_MODES, Pooling, hidden_states, pool
+    from compression.model import POOLING_MODES, Pooling, hidden_states, pool, random_batch
 
     rng = np.random.default_rng(0)
     modes = [pooling_mode] if pooling_mode else (list(POOLING_MODES) if output.pooled else ["mean"])

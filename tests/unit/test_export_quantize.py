@@ -13,12 +13,12 @@ from compression.export.onnx_export import (
     PARITY_SHAPES,
     check_parity,
     export_onnx,
-    random_batch,
 )
 from compression.export.quantize import QuantizeConfig, apply
 from compression.model import (
     SentenceEncoder,
     count_params,
+    random_batch,
     with_factorized_embedding,
     word_embedding_matrix,
 )
@@ -106,7 +106,7 @@ def test_block_int8_is_what_the_fake_quant_simulates(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from compression.export.quantize import quantize_encoder
-    from compression.recovery.fake_quant import FakeQuantLinear
+    from compression.fake_quant import FakeQuantLinear
 
     rng = np.random.default_rng(0)
     K, N = 64, 48

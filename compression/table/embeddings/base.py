@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compression.recovery.fake_quant import fake_quant_table
+from compression.fake_quant import fake_quant_table
 
 
 class FactorizedEmbedding(nn.Module):
