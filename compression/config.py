@@ -6,18 +6,46 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from compression.errors import ConfigError
 
-METHODS = ("svd", "weighted", "banded", "pq")
-METRICS = ("euclidean", "sensitivity")
+
+class Method(StrEnum):
+    """How the table is factorized (compression/table/factorize.py)."""
+
+    SVD = "svd"
+    WEIGHTED = "weighted"
+    BANDED = "banded"
+    PQ = "pq"
+
+
+class Metric(StrEnum):
+    """How a row's error is measured: plain, or by how much it moves sentence embeddings."""
+
+    EUCLIDEAN = "euclidean"
+    SENSITIVITY = "sensitivity"
+
+
+METHODS = tuple(Method)
+METRICS = tuple(Metric)
+
+
+def as_enum(kind: type[StrEnum], value: Any, what: str) -> StrEnum:
+    """A setting's string (from a recipe file, --set or code) as its Enum, or a one-line ConfigError."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of {', '.join(kind)}") from None
+
+
 TABLE_BITS = (None, 8, 4)
 
 
 @dataclass(frozen=True)
 class FactorizeConfig:
-    method: str = "weighted"
+    method: Method = Method.WEIGHTED
     rank: int | None = 64
     # If set instead of rank: the rank whose fp32 factor bytes are ≈ V·H / ratio.
     target_ratio: float | None = None
@@ -39,12 +67,12 @@ class FactorizeConfig:
     seed: int = 0
     # How a row's error is measured: "euclidean", or "sensitivity" (by how much it moves sentence
     # embeddings, estimated from metric_sentences train sentences; see compression/table/sensitivity.py).
-    metric: str = "euclidean"
+    metric: Metric = Metric.EUCLIDEAN
     metric_sentences: int = 512
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ConfigError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        object.__setattr__(self, "method", as_enum(Method, self.method, "method"))  # frozen: set once, here
+        object.__setattr__(self, "metric", as_enum(Metric, self.metric, "metric"))
         if self.metric_sentences <= 0:
             raise ConfigError(f"metric_sentences must be positive, got {self.metric_sentences}")
 

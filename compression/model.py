@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import torch
@@ -16,19 +17,30 @@ from common.onnx_encoder import pad_ids
 from compression.table.embeddings import FactorizedEmbedding, from_factors
 from compression.table.factorize import Factors
 
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+
+class PoolingMode(StrEnum):
+    """sentence-transformers' pooling modes."""
+
+    MEAN = "mean"
+    CLS = "cls"
+    MAX = "max"
+    MEAN_SQRT_LEN = "mean_sqrt_len"
+
+
+POOLING_MODES = tuple(PoolingMode)
 
 
 @dataclass(frozen=True)
 class Pooling:
     """How token states become the sentence embedding (sentence-transformers' Pooling + Normalize)."""
 
-    mode: str = "mean"
+    mode: PoolingMode = PoolingMode.MEAN
     normalize: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in POOLING_MODES:
             raise ValueError(f"pooling mode {self.mode!r}; supported: {', '.join(POOLING_MODES)}")
+        object.__setattr__(self, "mode", PoolingMode(self.mode))
 
 
 class SentenceEncoder(nn.Module):

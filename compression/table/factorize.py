@@ -202,8 +202,6 @@ def factorize(
 def _factorize(E_vh: np.ndarray, config: FactorizeConfig, counts_v: np.ndarray | None) -> Factors:
     V, H = E_vh.shape
     rank = resolve_rank(config, V, H)
-    if config.method not in METHODS:
-        raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     if config.method == "svd":
         return truncated_svd(E_vh, rank)
     if counts_v is None or counts_v.shape != (V,):
