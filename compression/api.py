@@ -103,6 +103,7 @@ def compress(
     from compression.build import BuildContext, build_variant, ensure_writable
     from compression.corpus import default_data_dir
     from compression.table.sizing import larger_tables, sized_recipe, tier_rows_for
+    from compression.table.trim import trim_source
 
     check_device(device)
     searching_default = (
@@ -155,7 +156,7 @@ def compress(
         build_variant(VariantRecipe(name=name, description=f"uncompressed fp32 baseline of {src.path}"), ctx)
         log.info("%s: baseline built in %.0fs", name, time.time() - start)
     if trim_vocab:  # the compressed variant reads a table cut to the corpus; sized again for it
-        ctx.trim_vocabulary()
+        trim_source(ctx)
         src = ctx.source
         sized["tier_rows"] = tier_rows_for(ctx.counts(None))
         recipe = sized_recipe(f"{name}-fact", name, src.vocab_size, src.hidden_size, **sized)
@@ -267,9 +268,11 @@ class FidelityTarget:
 
 
 def _fidelity_target(min_fidelity: float | str, ctx, baseline: str) -> FidelityTarget:
+    from compression.evaluation.int8_reference import int8_heldout_fidelity
+
     if min_fidelity != "int8":
         return FidelityTarget(float(min_fidelity))
-    mean, p1 = ctx.int8_heldout_fidelity(baseline)
+    mean, p1 = int8_heldout_fidelity(ctx, baseline)
     target = FidelityTarget(max(mean, FLOOR[0]), max(p1, FLOOR[1]), (mean, p1))
     log.info("%s: the table must reach held-out fidelity %s", baseline, target.describe())
     return target

@@ -53,10 +53,10 @@ from compression.evaluation.evaluate import (
     evaluations,
     quality,
 )
+from compression.evaluation.int8_reference import language_report
 from compression.evaluation.languages import (
     PairSet,
     all_texts,
-    language_figures,
     load_pair_sets,
 )
 from compression.evaluation.output_types import measure as measure_output_types
@@ -70,13 +70,15 @@ from compression.model import (
     word_embedding_matrix,
 )
 from compression.recipes import VariantRecipe
-from compression.recovery.recover import RecoverConfig, distill
+from compression.recovery.recover import distill
+from compression.recovery.teacher import augmented_corpus, distill_corpus
 from compression.sources.load import load_source
 from compression.sources.source_model import SourceModel
 from compression.sources.st_config import choose_prompt
 from compression.steps import StepLog
 from compression.table.factorize import factorize
 from compression.table.metric import metric_root
+from compression.table.sensitivity import corpus_metric
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +103,11 @@ def tool_versions() -> dict[str, str]:
 
 @dataclass
 class BuildContext:
-    """What several variants share: the source model, the corpus, the evaluation data and cached
-    embeddings. data_dir may lack the shared data sets; corpus (a user's file or folder) replaces
-    their train splits as the texts training sees."""
+    """What several variants share: the build's inputs (the source model, the corpus, the evaluation data)
+    and its caches (arrays on disk under .cache/, each variant's evaluation embeddings). The work that
+    uses them lives in the steps' modules: table/sensitivity.py (corpus_metric), table/trim.py
+    (trim_source), recovery/teacher.py, evaluation/int8_reference.py. data_dir may lack the shared data
+    sets; corpus (a user's file or folder) replaces their train splits as the texts training sees."""
 
     out_root: Path
     data_dir: Path | None
@@ -121,11 +125,12 @@ class BuildContext:
     )
     eval_paths: list[Path] | None = None  # --eval: STS-style pair files, one per language
     _embedded: dict[str, Embedded] = field(default_factory=dict)
-    # after trim_vocabulary: old id of each kept row, the full vocabulary's size, and the manifest's record
+    # after trim_source: old id of each kept row, the full vocabulary's size, and the manifest's record
     id_map: np.ndarray | None = None
     full_vocab: int | None = None
     vocabulary: dict = field(default_factory=dict)
-    _int8_embedded: dict[str, tuple] = field(default_factory=dict)
+    # onnxruntime's plain int8 of a baseline, embedded once per run (compression/evaluation/int8_reference.py)
+    int8_embedded: dict[str, tuple] = field(default_factory=dict)
 
     @cached_property
     def source(self) -> SourceModel:
@@ -232,81 +237,6 @@ class BuildContext:
         tok.no_padding()
         return [e.ids for e in tok.encode_batch(texts)]
 
-    def sensitivity(self, bert, num: int, seed: int) -> np.ndarray:
-        """The encoder's sensitivity metric G from a seeded sample of the corpus (cached on disk, keyed by
-        the model's weights, the pooling and the sample)."""
-        from compression.table.sensitivity import estimate_metric
-
-        _, ids = self.sample_train(num, SENSITIVITY_MAX_LENGTH, seed)
-        weights = [t.detach().contiguous().numpy() for _, t in sorted(bert.state_dict().items())]
-
-        def compute() -> dict[str, np.ndarray]:
-            log.info("sensitivity: probing the encoder on %d corpus texts", len(ids))
-            return {"G": estimate_metric(bert, ids, seed=seed, pooling=self.source.pooling, progress=self.progress)}
-
-        key = ["v2", *weights, self.source.pooling, np.concatenate([np.asarray(r) for r in ids]), seed]
-        return self.cached("sensitivity", key, compute)["G"]
-
-    def trim_vocabulary(self) -> dict:
-        """--trim-vocab: from here on the source is its trimmed copy (table rows and tokenizer.json cut to
-        what the corpus reaches, compression/table/trim.py); the baseline keeps the full vocabulary, so
-        the teacher reads trimmed ids through the map back to the full ones. What the manifest records."""
-        from compression.table.trim import trim_model, trim_tokenizer
-
-        src = self.source
-        out = self.cache_dir / f"tokenizer-{src.name}-trimmed.json"
-        trimmed = trim_tokenizer(src.tokenizer_file, self.corpus.train, out, src.vocab_size)
-        bert = copy.deepcopy(src.bert)
-        trim_model(bert, trimmed.kept)
-        self.full_vocab = src.vocab_size
-        self.__dict__["source"] = dataclasses.replace(src, bert=bert, tokenizer_file=trimmed.tokenizer_file)
-        self.id_map = trimmed.kept
-        self.vocabulary = trimmed.describe(src.vocab_size)
-        return self.vocabulary
-
-    def teacher(self, baseline: str, rows: list[list[int]], what: str) -> np.ndarray:
-        """The baseline's (teacher's) embeddings of token-id rows, cached by its model and the rows (ids of
-        a trimmed vocabulary are mapped back to the baseline's own)."""
-        if self.id_map is not None:
-            rows = [self.id_map[np.asarray(r, dtype=np.int64)].tolist() for r in rows]
-        model_dir = self.out_root / baseline
-        key = [
-            sha256_file(model_dir / contract.MODEL_FILE),
-            np.concatenate([np.asarray(r) for r in rows]) if rows else b"",
-            np.asarray([len(r) for r in rows]),
-        ]
-
-        def compute() -> dict[str, np.ndarray]:
-            log.info("teacher: embedding %d %s with %s", len(rows), what, baseline)
-            return {
-                "vecs": OnnxEncoder(model_dir, threads=self.threads).encode_ids(rows, progress=self._bar("teacher"))
-            }
-
-        return self.cached("teacher", key, compute)["vecs"]
-
-    def int8_heldout_fidelity(self, baseline: str) -> tuple[float, float]:
-        """Held-out fidelity of onnxruntime's plain int8 export of the baseline (int8 encoder per channel, table
-        per row) on this CPU: what compressing the table must not lose to."""
-        mean, p1 = fidelity(self._int8(baseline)[0].held_out, self.embedded(baseline).held_out)
-        return round(mean, 5), round(p1, 5)
-
-    def _int8(self, baseline: str) -> tuple[Embedded, np.ndarray | None]:
-        """onnxruntime's plain int8 of the baseline, built in a scratch directory once per run: its held-out
-        (and evaluation) embeddings and its embeddings of the --eval pairs."""
-        if baseline in self._int8_embedded:
-            return self._int8_embedded[baseline]
-        tmp = Path(tempfile.mkdtemp(prefix=f".{baseline}-int8.tmp-", dir=self.out_root))
-        try:
-            quantize.plain_int8(self.out_root / baseline / contract.MODEL_FILE, tmp / contract.MODEL_FILE)
-            shutil.copy(self.out_root / baseline / contract.TOKENIZER_FILE, tmp / contract.TOKENIZER_FILE)
-            # Embedded as every variant is (one length-ordered pass with the evaluation texts): int8's
-            # activation scales are per batch, so the batches must be the ones its rival's figure had.
-            result = self.embed(tmp), self.embed_pairs(tmp) if self.pair_sets else None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self._int8_embedded[baseline] = result
-        return result
-
     @cached_property
     def pair_sets(self) -> list[PairSet] | None:
         """--eval's per-language pair files; None without them."""
@@ -327,37 +257,7 @@ class BuildContext:
         ]
         return self.cached("pairs", key, lambda: {"vecs": self.embed_pairs(model_dir)})["vecs"]
 
-    def languages(self, model_dir: Path, baseline: str) -> dict[str, dict]:
-        """Per-language figures of the model in model_dir beside its baseline and int8 (empty without --eval)."""
-        if not self.pair_sets:
-            return {}
-        return language_figures(
-            self.pair_sets, self.embed_pairs(model_dir), self.embedded_pairs(baseline), self._int8(baseline)[1]
-        )
 
-    def distill_corpus(self, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids and the baseline's embeddings of a seeded sample of the corpus."""
-        _, ids = self.sample_train(num, max_length, seed)
-        return ids, self.teacher(baseline, ids, "corpus texts")
-
-    def augmented_corpus(
-        self, baseline: str, ids: list[list[int]], counts: np.ndarray | None, rc: RecoverConfig
-    ) -> tuple[list[list[int]], np.ndarray]:
-        """Rare-token copies of the distillation sentences (compression/recovery/augment.py) and the baseline's
-        embeddings of them."""
-        from tokenizers import Tokenizer
-
-        from compression.recovery.augment import rare_tokens, replace_tokens
-
-        if counts is None:
-            counts = self.counts(None)
-        vocab = Tokenizer.from_file(str(self.source.tokenizer_file)).get_vocab()
-        candidates = rare_tokens(counts, vocab, rc.augment_below)
-        extra = replace_tokens(ids, candidates, rc.augment_share, rc.augment_tokens, rc.seed)
-        return extra, self.teacher(baseline, extra, f"augmented texts ({len(candidates)} rare tokens to draw from)")
-
-
-SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metric is estimated on
 SMOOTH_CALIBRATION_SENTENCES = 512  # corpus texts whose activations set the smoothing scales
 
 
@@ -500,9 +400,9 @@ def _recover(
     if recipe.baseline is None:
         raise ConfigError(f"{recipe.name}: recovery needs a baseline to distil from")
     src, rc = ctx.source, recipe.recover
-    ids, teacher = ctx.distill_corpus(recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
+    ids, teacher = distill_corpus(ctx, recipe.baseline, rc.num_sentences, rc.max_length, rc.seed)
     if rc.augment_share > 0:
-        extra_ids, extra_teacher = ctx.augmented_corpus(recipe.baseline, ids, counts, rc)
+        extra_ids, extra_teacher = augmented_corpus(ctx, recipe.baseline, ids, counts, rc)
         ids, teacher = ids + extra_ids, np.concatenate([teacher, extra_teacher])
     anchor = (
         (table_E, metric_root(metric)[0] if metric is not None else np.eye(table_E.shape[1])) if rc.anchor > 0 else None
@@ -557,7 +457,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
         with steps.step("compress table"):
             counts = ctx.counts(recipe.corpus) if recipe.factorize.method != "svd" else None
             metric = (
-                ctx.sensitivity(src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
+                corpus_metric(ctx, src.bert, recipe.factorize.metric_sentences, recipe.factorize.seed)
                 if recipe.factorize.metric == "sensitivity"
                 else None
             )
@@ -597,7 +497,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             probe = ProbeSet(ctx.corpus.held_out[:n_probe], (base or emb).held_out[:n_probe])
             probe.write(tmp)
             probe_mean, probe_p1 = fidelity(emb.held_out[:n_probe], probe.reference)
-            languages = ctx.languages(tmp, recipe.baseline) if recipe.baseline else {}
+            languages = language_report(ctx, tmp, recipe.baseline) if recipe.baseline else {}
             dimensions = measure_dimensions(emb, base or emb, ctx.eval_set)
             output_types = measure_output_types(emb, ctx.eval_set, emb.held_out[:n_probe])
         params = count_params(bert)

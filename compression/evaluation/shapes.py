@@ -25,6 +25,7 @@ from compression.errors import ConfigError
 from compression.evaluation.diagnose import encode_ids
 from compression.model import SentenceEncoder, word_embedding_matrix
 from compression.table.factorize import factorize
+from compression.table.sensitivity import corpus_metric
 from compression.table.sizing import DEFAULT_METRIC_SENTENCES, FP32, codebook_for, pq_table_bytes
 
 SHAPE = re.compile(r"^(\d+)x(\d+)(?:\+(\d+))?$")
@@ -45,7 +46,7 @@ def measure_shapes(ctx, baseline: str, shapes: list[str], seed: int = 0) -> list
     E = word_embedding_matrix(src.bert)
     V, H = E.shape
     counts = ctx.counts(None)
-    G = ctx.sensitivity(src.bert, DEFAULT_METRIC_SENTENCES, seed)
+    G = corpus_metric(ctx, src.bert, DEFAULT_METRIC_SENTENCES, seed)
     ids = ctx.token_ids(ctx.corpus.held_out, src.max_seq_length)
     reference = ctx.embedded(baseline).held_out
     K = codebook_for(V)

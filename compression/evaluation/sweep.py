@@ -28,6 +28,7 @@ from compression.model import (
     word_embedding_matrix,
 )
 from compression.table.factorize import FactorizeConfig, factorize
+from compression.table.sensitivity import corpus_metric
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ def run_sweep(
         tok = Path(tmp) / "tokenizer.json"
         tok.write_bytes(src.tokenizer_file.read_bytes())
         for method, metric in ((m, k) for m in methods for k in metrics):
-            G_hh = ctx.sensitivity(src.bert, FactorizeConfig.metric_sentences, 0) if metric == "sensitivity" else None
+            G_hh = (
+                corpus_metric(ctx, src.bert, FactorizeConfig.metric_sentences, 0) if metric == "sensitivity" else None
+            )
             for config in tqdm(
                 _configs(method, metric, ranks, list(subspaces), V, H),
                 desc=f"sweep {series(method, metric)}",

@@ -81,3 +81,22 @@ def estimate_metric(
     if samples == 0:
         raise ValueError("no tokens to estimate the sensitivity metric from")
     return G_hh / samples
+
+
+SENSITIVITY_MAX_LENGTH = 64  # truncation of the sentences the sensitivity metric is estimated on
+
+
+def corpus_metric(ctx, bert: nn.Module, num: int, seed: int) -> np.ndarray:
+    """G from a seeded sample of `num` corpus texts, cached on disk (keyed by the model's weights, the
+    pooling and the sample). `ctx`: the build's BuildContext (its corpus and disk cache)."""
+    import logging
+
+    _, ids = ctx.sample_train(num, SENSITIVITY_MAX_LENGTH, seed)
+    weights = [t.detach().contiguous().numpy() for _, t in sorted(bert.state_dict().items())]
+
+    def compute() -> dict[str, np.ndarray]:
+        logging.getLogger(__name__).info("sensitivity: probing the encoder on %d corpus texts", len(ids))
+        return {"G": estimate_metric(bert, ids, seed=seed, pooling=ctx.source.pooling, progress=ctx.progress)}
+
+    key = ["v2", *weights, ctx.source.pooling, np.concatenate([np.asarray(r) for r in ids]), seed]
+    return ctx.cached("sensitivity", key, compute)["G"]

@@ -141,3 +141,22 @@ def trim_model(bert, kept: np.ndarray) -> None:
     new.weight.data.copy_(rows)
     bert.embeddings.word_embeddings = new
     bert.config.vocab_size = int(rows.shape[0])
+
+
+def trim_source(ctx) -> dict:
+    """--trim-vocab: from here on the build's source is its trimmed copy (table rows and tokenizer.json cut
+    to what the corpus reaches); the baseline keeps the full vocabulary, so the teacher reads trimmed ids
+    through the map back to the full ones. Returns what the manifest records. `ctx`: the BuildContext."""
+    import copy
+    import dataclasses
+
+    src = ctx.source
+    out = ctx.cache_dir / f"tokenizer-{src.name}-trimmed.json"
+    trimmed = trim_tokenizer(src.tokenizer_file, ctx.corpus.train, out, src.vocab_size)
+    bert = copy.deepcopy(src.bert)
+    trim_model(bert, trimmed.kept)
+    ctx.full_vocab = src.vocab_size
+    ctx.__dict__["source"] = dataclasses.replace(src, bert=bert, tokenizer_file=trimmed.tokenizer_file)
+    ctx.id_map = trimmed.kept
+    ctx.vocabulary = trimmed.describe(src.vocab_size)
+    return ctx.vocabulary

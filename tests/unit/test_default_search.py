@@ -14,6 +14,7 @@ from common.manifest import Manifest
 from compression import build as build_mod
 from compression.api import compress
 from compression.errors import PipelineError
+from compression.evaluation import int8_reference
 from compression.model import Pooling
 
 
@@ -83,7 +84,7 @@ def stubbed(tmp_path, monkeypatch):
         by_codes.update(fidelity_by_codes)
         built.clear()
         monkeypatch.setattr(build_mod.BuildContext, "source", property(lambda self: fake_source(tmp_path, vocab)))
-        monkeypatch.setattr(build_mod.BuildContext, "int8_heldout_fidelity", lambda self, name: int8)
+        monkeypatch.setattr(int8_reference, "int8_heldout_fidelity", lambda ctx, name: int8)
         monkeypatch.setattr(build_mod, "build_variant", build_variant)
         counts = (np.arange(vocab) < seen_often) * 100
         monkeypatch.setattr(build_mod.BuildContext, "counts", lambda self, corpus: counts)
