@@ -87,7 +87,7 @@ def dashboard_exprs() -> list[tuple[str, str]]:
 def k8s_documents() -> list[tuple[Path, dict]]:
     return [
         (p, doc)
-        for p in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for p in sorted((DEPLOY / "k8s" / "base").glob("*.yaml"))
         if p.name != "kustomization.yaml"
         for doc in yaml.safe_load_all(p.read_text())
         if doc

@@ -221,3 +221,23 @@ def test_autoscaling_on_the_queue_and_models_from_a_volume():
     assert mount["readOnly"] and mount["mountPath"] == config["data"]["EMBED_MODELS_DIR"]
     assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert set(config["data"]) <= SETTINGS_ENV and float(config["data"]["EMBED_RELOAD_POLL_S"]) > 0
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its built-in kustomize) is not installed")
+@pytest.mark.parametrize("root", ["k8s", "k8s/overlays/models-volume"])
+def test_kustomize_renders_each_root_into_valid_manifests(root):
+    """What `kubectl apply -k deploy/<root>` would send, rendered offline by kubectl's own kustomize and
+    validated against the Kubernetes 1.37 schemas (an overlay that loops back into its base fails here)."""
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY / root)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    kinds = {d["kind"] for d in docs}
+    assert {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
+    if root.endswith("models-volume"):
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert "PersistentVolumeClaim" in kinds and any("persistentVolumeClaim" in v for v in volumes)
