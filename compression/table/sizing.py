@@ -11,6 +11,10 @@ with r ≤ H (a basis never needs more directions than the table has).
 Groups of d = 4 coordinates cap M at H/4 (96 codes for H = 384, a table 15.7× smaller than fp32). A
 larger budget (a lower --target-ratio) buys narrower groups, 3, 2 or 1 coordinates a code, so more
 bits per coordinate: the narrowest whose codes still span MIN_KEPT of the table's directions.
+
+A budget too tight for groups narrower than 4 is tiered instead when the corpus shows enough tokens
+often (tier_rows_for): every row keeps M codes of d coordinates (d the narrowest of TIER_GROUP_DIMS
+whose floor spans TIER_MIN_KEPT of the directions), and the tier's rows get M more.
 """
 
 from __future__ import annotations
