@@ -115,6 +115,7 @@ def make_model_dir(
     normalize: bool = True,
     heads: bool = False,
     reference: np.ndarray | None = None,
+    served_extras: bool = False,
 ) -> Path:
     """A complete model directory the service loads, built without torch. heads: a sentiment and a
     question-type head (random weights); reference: the baseline's embeddings of PROBE_TEXTS, written
@@ -140,7 +141,6 @@ def make_model_dir(
     ref = own if reference is None else reference
     ProbeSet(PROBE_TEXTS, ref).write(path)
     mean, p1 = fidelity(own, ref.astype(np.float16).astype(np.float32))
-    supported = [dim // 2]  # as if the build had measured half the vector as good enough (Matryoshka)
     probe = {"texts": len(PROBE_TEXTS), "fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)}
     if baseline is not None:
         quality |= {"fidelity_mean": round(mean, 5), "fidelity_p1": round(p1, 5)}
@@ -166,8 +166,12 @@ def make_model_dir(
             "probe": probe,
             "machine": cpu_info(),
             "normalized": normalize,
-            "dimensions": {"supported": supported, "measured": {}, "rule": "tests/onnx_tiny.py"},
-            "output_types": {"ranges": calibrate(own), "quality": _type_recall(own)},
+            # served_extras: as if the build had measured half the vector as good enough (Matryoshka) and
+            # calibrated the compact types on the probe texts; without, the model predates both
+            "dimensions": {"supported": [dim // 2], "measured": {}, "rule": "tests/onnx_tiny.py"}
+            if served_extras
+            else {},
+            "output_types": {"ranges": calibrate(own), "quality": _type_recall(own)} if served_extras else {},
         }
     ).write(path)
     return path
@@ -186,9 +190,16 @@ def _type_recall(vectors: np.ndarray, k: int = 3) -> dict[str, dict]:
 
 def make_served(root: Path, dim: int = 64, noise: float = 0.05) -> Path:
     """`tiny` (baseline) and `tiny-fact` (its close copy, baseline tiny), both with heads and probe sets."""
-    base = make_model_dir(root / "tiny", "tiny", dim=dim, heads=True)
+    base = make_model_dir(root / "tiny", "tiny", dim=dim, heads=True, served_extras=True)
     reference = ProbeSet.read(base).reference
     make_model_dir(
-        root / "tiny-fact", "tiny-fact", dim=dim, baseline="tiny", noise=noise, heads=True, reference=reference
+        root / "tiny-fact",
+        "tiny-fact",
+        dim=dim,
+        baseline="tiny",
+        noise=noise,
+        heads=True,
+        reference=reference,
+        served_extras=True,
     )
     return root
