@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 import os
 import platform
@@ -32,6 +31,7 @@ from common.machine import cpu_info
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
 from common.onnx_encoder import OnnxEncoder, load_tokenizer
 from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
+from compression.cache import DiskCache, texts_key
 from compression.config import GraphConfig
 from compression.corpus import (
     Corpus,
@@ -154,37 +154,14 @@ class BuildContext:
         """STS-B and SST-2 where their data exists; None leaves fidelity as the only figure."""
         return EvalSet.load(self.data_dir).with_prompt(self.prompt_text) if has_eval_data(self.data_dir) else None
 
+    @cached_property
+    def disk(self) -> DiskCache:
+        """Arrays computed once and kept under out_root/.cache/ (compression/cache.py)."""
+        return DiskCache(self.out_root / ".cache")
+
     @property
     def cache_dir(self) -> Path:
-        path = self.out_root / ".cache"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def cached(self, kind: str, key: list, compute) -> dict[str, np.ndarray]:
-        """Arrays compute() returns, kept in .cache/<kind>-<digest>.npz, the digest taken over key (strings,
-        bytes or arrays: everything the result depends on)."""
-        digest = hashlib.sha256()
-        for part in key:
-            digest.update(
-                part.tobytes()
-                if isinstance(part, np.ndarray)
-                else part
-                if isinstance(part, bytes)
-                else str(part).encode()
-            )
-            digest.update(b"\0")
-        path = self.cache_dir / f"{kind}-{digest.hexdigest()[:16]}.npz"
-        if path.is_file():
-            with np.load(path) as data:
-                return {k: data[k] for k in data.files}
-        arrays = compute()
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)  # a reader never sees half a cache file
-        return arrays
-
-    def _texts_key(self, texts: list[str]) -> bytes:
-        return hashlib.sha256("\n".join(texts).encode()).digest()
+        return self.disk.dir
 
     def counts(self, corpus: str | None) -> np.ndarray:
         texts = read_corpus(Path(corpus)) if corpus else self.corpus.train
@@ -214,11 +191,11 @@ class BuildContext:
             raise PipelineError(f"baseline {name} is not built in {self.out_root}; build it first")
         key = [
             sha256_file(model_dir / contract.MODEL_FILE),
-            self._texts_key(self.corpus.held_out),
+            texts_key(self.corpus.held_out),
             self.eval_set is not None,
             self.source.max_seq_length,
         ]
-        emb = Embedded(**self.cached("eval", key, lambda: self.embed(model_dir).arrays()))
+        emb = Embedded(**self.disk.get("eval", key, lambda: self.embed(model_dir).arrays()))
         self._embedded[name] = emb
         return emb
 
@@ -252,10 +229,10 @@ class BuildContext:
         model_dir = self.out_root / name
         key = [
             sha256_file(model_dir / contract.MODEL_FILE),
-            self._texts_key(all_texts(self.pair_sets, self.prompt_text)),
+            texts_key(all_texts(self.pair_sets, self.prompt_text)),
             self.source.max_seq_length,
         ]
-        return self.cached("pairs", key, lambda: {"vecs": self.embed_pairs(model_dir)})["vecs"]
+        return self.disk.get("pairs", key, lambda: {"vecs": self.embed_pairs(model_dir)})["vecs"]
 
 
 SMOOTH_CALIBRATION_SENTENCES = 512  # corpus texts whose activations set the smoothing scales

@@ -34,7 +34,7 @@ def teacher_embeddings(ctx, baseline: str, rows: list[list[int]], what: str) -> 
         encoder = OnnxEncoder(model_dir, threads=ctx.threads)
         return {"vecs": encoder.encode_ids(rows, progress="teacher" if ctx.progress else None)}
 
-    return ctx.cached("teacher", key, compute)["vecs"]
+    return ctx.disk.get("teacher", key, compute)["vecs"]
 
 
 def distill_corpus(ctx, baseline: str, num: int, max_length: int, seed: int) -> tuple[list[list[int]], np.ndarray]:

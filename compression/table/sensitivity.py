@@ -99,4 +99,4 @@ def corpus_metric(ctx, bert: nn.Module, num: int, seed: int) -> np.ndarray:
         return {"G": estimate_metric(bert, ids, seed=seed, pooling=ctx.source.pooling, progress=ctx.progress)}
 
     key = ["v2", *weights, ctx.source.pooling, np.concatenate([np.asarray(r) for r in ids]), seed]
-    return ctx.cached("sensitivity", key, compute)["G"]
+    return ctx.disk.get("sensitivity", key, compute)["G"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "compression"
 STAGES = ("sources", "encoder", "table", "recovery", "export", "evaluation")  # in pipeline order
-SHARED = {"config", "errors", "corpus", "model", "recipes", "recipe_settings", "steps", "onnx_graph", "fake_quant"}
+SHARED = {"config", "errors", "corpus", "model", "recipes", "recipe_settings", "steps"}
+SHARED |= {"onnx_graph", "fake_quant", "cache"}  # tools several stages use
 FRONT = {"api", "cli", "build", "__main__", "__init__"}
 
 
