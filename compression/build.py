@@ -29,9 +29,9 @@ from common import contract
 from common.fidelity import fidelity
 from common.machine import cpu_info
 from common.manifest import Bytes, Manifest, Params, Quality, sha256_file
-from common.onnx_encoder import OnnxEncoder, load_tokenizer
+from common.onnx_encoder import load_tokenizer
 from common.probe_set import PROBE_FILE, PROBE_TEXTS, ProbeSet
-from compression.cache import DiskCache, texts_key
+from compression.cache import DiskCache
 from compression.config import GraphConfig
 from compression.corpus import (
     Corpus,
@@ -46,17 +46,15 @@ from compression.encoder.smooth import smooth_encoder
 from compression.errors import ConfigError, PipelineError, ShapeError, ToleranceError
 from compression.evaluation.diagnose import Simulation, diagnose, diagnosis_table
 from compression.evaluation.dimensions import measure as measure_dimensions
+from compression.evaluation.embeddings import EvalEmbeddings
 from compression.evaluation.evaluate import (
-    Embedded,
     EvalSet,
-    embed_eval_set,
     evaluations,
     quality,
 )
 from compression.evaluation.int8_reference import language_report
 from compression.evaluation.languages import (
     PairSet,
-    all_texts,
     load_pair_sets,
 )
 from compression.evaluation.output_types import measure as measure_output_types
@@ -103,11 +101,12 @@ def tool_versions() -> dict[str, str]:
 
 @dataclass
 class BuildContext:
-    """What several variants share: the build's inputs (the source model, the corpus, the evaluation data)
-    and its caches (arrays on disk under .cache/, each variant's evaluation embeddings). The work that
-    uses them lives in the steps' modules: table/sensitivity.py (corpus_metric), table/trim.py
-    (trim_source), recovery/teacher.py, evaluation/int8_reference.py. data_dir may lack the shared data
-    sets; corpus (a user's file or folder) replaces their train splits as the texts training sees."""
+    """What several variants share: the build's inputs (the source model, the corpus, the evaluation data),
+    with two caches beside them — `disk` (arrays under .cache/, compression/cache.py) and `evals` (each
+    variant's evaluation embeddings, compression/evaluation/embeddings.py). The work that uses them lives
+    in the steps' modules: table/sensitivity.py (corpus_metric), table/trim.py (trim_source),
+    recovery/teacher.py, evaluation/int8_reference.py. data_dir may lack the shared data sets; corpus
+    (a user's file or folder) replaces their train splits as the texts training sees."""
 
     out_root: Path
     data_dir: Path | None
@@ -124,13 +123,10 @@ class BuildContext:
         False  # measure where a factorized variant's infidelity comes from (compression/evaluation/diagnose.py)
     )
     eval_paths: list[Path] | None = None  # --eval: STS-style pair files, one per language
-    _embedded: dict[str, Embedded] = field(default_factory=dict)
     # after trim_source: old id of each kept row, the full vocabulary's size, and the manifest's record
     id_map: np.ndarray | None = None
     full_vocab: int | None = None
     vocabulary: dict = field(default_factory=dict)
-    # onnxruntime's plain int8 of a baseline, embedded once per run (compression/evaluation/int8_reference.py)
-    int8_embedded: dict[str, tuple] = field(default_factory=dict)
 
     @cached_property
     def source(self) -> SourceModel:
@@ -155,6 +151,11 @@ class BuildContext:
         return EvalSet.load(self.data_dir).with_prompt(self.prompt_text) if has_eval_data(self.data_dir) else None
 
     @cached_property
+    def evals(self) -> EvalEmbeddings:
+        """Each built variant's evaluation embeddings, computed once (compression/evaluation/embeddings.py)."""
+        return EvalEmbeddings(self)
+
+    @cached_property
     def disk(self) -> DiskCache:
         """Arrays computed once and kept under out_root/.cache/ (compression/cache.py)."""
         return DiskCache(self.out_root / ".cache")
@@ -166,38 +167,6 @@ class BuildContext:
     def counts(self, corpus: str | None) -> np.ndarray:
         texts = read_corpus(Path(corpus)) if corpus else self.corpus.train
         return token_counts(self.source.tokenizer_file, texts, self.source.vocab_size)
-
-    def remember(self, name: str, emb: Embedded) -> None:
-        """Keep a just-built variant's eval embeddings for the variants compared with it."""
-        self._embedded[name] = emb
-
-    def _encoder(self, model_dir: Path) -> OnnxEncoder:
-        return OnnxEncoder(model_dir, max_length=self.source.max_seq_length, threads=self.threads)
-
-    def embed(self, model_dir: Path) -> Embedded:
-        return embed_eval_set(
-            self._encoder(model_dir), self.eval_set, self.corpus.held_out, self._bar(f"evaluate {model_dir.name}")
-        )
-
-    def _bar(self, label: str) -> str | None:
-        return label if self.progress else None
-
-    def embedded(self, name: str) -> Embedded:
-        """The eval-set embeddings of a built variant (cached on disk, keyed by its model's sha256)."""
-        if name in self._embedded:
-            return self._embedded[name]
-        model_dir = self.out_root / name
-        if not (model_dir / contract.MODEL_FILE).is_file():
-            raise PipelineError(f"baseline {name} is not built in {self.out_root}; build it first")
-        key = [
-            sha256_file(model_dir / contract.MODEL_FILE),
-            texts_key(self.corpus.held_out),
-            self.eval_set is not None,
-            self.source.max_seq_length,
-        ]
-        emb = Embedded(**self.disk.get("eval", key, lambda: self.embed(model_dir).arrays()))
-        self._embedded[name] = emb
-        return emb
 
     def sample_train(self, num: int, max_length: int, seed: int) -> tuple[list[str], list[list[int]]]:
         """A seeded sample of the corpus's training texts and their token ids (no padding)."""
@@ -218,21 +187,6 @@ class BuildContext:
     def pair_sets(self) -> list[PairSet] | None:
         """--eval's per-language pair files; None without them."""
         return load_pair_sets(self.eval_paths) if self.eval_paths else None
-
-    def embed_pairs(self, model_dir: Path) -> np.ndarray:
-        return self._encoder(model_dir).encode(
-            all_texts(self.pair_sets, self.prompt_text), progress=self._bar(f"languages {model_dir.name}")
-        )
-
-    def embedded_pairs(self, name: str) -> np.ndarray:
-        """A built variant's embeddings of the --eval pairs (cached on disk, keyed by its model's sha256)."""
-        model_dir = self.out_root / name
-        key = [
-            sha256_file(model_dir / contract.MODEL_FILE),
-            texts_key(all_texts(self.pair_sets, self.prompt_text)),
-            self.source.max_seq_length,
-        ]
-        return self.disk.get("pairs", key, lambda: {"vecs": self.embed_pairs(model_dir)})["vecs"]
 
 
 SMOOTH_CALIBRATION_SENTENCES = 512  # corpus texts whose activations set the smoothing scales
@@ -452,7 +406,7 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
                     table_E,
                     counts if counts is not None else ctx.counts(recipe.corpus),
                     ctx.token_ids(ctx.corpus.held_out, src.max_seq_length),
-                    ctx.embedded(recipe.baseline).held_out,
+                    ctx.evals.embedded(recipe.baseline).held_out,
                     sim,
                 )
             log.info(
@@ -465,8 +419,8 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
     with staged_dir(ctx.out_root, recipe.name) as tmp:
         graph = _export_for_serving(recipe, ctx, encoder, tmp, steps)
         with steps.step("evaluate"):
-            emb = ctx.embed(tmp)
-            base = ctx.embedded(recipe.baseline) if recipe.baseline else None
+            emb = ctx.evals.embed(tmp)
+            base = ctx.evals.embedded(recipe.baseline) if recipe.baseline else None
             figures = quality(emb, ctx.eval_set, base)
             # The probe set: the first held-out texts and the baseline's embeddings of them, so the
             # service can measure this model's fidelity on whatever CPU it runs on.
@@ -520,5 +474,5 @@ def build_variant(recipe: VariantRecipe, ctx: BuildContext) -> Manifest:
             output_types=output_types,
         )
         manifest.write(tmp)
-    ctx.remember(recipe.name, emb)
+    ctx.evals.remember(recipe.name, emb)
     return manifest

@@ -21,24 +21,24 @@ from compression.export import quantize
 
 def int8_embeddings(ctx, baseline: str) -> tuple[Embedded, np.ndarray | None]:
     """The int8 export's evaluation embeddings and its embeddings of the --eval pairs (None without)."""
-    if baseline in ctx.int8_embedded:
-        return ctx.int8_embedded[baseline]
+    if baseline in ctx.evals.int8:
+        return ctx.evals.int8[baseline]
     tmp = Path(tempfile.mkdtemp(prefix=f".{baseline}-int8.tmp-", dir=ctx.out_root))
     try:
         quantize.plain_int8(ctx.out_root / baseline / contract.MODEL_FILE, tmp / contract.MODEL_FILE)
         shutil.copy(ctx.out_root / baseline / contract.TOKENIZER_FILE, tmp / contract.TOKENIZER_FILE)
         # Embedded as every variant is (one length-ordered pass with the evaluation texts): int8's
         # activation scales are per batch, so the batches must be the ones its rival's figure had.
-        result = ctx.embed(tmp), ctx.embed_pairs(tmp) if ctx.pair_sets else None
+        result = ctx.evals.embed(tmp), ctx.evals.embed_pairs(tmp) if ctx.pair_sets else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ctx.int8_embedded[baseline] = result
+    ctx.evals.int8[baseline] = result
     return result
 
 
 def int8_heldout_fidelity(ctx, baseline: str) -> tuple[float, float]:
     """Held-out fidelity (mean, 1st percentile) of the int8 export to its baseline."""
-    mean, p1 = fidelity(int8_embeddings(ctx, baseline)[0].held_out, ctx.embedded(baseline).held_out)
+    mean, p1 = fidelity(int8_embeddings(ctx, baseline)[0].held_out, ctx.evals.embedded(baseline).held_out)
     return round(mean, 5), round(p1, 5)
 
 
@@ -47,5 +47,8 @@ def language_report(ctx, model_dir: Path, baseline: str) -> dict[str, dict]:
     if not ctx.pair_sets:
         return {}
     return language_figures(
-        ctx.pair_sets, ctx.embed_pairs(model_dir), ctx.embedded_pairs(baseline), int8_embeddings(ctx, baseline)[1]
+        ctx.pair_sets,
+        ctx.evals.embed_pairs(model_dir),
+        ctx.evals.embedded_pairs(baseline),
+        int8_embeddings(ctx, baseline)[1],
     )

@@ -48,7 +48,7 @@ def measure_shapes(ctx, baseline: str, shapes: list[str], seed: int = 0) -> list
     counts = ctx.counts(None)
     G = corpus_metric(ctx, src.bert, DEFAULT_METRIC_SENTENCES, seed)
     ids = ctx.token_ids(ctx.corpus.held_out, src.max_seq_length)
-    reference = ctx.embedded(baseline).held_out
+    reference = ctx.evals.embedded(baseline).held_out
     K = codebook_for(V)
     base = FactorizeConfig(method="pq", metric="sensitivity", alpha=0.75, codebook_size=K, seed=seed)
     rows = []

@@ -62,7 +62,7 @@ def run_sweep(
 
     src = ctx.source
     data = ctx.eval_set
-    base = ctx.embedded(baseline)
+    base = ctx.evals.embedded(baseline)
     base_vecs = np.concatenate([base.sts_u, base.sts_v])
     counts = ctx.counts(None)
     E = word_embedding_matrix(src.bert)
