@@ -177,6 +177,7 @@ def sized_recipe(
     method = fz.get("method", "pq")
     if method == "pq":
         codebook = fz.get("codebook_size", codebook_for(vocab))
+        tier_rows = fz.get("tier_rows", tier_rows)  # --set factorize.tier_rows=0: every row sized alike
         tier = 0
         if fz.get("subspaces") or fz.get("rank"):  # the user's shape; groups of 4 unless both are given
             codes, group_dim = fz.get("subspaces") or fz["rank"] // GROUP_DIM, GROUP_DIM

@@ -119,3 +119,8 @@ def test_shapes_measures_plain_and_tiered_before_recovery(tiny_model_dir, corpus
     assert tiered["mean"] > plain["mean"] and tiered["ratio"] < plain["ratio"]  # more bytes, more fidelity
     with pytest.raises(Exception, match="MxD or MxD"):
         parse_shape("88-4")
+
+
+def test_a_tier_turned_off_sizes_every_row_alike():
+    off = sized_recipe("a", "b", 30522, 384, tier_rows=11743, overrides={"factorize": {"tier_rows": 0}}).factorize
+    assert off.tier_rows == 0 and (off.subspaces, off.rank) == (88, 352)  # the plain 16× table
