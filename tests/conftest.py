@@ -119,3 +119,16 @@ def tiny_models(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
     assert main(["heads", "--out", str(out), "--data-dir", str(tiny_data_dir), "--only", "tiny", "tiny-fact"]) == 0
     (out / "recipes.toml").unlink()
     return out
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One closing line: the tests that skipped, each with what would run it (the skip reasons name the
+    package or data that is missing; .ci/run installs the packages)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    parts = []
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        parts.append(f"{report.nodeid.split('::')[-1]} ({reason.removeprefix('Skipped: ')})")
+    terminalreporter.write_line(f"skipped {len(parts)}: " + "; ".join(parts))
