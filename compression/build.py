@@ -127,6 +127,7 @@ class BuildContext:
     id_map: np.ndarray | None = None
     full_vocab: int | None = None
     vocabulary: dict = field(default_factory=dict)
+    _counts: dict[tuple, np.ndarray] = field(default_factory=dict)  # counts(), by corpus and tokenizer
 
     @cached_property
     def source(self) -> SourceModel:
@@ -165,8 +166,13 @@ class BuildContext:
         return self.disk.dir
 
     def counts(self, corpus: str | None) -> np.ndarray:
-        texts = read_corpus(Path(corpus)) if corpus else self.corpus.train
-        return token_counts(self.source.tokenizer_file, texts, self.source.vocab_size)
+        """Token counts of the corpus (or a recipe's own corpus file), once per corpus and tokenizer: the
+        sizing, every table size the search builds and the augmentation read them."""
+        key = (corpus, str(self.source.tokenizer_file))
+        if key not in self._counts:
+            texts = read_corpus(Path(corpus)) if corpus else self.corpus.train
+            self._counts[key] = token_counts(self.source.tokenizer_file, texts, self.source.vocab_size)
+        return self._counts[key]
 
     def sample_train(self, num: int, max_length: int, seed: int) -> tuple[list[str], list[list[int]]]:
         """A seeded sample of the corpus's training texts and their token ids (no padding)."""

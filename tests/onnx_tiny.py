@@ -8,6 +8,7 @@ variant of it (the same table, slightly perturbed, so their vectors are close bu
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -18,8 +19,8 @@ from common.fidelity import fidelity
 from common.heads import Head
 from common.machine import cpu_info
 from common.manifest import Manifest, sha256_file
-from common.output_types import TYPES, calibrate, quantize, similarity
 from common.probe_set import ProbeSet
+from compression.evaluation.output_types import measure as measure_output_types
 from tests.tiny import tiny_vocab, write_tokenizer
 
 SENTIMENT = ["negative", "positive"]
@@ -167,25 +168,16 @@ def make_model_dir(
             "machine": cpu_info(),
             "normalized": normalize,
             # served_extras: as if the build had measured half the vector as good enough (Matryoshka) and
-            # calibrated the compact types on the probe texts; without, the model predates both
+            # calibrated the compact types on the probe texts (the build's own measure); without, it predates both
             "dimensions": {"supported": [dim // 2], "measured": {}, "rule": "tests/onnx_tiny.py"}
             if served_extras
             else {},
-            "output_types": {"ranges": calibrate(own), "quality": _type_recall(own)} if served_extras else {},
+            "output_types": measure_output_types(SimpleNamespace(held_out=own, sts_u=None), None, own)
+            if served_extras
+            else {},
         }
     ).write(path)
     return path
-
-
-def _type_recall(vectors: np.ndarray, k: int = 3) -> dict[str, dict]:
-    """Each compact type's recall@k of float's nearest probe texts (the manifest's output_types quality)."""
-    ranges, truth = calibrate(vectors), np.argsort(-similarity(vectors, vectors, "float"), axis=1)[:, 1 : k + 1]
-    out = {}
-    for kind in TYPES[1:]:
-        q = quantize(vectors, kind, ranges)
-        found = np.argsort(-similarity(q, q, kind), axis=1, kind="stable")[:, 1 : k + 1]
-        out[kind] = {"recall_at_10": round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(truth, found)])), 4)}
-    return out
 
 
 def make_served(root: Path, dim: int = 64, noise: float = 0.05) -> Path:

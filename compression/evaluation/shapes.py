@@ -12,7 +12,6 @@ tokens get M more codes of the same width).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 
 import numpy as np
@@ -20,13 +19,12 @@ import torch
 
 from common.fidelity import fidelity
 from common.markdown import table
-from compression.config import FactorizeConfig
 from compression.errors import ConfigError
 from compression.evaluation.diagnose import encode_ids
 from compression.model import SentenceEncoder, word_embedding_matrix
 from compression.table.factorize import factorize
 from compression.table.sensitivity import corpus_metric
-from compression.table.sizing import DEFAULT_METRIC_SENTENCES, FP32, codebook_for, pq_table_bytes
+from compression.table.sizing import DEFAULT_METRIC_SENTENCES, FP32, pq_table_bytes, sized_recipe
 
 SHAPE = re.compile(r"^(\d+)x(\d+)(?:\+(\d+))?$")
 COLUMNS = ("shape", "table_mb", "ratio", "fidelity_mean", "fidelity_p1")
@@ -46,21 +44,19 @@ def measure_shapes(ctx, baseline: str, shapes: list[str], seed: int = 0) -> list
     E = word_embedding_matrix(src.bert)
     V, H = E.shape
     counts = ctx.counts(None)
-    G = corpus_metric(ctx, src.bert, DEFAULT_METRIC_SENTENCES, seed)
+    G = corpus_metric(ctx, src.bert, DEFAULT_METRIC_SENTENCES, seed)  # the recipe's metric_sentences
     ids = ctx.token_ids(ctx.corpus.held_out, src.max_seq_length)
     reference = ctx.evals.embedded(baseline).held_out
-    K = codebook_for(V)
-    base = FactorizeConfig(method="pq", metric="sensitivity", alpha=0.75, codebook_size=K, seed=seed)
     rows = []
     for text, (codes, width, tier) in zip(shapes, parsed):
-        config = dataclasses.replace(
-            base, rank=codes * width, subspaces=codes, tier_rows=tier, tier_subspaces=codes if tier else 0
-        )
+        # the default recipe's factorization (metric, weights, codebook) at this shape
+        shape = {"rank": codes * width, "subspaces": codes, "tier_rows": tier, "tier_subspaces": codes if tier else 0}
+        config = sized_recipe("shape", baseline, V, H, seed=seed, overrides={"factorize": shape}).factorize
         approx = factorize(E, config, counts, G).reconstruct()
         student = copy.deepcopy(src.bert)
         student.embeddings.word_embeddings.weight.data = torch.from_numpy(approx.astype(np.float32))
         mean, p1 = fidelity(encode_ids(SentenceEncoder(student, src.pooling), ids), reference)
-        size = pq_table_bytes(V, H, codes, K, width, tier, codes if tier else 0)
+        size = pq_table_bytes(V, H, codes, config.codebook_size, width, tier, codes if tier else 0)
         rows.append(
             {
                 "shape": text,

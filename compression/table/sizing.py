@@ -97,12 +97,9 @@ def tiered_shape(vocab: int, hidden: int, budget_bytes: float, codebook: int, ti
     if tier_rows <= 0 or codebook < 3:
         return None
     for d in TIER_GROUP_DIMS:
-        best = 0
-        for m in range(1, hidden // d + 1):
-            if pq_table_bytes(vocab, hidden, m, codebook, d, tier_rows, m) <= budget_bytes:
-                best = m
-        if best * d >= TIER_MIN_KEPT * hidden:
-            return best, d
+        codes = codes_for_budget(vocab, hidden, budget_bytes, codebook, d, tier_rows)
+        if codes * d >= TIER_MIN_KEPT * hidden:
+            return codes, d
     return None
 
 
@@ -114,12 +111,14 @@ def codebook_for(vocab: int) -> int:
     return k
 
 
-def codes_for_budget(vocab: int, hidden: int, budget_bytes: float, codebook: int, group_dim: int = GROUP_DIM) -> int:
+def codes_for_budget(
+    vocab: int, hidden: int, budget_bytes: float, codebook: int, group_dim: int = GROUP_DIM, tier_rows: int = 0
+) -> int:
     """The most codes per token of group_dim coordinates whose table fits the budget, with rank ≤ hidden
-    (0: not even one)."""
+    (0: not even one); with tier_rows, as many again for the tier's rows."""
     best = 0
     for codes in range(1, hidden // group_dim + 1):
-        if pq_table_bytes(vocab, hidden, codes, codebook, group_dim) <= budget_bytes:
+        if pq_table_bytes(vocab, hidden, codes, codebook, group_dim, tier_rows, codes) <= budget_bytes:
             best = codes
     return best
 

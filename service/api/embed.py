@@ -30,14 +30,9 @@ async def embed(
     response.headers.update(timing_headers(request, result))
     vectors = postprocess(result, body.normalize, body.dimensions)
     per_window = None
-    if body.return_windows:
-        cut = body.dimensions or vectors.shape[1]
-        per_window = [
-            encode_vectors(
-                unit(w[:, :cut]) if body.dimensions else w, body.encoding_format, body.embedding_type, result.model
-            )
-            for w in result.windows
-        ]
+    if body.return_windows:  # each window cut to `dimensions` as the pooled vector is
+        cut = [unit(w[:, : body.dimensions]) if body.dimensions else w for w in result.windows]
+        per_window = [encode_vectors(w, body.encoding_format, body.embedding_type, result.model) for w in cut]
     return EmbedResponse(
         model=result.model.name,
         dim=int(vectors.shape[1]),
